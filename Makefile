@@ -1,0 +1,108 @@
+# PracticePost - top-level build.
+# Each daemon folder's *.c files link against build/libppcommon.a.
+
+CC      ?= cc
+BUILD   ?= build
+PREFIX  ?= /usr/local
+DESTDIR ?=
+PKGS     = libzmq msgpack libcurl openssl libpq gmime-3.0 libical inih
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 \
+           -Wno-format-nonliteral -fno-common -Icommon $(PKG_CFLAGS)
+LDLIBS  += $(PKG_LIBS) -lmsgpackc -lm
+ifeq ($(SAN),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+STAGES      = composer sender sms fetcher watchdog
+COMMON_SRC  = $(wildcard common/*.c)
+COMMON_OBJ  = $(COMMON_SRC:%.c=$(BUILD)/%.o)
+SQL_FILES   = $(wildcard common/sql/*.sql)
+BINS        = $(STAGES:%=$(BUILD)/bin/practicepost-%) $(BUILD)/bin/practicepost
+UNIT_SRC    = $(wildcard tests/unit/test_*.c)
+UNIT_BINS   = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps check unit integration asan demo bench install format lint clean
+all: $(BINS)
+
+deps:
+	@./scripts/install-deps
+
+$(BUILD)/%.o: %.c $(wildcard common/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# The migrations are embedded with .incbin; rebuild when any SQL changes.
+$(BUILD)/common/pp_migrate.o: $(SQL_FILES)
+
+$(BUILD)/libppcommon.a: $(COMMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+define stage_rule
+$(1)_OBJ = $$(patsubst %.c,$(BUILD)/%.o,$$(wildcard $(1)/*.c))
+$(BUILD)/bin/practicepost-$(1): $$($(1)_OBJ) $(BUILD)/libppcommon.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach s,$(STAGES),$(eval $(call stage_rule,$(s))))
+
+CTL_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard ctl/*.c))
+$(BUILD)/bin/practicepost: $(CTL_OBJ) $(BUILD)/libppcommon.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libppcommon.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ./$$t; done
+
+integration: all
+	cd tests/integration && PP_BIN_DIR=$(CURDIR)/$(BUILD)/bin /usr/bin/python3 -m pytest -q -ra $(PYTEST_ARGS)
+
+# make check: install what is missing, build, unit tests (plain and under
+# ASan+UBSan), then the integration suite against real servers.
+check:
+	@./scripts/install-deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) BUILD=build-asan SAN=1 unit
+	$(MAKE) integration
+
+asan:
+	$(MAKE) BUILD=build-asan SAN=1 all
+
+demo:
+	@./scripts/install-deps
+	$(MAKE) all
+	./scripts/demo
+
+bench:
+	@./scripts/install-deps
+	$(MAKE) all
+	./bench/run
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/systemd/system \
+	    $(DESTDIR)/etc/practicepost
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 systemd/practicepost.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
+	install -m 640 systemd/practicepost.conf.example $(DESTDIR)/etc/practicepost/
+
+format:
+	clang-format -i $(wildcard common/*.[ch] $(STAGES:%=%/*.[ch]) ctl/*.[ch] tests/unit/*.c)
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
+	    --suppress=missingIncludeSystem --inline-suppr -Icommon \
+	    common $(STAGES) ctl
+
+clean:
+	rm -rf build build-asan

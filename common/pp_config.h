@@ -1,0 +1,31 @@
+/*
+ * pp_config.h - the INI configuration file every daemon and the CLI read
+ * (parsed with inih). A pp_config_t owns all its strings; values returned by
+ * the getters are borrowed and live until pp_config_free().
+ */
+#ifndef PP_CONFIG_H
+#define PP_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pp_config pp_config_t;
+
+/* pp_config_load - parse path; on error returns NULL and fills err. */
+pp_config_t *pp_config_load(const char *path, char *err, size_t errlen);
+/* pp_config_from_string - the same from text (for tests). */
+pp_config_t *pp_config_from_string(const char *text, char *err, size_t errlen);
+void pp_config_free(pp_config_t **cfg);
+
+const char *pp_config_path(const pp_config_t *cfg);
+const char *pp_config_get(const pp_config_t *cfg, const char *section, const char *key,
+			  const char *def);
+/* pp_config_get_int - def if absent; -1 with err filled if not an integer in [min,max]. */
+int pp_config_get_int(const pp_config_t *cfg, const char *section, const char *key, int64_t def,
+		      int64_t min, int64_t max, int64_t *out, char *err, size_t errlen);
+int pp_config_get_bool(const pp_config_t *cfg, const char *section, const char *key, int def);
+
+/* pp_config_default_path - $PRACTICEPOST_CONFIG or /etc/practicepost/practicepost.conf */
+const char *pp_config_default_path(void);
+
+#endif

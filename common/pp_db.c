@@ -1,0 +1,189 @@
+/*
+ * pp_db.c - one PGconn per pp_db_t with lazy connect and reconnect.
+ * Owns the connection, the last error text and SQLSTATE.
+ */
+#include "pp_db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pp_log.h"
+#include "pp_util.h"
+
+struct pp_db {
+	char *conninfo;
+	char *appname;
+	PGconn *conn;
+	int in_tx;
+	int down_logged;
+	char error[512];
+	char sqlstate[6];
+};
+
+pp_db_t *pp_db_new(const char *conninfo, const char *application_name)
+{
+	pp_db_t *db = xcalloc(1, sizeof(*db));
+	db->conninfo = xstrdup(conninfo);
+	db->appname = xstrdup(application_name ? application_name : "practicepost");
+	return db;
+}
+
+void pp_db_free(pp_db_t **dbp)
+{
+	pp_db_t *db = *dbp;
+	if (db == NULL)
+		return;
+	if (db->conn)
+		PQfinish(db->conn);
+	free(db->conninfo);
+	free(db->appname);
+	free(db);
+	*dbp = NULL;
+}
+
+static void db_set_error(pp_db_t *db, const char *msg, const char *state)
+{
+	pp_strlcpy(db->error, msg ? msg : "unknown database error", sizeof(db->error));
+	size_t n = strlen(db->error);
+	while (n > 0 && (db->error[n - 1] == '\n' || db->error[n - 1] == ' '))
+		db->error[--n] = '\0';
+	pp_strlcpy(db->sqlstate, state ? state : "", sizeof(db->sqlstate));
+}
+
+int pp_db_connect(pp_db_t *db)
+{
+	if (db->conn && PQstatus(db->conn) == CONNECTION_OK)
+		return 0;
+	if (db->conn) {
+		PQfinish(db->conn);
+		db->conn = NULL;
+	}
+	const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
+	const char *vals[] = {db->conninfo, db->appname, "5", NULL};
+	db->conn = PQconnectdbParams(keys, vals, 1);
+	db->in_tx = 0;
+	if (PQstatus(db->conn) != CONNECTION_OK) {
+		db_set_error(db, PQerrorMessage(db->conn), "08006");
+		if (!db->down_logged)
+			log_warnx("database unavailable: %s", db->error);
+		db->down_logged = 1;
+		PQfinish(db->conn);
+		db->conn = NULL;
+		return -1;
+	}
+	if (db->down_logged)
+		log_info("database connection restored");
+	db->down_logged = 0;
+	PQsetNoticeProcessor(db->conn, NULL, NULL);
+	return 0;
+}
+
+int pp_db_is_up(const pp_db_t *db)
+{
+	return db->conn && PQstatus(db->conn) == CONNECTION_OK;
+}
+
+PGresult *pp_db_exec(pp_db_t *db, const char *sql, int nparams, const char *const *params)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (pp_db_connect(db) != 0)
+			return NULL;
+		PGresult *res = PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+		ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+		if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+			return res;
+		db_set_error(db, res ? PQresultErrorMessage(res) : PQerrorMessage(db->conn),
+			     res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL);
+		PQclear(res);
+		if (PQstatus(db->conn) == CONNECTION_OK)
+			return NULL;
+		/* The server went away (restart, failover): reconnect. */
+		log_warnx("database connection lost: %s", db->error);
+		pp_strlcpy(db->sqlstate, "08006", sizeof(db->sqlstate));
+		PQfinish(db->conn);
+		db->conn = NULL;
+		if (db->in_tx) {
+			db->in_tx = 0;
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+int pp_db_command(pp_db_t *db, const char *sql, int nparams, const char *const *params)
+{
+	PGresult *res = pp_db_exec(db, sql, nparams, params);
+	if (res == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+int pp_db_script(pp_db_t *db, const char *sql)
+{
+	if (pp_db_connect(db) != 0)
+		return -1;
+	PGresult *res = PQexec(db->conn, sql);
+	ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+		PQclear(res);
+		return 0;
+	}
+	db_set_error(db, res ? PQresultErrorMessage(res) : PQerrorMessage(db->conn),
+		     res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL);
+	PQclear(res);
+	return -1;
+}
+
+int pp_db_begin(pp_db_t *db)
+{
+	if (pp_db_command(db, "BEGIN", 0, NULL) != 0)
+		return -1;
+	db->in_tx = 1;
+	return 0;
+}
+
+int pp_db_commit(pp_db_t *db)
+{
+	int rc = pp_db_command(db, "COMMIT", 0, NULL);
+	db->in_tx = 0;
+	return rc;
+}
+
+void pp_db_rollback(pp_db_t *db)
+{
+	if (db->conn && PQstatus(db->conn) == CONNECTION_OK) {
+		PGresult *res = PQexec(db->conn, "ROLLBACK");
+		PQclear(res);
+	}
+	db->in_tx = 0;
+}
+
+const char *pp_db_error(const pp_db_t *db)
+{
+	return db->error;
+}
+
+const char *pp_db_sqlstate(const pp_db_t *db)
+{
+	return db->sqlstate;
+}
+
+PGconn *pp_db_conn(pp_db_t *db)
+{
+	return db->conn;
+}
+
+const char *pp_db_value(const PGresult *res, int row, int col)
+{
+	if (row >= PQntuples(res) || col >= PQnfields(res) || PQgetisnull(res, row, col))
+		return NULL;
+	return PQgetvalue(res, row, col);
+}
+
+long long pp_db_value_ll(const PGresult *res, int row, int col, long long def)
+{
+	const char *v = pp_db_value(res, row, col);
+	return v ? strtoll(v, NULL, 10) : def;
+}

@@ -1,0 +1,48 @@
+/*
+ * pp_db.h - PostgreSQL access for every process. Parameterised statements
+ * only. A lost connection is re-established on the next call; a statement
+ * outside a transaction is retried once after a reconnect, one inside a
+ * transaction fails so the caller can roll back and start again.
+ * Results returned are owned by the caller (PQclear).
+ */
+#ifndef PP_DB_H
+#define PP_DB_H
+
+#include <libpq-fe.h>
+
+typedef struct pp_db pp_db_t;
+
+/* PP_DB_ARGS(a, b, ...) expands to "count, array" for pp_db_exec. */
+#define PP_DB_ARGS(...)                                                                            \
+	(int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *)),                     \
+		(const char *const[]){__VA_ARGS__}
+
+/* pp_db_new - remember conninfo; the connection is made lazily. */
+pp_db_t *pp_db_new(const char *conninfo, const char *application_name);
+void pp_db_free(pp_db_t **db);
+
+/* pp_db_connect - make sure a connection is up; -1 (logged once per outage). */
+int pp_db_connect(pp_db_t *db);
+int pp_db_is_up(const pp_db_t *db);
+
+/* pp_db_exec - NULL on failure (logged, see pp_db_error / pp_db_sqlstate). */
+PGresult *pp_db_exec(pp_db_t *db, const char *sql, int nparams, const char *const *params);
+/* pp_db_command - run a statement, discard the result; 0 / -1. */
+int pp_db_command(pp_db_t *db, const char *sql, int nparams, const char *const *params);
+
+/* pp_db_script - run trusted multi-statement SQL (migrations only). */
+int pp_db_script(pp_db_t *db, const char *sql);
+
+int pp_db_begin(pp_db_t *db);
+int pp_db_commit(pp_db_t *db);
+void pp_db_rollback(pp_db_t *db);
+
+const char *pp_db_error(const pp_db_t *db);
+const char *pp_db_sqlstate(const pp_db_t *db);
+PGconn *pp_db_conn(pp_db_t *db);
+
+/* pp_db_value - borrowed text of row/col, NULL for SQL NULL. */
+const char *pp_db_value(const PGresult *res, int row, int col);
+long long pp_db_value_ll(const PGresult *res, int row, int col, long long def);
+
+#endif

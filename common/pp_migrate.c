@@ -1,0 +1,120 @@
+/*
+ * pp_migrate.c - applies common/sql/NNN_*.sql in order. The SQL files are
+ * linked into the binary with .incbin, so a deployed binary always carries
+ * the schema it was built for. Owns the migration list.
+ */
+#include "pp_migrate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pp_log.h"
+#include "pp_util.h"
+
+#define PP_INCBIN(sym, file)                                                                       \
+	__asm__(".section .rodata\n.global " #sym "\n.type " #sym ", @object\n" #sym               \
+		":\n.incbin \"" file "\"\n.byte 0\n.previous\n");                                  \
+	extern const char sym[]
+
+PP_INCBIN(pp_sql_001, "common/sql/001_schema.sql");
+
+static const struct {
+	int version;
+	const char *name;
+	const char *sql;
+} migrations[] = {
+	{1, "001_schema", pp_sql_001},
+};
+
+#define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))
+#define MIGRATE_LOCK "7428159"
+
+int pp_migrate_latest(void)
+{
+	return migrations[MIGRATION_COUNT - 1].version;
+}
+
+int pp_migrate_current(pp_db_t *db)
+{
+	PGresult *res = pp_db_exec(db, "SELECT to_regclass('schema_version') IS NOT NULL", 0, NULL);
+	if (res == NULL)
+		return -1;
+	int exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	if (!exists)
+		return 0;
+	res = pp_db_exec(db, "SELECT coalesce(max(version), 0) FROM schema_version", 0, NULL);
+	if (res == NULL)
+		return -1;
+	int v = (int)pp_db_value_ll(res, 0, 0, 0);
+	PQclear(res);
+	return v;
+}
+
+int pp_migrate_apply(pp_db_t *db, int *from, int *to, char *err, size_t errlen)
+{
+	int rc = -1;
+	if (pp_db_command(db, "SELECT pg_advisory_lock(" MIGRATE_LOCK ")", 0, NULL) != 0) {
+		snprintf(err, errlen, "cannot lock the schema: %s", pp_db_error(db));
+		return -1;
+	}
+	int current = pp_migrate_current(db);
+	*from = *to = current;
+	if (current < 0) {
+		snprintf(err, errlen, "cannot read the schema version: %s", pp_db_error(db));
+		goto done;
+	}
+	if (current > pp_migrate_latest()) {
+		snprintf(err, errlen,
+			 "the database schema is version %d but this build knows only up to %d; "
+			 "refusing to touch it (upgrade PracticePost)",
+			 current, pp_migrate_latest());
+		goto done;
+	}
+	for (int i = 0; i < MIGRATION_COUNT; i++) {
+		if (migrations[i].version <= current)
+			continue;
+		char v[16];
+		snprintf(v, sizeof(v), "%d", migrations[i].version);
+		if (pp_db_begin(db) != 0 ||
+		    pp_db_command(db,
+				  "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY "
+				  "KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT "
+				  "now())",
+				  0, NULL) != 0 ||
+		    pp_db_script(db, migrations[i].sql) != 0 ||
+		    pp_db_command(db, "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
+				  PP_DB_ARGS(v, migrations[i].name)) != 0 ||
+		    pp_db_commit(db) != 0) {
+			snprintf(err, errlen, "migration %s failed: %s", migrations[i].name,
+				 pp_db_error(db));
+			pp_db_rollback(db);
+			goto done;
+		}
+		log_info("schema migrated to version %d (%s)", migrations[i].version,
+			 migrations[i].name);
+		*to = migrations[i].version;
+	}
+	rc = 0;
+done:
+	pp_db_command(db, "SELECT pg_advisory_unlock(" MIGRATE_LOCK ")", 0, NULL);
+	return rc;
+}
+
+int pp_migrate_check(pp_db_t *db, char *err, size_t errlen)
+{
+	int v = pp_migrate_current(db);
+	if (v < 0) {
+		snprintf(err, errlen, "cannot read the schema version: %s", pp_db_error(db));
+		return -1;
+	}
+	if (v != pp_migrate_latest()) {
+		snprintf(err, errlen,
+			 "database schema is version %d, this build needs %d "
+			 "(run: practicepost db migrate)",
+			 v, pp_migrate_latest());
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,69 @@
+/*
+ * cmd_db.c - `practicepost db migrate|version` and `practicepost key generate`.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "pp_migrate.h"
+
+static int cmd_db_migrate(ctl_t *ctl, int argc, char **argv)
+{
+	char err[1024];
+	int from, to;
+	(void)argv;
+	if (argc != 1)
+		return ctl_err("usage: practicepost db migrate"), 2;
+	pp_db_t *db = ctl_db_raw(ctl);
+	if (db == NULL)
+		return 1;
+	if (pp_migrate_apply(db, &from, &to, err, sizeof(err)) != 0)
+		return ctl_err("%s", err);
+	if (from == to)
+		printf("schema is up to date (version %d)\n", to);
+	else
+		printf("schema migrated from version %d to %d\n", from, to);
+	return 0;
+}
+
+static int cmd_db_version(ctl_t *ctl, int argc, char **argv)
+{
+	(void)argv;
+	if (argc != 1)
+		return ctl_err("usage: practicepost db version"), 2;
+	pp_db_t *db = ctl_db_raw(ctl);
+	if (db == NULL)
+		return 1;
+	int v = pp_migrate_current(db);
+	if (v < 0)
+		return ctl_err("cannot read the schema version: %s", pp_db_error(db));
+	printf("database schema version %d; this build speaks version %d\n", v,
+	       pp_migrate_latest());
+	return v == pp_migrate_latest() ? 0 : 1;
+}
+
+static int cmd_key_generate(ctl_t *ctl, int argc, char **argv)
+{
+	char err[512];
+	(void)argv;
+	if (argc != 1)
+		return ctl_err("usage: practicepost key generate"), 2;
+	pp_config_t *cfg = pp_config_load(ctl->config_path, err, sizeof(err));
+	if (cfg == NULL)
+		return ctl_err("%s", err);
+	const char *path = pp_config_get(cfg, "paths", "key_file", "/etc/practicepost/secret.key");
+	int rc = pp_secret_key_generate(path, err, sizeof(err));
+	if (rc != 0)
+		ctl_err("%s", err);
+	else
+		printf("secret key written to %s (mode 0600)\n", path);
+	pp_config_free(&cfg);
+	return rc != 0;
+}
+
+const ctl_command_t ctl_db_commands[] = {
+	{"db", "migrate", cmd_db_migrate, "", "apply schema migrations (idempotent)"},
+	{"db", "version", cmd_db_version, "", "show the schema version"},
+	{"key", "generate", cmd_key_generate, "", "create the secret key file named in [paths]"},
+	{NULL, NULL, NULL, NULL, NULL},
+};
