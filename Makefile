@@ -35,7 +35,8 @@ deps:
 
 $(BUILD)/%.o: %.c $(wildcard common/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@echo "  CC    $<"
+	@$(CC) $(CFLAGS) -c -o $@ $<
 
 # The migrations are embedded with .incbin; rebuild when any SQL changes.
 $(BUILD)/common/pp_migrate.o: $(SQL_FILES)

@@ -253,6 +253,75 @@ static int decode_envelope(const msgpack_object *root, pp_msg_t *msg, char *err,
 	return decode_body(body, msg, err, errlen);
 }
 
+/*
+ * msgpack_precheck - walk the headers of the first object in data and make
+ * sure no container claims more elements than there are bytes left (each
+ * element needs at least one). msgpack-c would otherwise allocate for the
+ * claimed size first: a 5-byte frame could ask for gigabytes.
+ */
+static int msgpack_precheck(const unsigned char *p, size_t len)
+{
+	size_t pos = 0, pending = 1;
+	while (pending > 0) {
+		if (pos >= len)
+			return -1;
+		pending--;
+		unsigned b = p[pos++];
+		size_t skip = 0, count = 0, lenbytes = 0, extra = 0;
+		if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
+			continue;
+		if (b >= 0x80 && b <= 0x8f)
+			count = 2 * (size_t)(b & 0x0f);
+		else if (b >= 0x90 && b <= 0x9f)
+			count = b & 0x0f;
+		else if (b >= 0xa0 && b <= 0xbf)
+			skip = b & 0x1f;
+		else {
+			switch (b) {
+			case 0xc4: case 0xd9: lenbytes = 1; break;
+			case 0xc5: case 0xda: lenbytes = 2; break;
+			case 0xc6: case 0xdb: lenbytes = 4; break;
+			case 0xc7: lenbytes = 1; extra = 1; break;
+			case 0xc8: lenbytes = 2; extra = 1; break;
+			case 0xc9: lenbytes = 4; extra = 1; break;
+			case 0xca: skip = 4; break;
+			case 0xcb: skip = 8; break;
+			case 0xcc: case 0xd0: skip = 1; break;
+			case 0xcd: case 0xd1: skip = 2; break;
+			case 0xce: case 0xd2: skip = 4; break;
+			case 0xcf: case 0xd3: skip = 8; break;
+			case 0xd4: skip = 2; break;
+			case 0xd5: skip = 3; break;
+			case 0xd6: skip = 5; break;
+			case 0xd7: skip = 9; break;
+			case 0xd8: skip = 17; break;
+			case 0xdc: case 0xde: lenbytes = 2; break;
+			case 0xdd: case 0xdf: lenbytes = 4; break;
+			default: return -1; /* 0xc1 is never used */
+			}
+		}
+		if (lenbytes) {
+			size_t n = 0;
+			if (len - pos < lenbytes)
+				return -1;
+			for (size_t i = 0; i < lenbytes; i++)
+				n = n << 8 | p[pos + i];
+			pos += lenbytes;
+			if (b >= 0xdc)
+				count = b >= 0xde ? 2 * n : n;
+			else
+				skip = n + extra;
+		}
+		if (skip > len - pos)
+			return -1;
+		pos += skip;
+		pending += count;
+		if (pending > len - pos)
+			return -1;
+	}
+	return 0;
+}
+
 int pp_msg_decode(const void *data, size_t len, pp_msg_t *msg, char *err, size_t errlen)
 {
 	msgpack_unpacked up;
@@ -265,6 +334,10 @@ int pp_msg_decode(const void *data, size_t len, pp_msg_t *msg, char *err, size_t
 	}
 	if (len > PP_MSG_MAX_FRAME) {
 		snprintf(err, errlen, "frame of %zu bytes exceeds %d", len, PP_MSG_MAX_FRAME);
+		return -1;
+	}
+	if (msgpack_precheck(data, len) != 0) {
+		snprintf(err, errlen, "not valid msgpack");
 		return -1;
 	}
 	msgpack_unpacked_init(&up);

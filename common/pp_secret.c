@@ -148,6 +148,15 @@ char *pp_secret_decrypt(const pp_secret_key_t *key, const char *stored, size_t *
 		free(raw);
 		return NULL;
 	}
+	/* Accept only the canonical encoding: no spare bits set in padding. */
+	char *canon = xmalloc(b64_len + 1);
+	EVP_EncodeBlock((unsigned char *)canon, raw, n);
+	int canonical = strcmp(canon, b64) == 0;
+	free(canon);
+	if (!canonical) {
+		free(raw);
+		return NULL;
+	}
 	size_t len = (size_t)n - NONCE_LEN - TAG_LEN;
 	char *plain = xmalloc(len + 1);
 	int outl = 0, finl = 0, ok;
