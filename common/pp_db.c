@@ -51,6 +51,15 @@ static void db_set_error(pp_db_t *db, const char *msg, const char *state)
 	pp_strlcpy(db->sqlstate, state ? state : "", sizeof(db->sqlstate));
 }
 
+/* db_set_result_error - keep only the primary message: DETAIL lines can
+ * quote row data (a patient's address, a message body) into logs. */
+static void db_set_result_error(pp_db_t *db, const PGresult *res)
+{
+	const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	db_set_error(db, primary ? primary : PQerrorMessage(db->conn),
+		     res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL);
+}
+
 int pp_db_connect(pp_db_t *db)
 {
 	if (db->conn && PQstatus(db->conn) == CONNECTION_OK)
@@ -93,8 +102,7 @@ PGresult *pp_db_exec(pp_db_t *db, const char *sql, int nparams, const char *cons
 		ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 		if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
 			return res;
-		db_set_error(db, res ? PQresultErrorMessage(res) : PQerrorMessage(db->conn),
-			     res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL);
+		db_set_result_error(db, res);
 		PQclear(res);
 		if (PQstatus(db->conn) == CONNECTION_OK)
 			return NULL;
@@ -130,8 +138,7 @@ int pp_db_script(pp_db_t *db, const char *sql)
 		PQclear(res);
 		return 0;
 	}
-	db_set_error(db, res ? PQresultErrorMessage(res) : PQerrorMessage(db->conn),
-		     res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL);
+	db_set_result_error(db, res);
 	PQclear(res);
 	return -1;
 }

@@ -1,0 +1,61 @@
+/*
+ * pp_mime.h - writes complete RFC 5322 / MIME messages (with GMime 3):
+ * From, To, Cc, Subject (RFC 2047 encoded words when not ASCII), Date
+ * (RFC 5322, in a given time zone), Message-ID (given), MIME-Version and a
+ * quoted-printable UTF-8 text/plain and/or text/html body
+ * (multipart/alternative when both). Pure: no database.
+ *
+ * Every message it returns has CRLF line endings only, is 7-bit, and has
+ * no line longer than 998 octets; header values are checked first (no CR,
+ * LF or control characters, valid UTF-8, plain addr-spec addresses).
+ */
+#ifndef PP_MIME_H
+#define PP_MIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PP_MIME_LINE_MAX 998 /* RFC 5322 2.1.1 MUST, without CRLF */
+#define PP_MIME_ADDR_MAX 254 /* RFC 5321 path limit less the brackets */
+#define PP_MIME_MSGID_MAX 250
+
+typedef struct {
+	const char *name; /* display name, UTF-8; NULL or "" for none */
+	const char *addr; /* addr-spec: local@domain */
+} pp_mime_address_t;
+
+typedef struct {
+	pp_mime_address_t from;
+	const pp_mime_address_t *to; /* at least one */
+	size_t nto;
+	const pp_mime_address_t *cc;
+	size_t ncc;
+	const char *subject;    /* UTF-8, one line */
+	const char *message_id; /* "<left@right>" */
+	int64_t date;           /* seconds since the epoch */
+	const char *time_zone;  /* IANA zone for the Date header; NULL = UTC */
+	const char *text;       /* text/plain body (UTF-8, any line endings) or NULL */
+	const char *html;       /* text/html body or NULL; with text: multipart/alternative */
+} pp_mime_spec_t;
+
+/* pp_mime_build - the complete message, owned (free()), NUL-terminated,
+ * its length in *len. NULL with err naming the problem ("subject contains
+ * a line break", "to address 1 is not a valid address", ...). */
+char *pp_mime_build(const pp_mime_spec_t *spec, size_t *len, char *err, size_t errlen);
+
+/* pp_mime_address_valid - true for a plain ASCII addr-spec local@domain
+ * (dot-atom local part, letters/digits/hyphens/dots domain). */
+int pp_mime_address_valid(const char *addr);
+
+/* pp_mime_message_id - "<pp.{id}.{16 random hex}@{domain}>" into out;
+ * 0, or -1 if domain is not a valid domain or out is too small. */
+int pp_mime_message_id(char *out, size_t outlen, int64_t id, const char *domain);
+
+/* pp_mime_check_wire - 0 if msg[0..len) has only CRLF line endings, only
+ * 7-bit bytes, no NUL and no line over PP_MIME_LINE_MAX; else -1 and err. */
+int pp_mime_check_wire(const char *msg, size_t len, char *err, size_t errlen);
+
+/* pp_mime_shutdown - release GMime (at process exit; optional). */
+void pp_mime_shutdown(void);
+
+#endif
