@@ -37,6 +37,7 @@ struct pp_daemon {
 	int64_t heartbeat_ms;
 	int64_t next_heartbeat;
 	int wake_pending;
+	int reloading;
 	void *state;
 };
 
@@ -114,10 +115,14 @@ int64_t pp_daemon_int(pp_daemon_t *d, const char *key, int64_t def, int64_t min,
 {
 	char err[512];
 	int64_t v;
-	if (pp_config_get_int(d->cfg, d->ops->stage, key, def, min, max, &v, err, sizeof(err)) !=
+	if (pp_config_get_int(d->cfg, d->ops->stage, key, def, min, max, &v, err, sizeof(err)) ==
 	    0)
+		return v;
+	if (!d->reloading)
 		fatalx("%s", err);
-	return v;
+	/* On reload a bad value must not take the stage down. */
+	log_warnx("%s; using %lld", err, (long long)def);
+	return def;
 }
 
 static void daemon_send(pp_daemon_t *d, const pp_msg_t *msg)
@@ -165,6 +170,12 @@ static void daemon_heartbeat(pp_daemon_t *d, const char *state)
 		hb->pending = d->ops->pending(d, d->state);
 	daemon_send(d, &msg);
 	d->next_heartbeat = pp_mono_ms() + d->heartbeat_ms;
+}
+
+void pp_daemon_tick(pp_daemon_t *d)
+{
+	if (pp_mono_ms() >= d->next_heartbeat)
+		daemon_heartbeat(d, "running");
 }
 
 static void daemon_handle(pp_daemon_t *d, const pp_msg_t *msg)
@@ -234,8 +245,10 @@ static void daemon_reload(pp_daemon_t *d)
 	pp_config_free(&d->cfg);
 	d->cfg = cfg;
 	d->key_loaded = 0;
+	d->reloading = 1;
 	if (d->ops->reload)
 		d->ops->reload(d, d->state);
+	d->reloading = 0;
 	log_info("configuration reloaded from %s", pp_config_path(cfg));
 }
 
@@ -309,8 +322,7 @@ static void daemon_run(pp_daemon_t *d, void *state, int *exit_code)
 			daemon_reload(d);
 		d->wake_pending = 0;
 		int n = d->ops->work(d, state);
-		if (pp_mono_ms() >= d->next_heartbeat)
-			daemon_heartbeat(d, "running");
+		pp_daemon_tick(d);
 		if (d->once) {
 			if (n < 0)
 				*exit_code = 1;

@@ -48,6 +48,10 @@ int pp_daemon_stopping(const pp_daemon_t *d);
  * line if the key file is missing or bad. */
 const pp_secret_key_t *pp_daemon_key(pp_daemon_t *d);
 
+/* pp_daemon_tick - send a heartbeat now if one is due; call it between
+ * items of a long round so the watchdog does not think the stage hung. */
+void pp_daemon_tick(pp_daemon_t *d);
+
 /* Counters reported in heartbeats. */
 void pp_daemon_count(pp_daemon_t *d, int64_t processed, int64_t failed);
 /* pp_daemon_wake - ask another stage (through the watchdog) to look now. */
