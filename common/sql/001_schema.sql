@@ -212,6 +212,10 @@ CREATE TABLE messages (
 );
 CREATE INDEX messages_outbox ON messages (channel, deliver_after)
     WHERE state IN ('queued', 'sending');
+CREATE INDEX messages_queued_email ON messages (email_account_id, deliver_after)
+    WHERE state = 'queued' AND direction = 'out';
+CREATE INDEX messages_queued_sms ON messages (sms_account_id, deliver_after)
+    WHERE state = 'queued' AND direction = 'out';
 CREATE INDEX messages_person ON messages (person_id, created_at);
 CREATE UNIQUE INDEX messages_incoming_source ON messages
     (email_account_id, source_mailbox, source_uidvalidity, source_uid)
