@@ -1,0 +1,78 @@
+/*
+ * sms_account.c - loads the sms_accounts rows a claimed batch needs, in
+ * one query. Owns nothing beyond the set it fills.
+ */
+#include "sms_account.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "pp_log.h"
+#include "pp_util.h"
+
+static char *account_dup(const PGresult *res, int row, int col)
+{
+	const char *v = pp_db_value(res, row, col);
+	return v ? xstrdup(v) : NULL;
+}
+
+int sms_account_load(pp_db_t *db, const pp_outbox_batch_t *batch, sms_account_set_t *set)
+{
+	pp_buf_t ids;
+	memset(set, 0, sizeof(*set));
+	pp_buf_init(&ids);
+	pp_buf_puts(&ids, "{");
+	for (size_t i = 0; i < batch->count; i++)
+		pp_buf_printf(&ids, "%s%lld", i ? "," : "", (long long)batch->items[i].account_id);
+	pp_buf_puts(&ids, "}");
+	PGresult *res = pp_db_exec(db,
+				   "SELECT id, name, url, username, secret, sender_id, ca_file, "
+				   "verify, per_minute FROM sms_accounts "
+				   "WHERE id = ANY($1::bigint[]) AND enabled AND paused_at IS NULL",
+				   PP_DB_ARGS(ids.data));
+	pp_buf_free(&ids);
+	if (res == NULL) {
+		log_warnx("cannot read the SMS accounts: %s", pp_db_error(db));
+		return -1;
+	}
+	int n = PQntuples(res);
+	set->accounts = xcalloc((size_t)n + 1, sizeof(*set->accounts));
+	for (int r = 0; r < n; r++) {
+		sms_account_t *a = &set->accounts[set->count++];
+		a->id = pp_db_value_ll(res, r, 0, 0);
+		a->name = account_dup(res, r, 1);
+		a->url = account_dup(res, r, 2);
+		a->username = account_dup(res, r, 3);
+		a->secret = account_dup(res, r, 4);
+		a->sender_id = account_dup(res, r, 5);
+		a->ca_file = account_dup(res, r, 6);
+		a->verify = strcmp(PQgetvalue(res, r, 7), "t") == 0;
+		a->per_minute = pp_db_value_ll(res, r, 8, 1);
+	}
+	PQclear(res);
+	return 0;
+}
+
+const sms_account_t *sms_account_find(const sms_account_set_t *set, int64_t id)
+{
+	for (size_t i = 0; i < set->count; i++)
+		if (set->accounts[i].id == id)
+			return &set->accounts[i];
+	return NULL;
+}
+
+void sms_account_set_free(sms_account_set_t *set)
+{
+	for (size_t i = 0; i < set->count; i++) {
+		sms_account_t *a = &set->accounts[i];
+		free(a->name);
+		free(a->url);
+		free(a->username);
+		free(a->secret);
+		free(a->sender_id);
+		free(a->ca_file);
+	}
+	free(set->accounts);
+	set->accounts = NULL;
+	set->count = 0;
+}

@@ -1,0 +1,58 @@
+/*
+ * sms_http.h - one SMS through a Kannel-style HTTP sendsms interface with
+ * libcurl, and the classification of what came back. An sms_http_t owns a
+ * curl handle that is reused (keep-alive) across messages; free it with
+ * sms_http_free().
+ */
+#ifndef SMS_HTTP_H
+#define SMS_HTTP_H
+
+#include <curl/curl.h>
+
+typedef enum {
+	SMS_HTTP_SENT,      /* 2xx: the gateway accepted the message */
+	SMS_HTTP_ACCOUNT,   /* 401/403, certificate or URL problem: pause the account */
+	SMS_HTTP_REJECTED,  /* any other 4xx: this message fails for good */
+	SMS_HTTP_TEMPORARY, /* 5xx, timeout, refused or dropped connection: retry later */
+} sms_http_outcome_t;
+
+typedef struct {
+	const char *url;       /* sendsms endpoint, e.g. http://host:13013/cgi-bin/sendsms */
+	const char *username;
+	const char *password;  /* plaintext; never logged, wiped from the URL after use */
+	const char *to;        /* normalised number (sms_text_normalize_phone) */
+	const char *text;      /* UTF-8 */
+	const char *sender_id; /* "" or NULL: the gateway's default */
+	const char *ca_file;   /* NULL: the system CA store */
+	int verify;            /* 0: TLS certificate checks off (logged by the caller) */
+	int unicode;           /* 1: charset=UTF-8&coding=2 (UCS-2) */
+	long timeout_s;
+	long connect_timeout_s;
+	/* Extra already-encoded parameters ("dlr-mask=31&dlr-url=..."), or NULL. */
+	const char *extra_params;
+} sms_http_request_t;
+
+#define SMS_HTTP_TEXT_MAX 256
+
+typedef struct {
+	sms_http_outcome_t outcome;
+	long code;                      /* HTTP status; 0 when none arrived */
+	char reply[SMS_HTTP_TEXT_MAX];  /* first line of the response body */
+	char error[SMS_HTTP_TEXT_MAX + 128]; /* for every outcome but SENT: what went wrong */
+} sms_http_result_t;
+
+typedef struct sms_http sms_http_t;
+
+sms_http_t *sms_http_new(void);
+void sms_http_free(sms_http_t **http);
+
+/* sms_http_send - make the request and fill res. Always classifies: the
+ * return value is 0, or -1 only if the request could not even be built. */
+int sms_http_send(sms_http_t *http, const sms_http_request_t *req, sms_http_result_t *res);
+
+/* sms_http_classify - the outcome for a curl result and HTTP status. */
+sms_http_outcome_t sms_http_classify(CURLcode rc, long code);
+
+const char *sms_http_outcome_name(sms_http_outcome_t outcome);
+
+#endif
