@@ -62,8 +62,8 @@ static int cmd_key_generate(ctl_t *ctl, int argc, char **argv)
 }
 
 const ctl_command_t ctl_db_commands[] = {
-	{"db", "migrate", cmd_db_migrate, "", "apply schema migrations (idempotent)"},
-	{"db", "version", cmd_db_version, "", "show the schema version"},
-	{"key", "generate", cmd_key_generate, "", "create the secret key file named in [paths]"},
-	{NULL, NULL, NULL, NULL, NULL},
+    {"db", "migrate", cmd_db_migrate, "", "apply schema migrations (idempotent)"},
+    {"db", "version", cmd_db_version, "", "show the schema version"},
+    {"key", "generate", cmd_key_generate, "", "create the secret key file named in [paths]"},
+    {NULL, NULL, NULL, NULL, NULL},
 };

@@ -1,26 +1,34 @@
 /*
  * practicepost.c - the operator's CLI: global options, the command table and
- * the helpers every command shares (database, key, secrets from stdin).
+ * the helpers every command shares (configuration, database, key, secrets).
  */
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include "ctl.h"
 #include "pp_log.h"
 #include "pp_migrate.h"
 #include "pp_state.h"
 #include "pp_util.h"
+#include "pp_zmq.h"
 
 static const ctl_command_t *const command_tables[] = {
-	ctl_db_commands,
+    ctl_db_commands,       ctl_practice_commands, ctl_account_commands, ctl_person_commands,
+    ctl_template_commands, ctl_compose_commands,  ctl_outbox_commands,  ctl_message_commands,
+    ctl_queue_commands,    ctl_status_commands,   ctl_diag_commands,
 };
+#define N_TABLES (sizeof(command_tables) / sizeof(command_tables[0]))
 
 int ctl_err(const char *fmt, ...)
 {
 	va_list ap;
+	fflush(stdout);
 	fputs("practicepost: ", stderr);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -29,22 +37,33 @@ int ctl_err(const char *fmt, ...)
 	return 1;
 }
 
-static int ctl_load_config(ctl_t *ctl)
+void ctl_warn(const char *fmt, ...)
+{
+	va_list ap;
+	fflush(stdout);
+	fputs("practicepost: warning: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+const pp_config_t *ctl_config(ctl_t *ctl)
 {
 	char err[512];
 	if (ctl->cfg != NULL)
-		return 0;
+		return ctl->cfg;
 	ctl->cfg = pp_config_load(ctl->config_path, err, sizeof(err));
 	if (ctl->cfg == NULL)
-		return ctl_err("%s", err);
-	return 0;
+		ctl_err("%s", err);
+	return ctl->cfg;
 }
 
 pp_db_t *ctl_db_raw(ctl_t *ctl)
 {
 	if (ctl->db != NULL)
 		return ctl->db;
-	if (ctl_load_config(ctl) != 0)
+	if (ctl_config(ctl) == NULL)
 		return NULL;
 	const char *conninfo = pp_config_get(ctl->cfg, "database", "conninfo", NULL);
 	if (conninfo == NULL) {
@@ -80,10 +99,10 @@ const pp_secret_key_t *ctl_key(ctl_t *ctl)
 	char err[512];
 	if (ctl->key_loaded)
 		return &ctl->key;
-	if (ctl_load_config(ctl) != 0)
+	if (ctl_config(ctl) == NULL)
 		return NULL;
 	const char *path =
-		pp_config_get(ctl->cfg, "paths", "key_file", "/etc/practicepost/secret.key");
+	    pp_config_get(ctl->cfg, "paths", "key_file", "/etc/practicepost/secret.key");
 	if (pp_secret_key_load(path, &ctl->key, err, sizeof(err)) != 0) {
 		ctl_err("%s (create one with: practicepost key generate)", err);
 		return NULL;
@@ -92,45 +111,74 @@ const pp_secret_key_t *ctl_key(ctl_t *ctl)
 	return &ctl->key;
 }
 
-char *ctl_read_secret(const char *path)
+/* secret_getline - one line from f; on a terminal with the prompt shown and
+ * echo off. Returns getline's count. */
+static ssize_t secret_getline(FILE *f, const char *prompt, char **line, size_t *cap)
 {
-	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+	struct termios old, quiet;
+	int tty = f == stdin && isatty(fileno(f)) && tcgetattr(fileno(f), &old) == 0;
+	if (tty) {
+		fprintf(stderr, "%s: ", prompt);
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(fileno(f), TCSAFLUSH, &quiet);
+	}
+	ssize_t n = getline(line, cap, f);
+	if (tty) {
+		tcsetattr(fileno(f), TCSAFLUSH, &old);
+		fputc('\n', stderr);
+	}
+	return n;
+}
+
+char *ctl_read_secret(const char *path, const char *prompt)
+{
+	int from_stdin = strcmp(path, "-") == 0;
+	FILE *f = from_stdin ? stdin : fopen(path, "r");
 	char *line = NULL;
 	size_t cap = 0;
+	struct stat st;
 	if (f == NULL) {
-		ctl_err("cannot open secret file %s", path);
+		/* The name is not echoed: it may be a password typed by mistake. */
+		ctl_err("cannot open the secret file (%s): %m", prompt);
 		return NULL;
 	}
-	ssize_t n = getline(&line, &cap, f);
-	if (f != stdin)
+	if (!from_stdin && fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)))
+		ctl_warn("secret file %s is readable by group or others", path);
+	ssize_t n = secret_getline(f, prompt, &line, &cap);
+	if (!from_stdin)
 		fclose(f);
-	if (n <= 0) {
-		free(line);
-		ctl_err("no secret given on %s", strcmp(path, "-") == 0 ? "standard input" : path);
-		return NULL;
-	}
 	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 		line[--n] = '\0';
+	if (n <= 0) {
+		/* After EOF the buffer need not hold a string: wipe all of it. */
+		if (line != NULL)
+			explicit_bzero(line, cap);
+		free(line);
+		ctl_err("no secret given on %s (%s)", from_stdin ? "standard input" : path, prompt);
+		return NULL;
+	}
 	return line;
 }
 
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: practicepost [-c CONFIG] [--json] COMMAND [ARGS]\n\ncommands:\n");
-	for (size_t t = 0; t < sizeof(command_tables) / sizeof(command_tables[0]); t++)
+	for (size_t t = 0; t < N_TABLES; t++)
 		for (const ctl_command_t *c = command_tables[t]; c->name; c++) {
 			char head[64];
 			snprintf(head, sizeof(head), "%s%s%s", c->group ? c->group : "",
-				 c->group ? " " : "", c->name);
-			fprintf(out, "  %-22s %s\n  %-22s   %s\n", head, c->usage, "", c->summary);
+			         c->group ? " " : "", c->name);
+			fprintf(out, "  %s %s\n      %s\n", head, c->usage, c->summary);
 		}
 	fprintf(out, "\nCONFIG defaults to $PRACTICEPOST_CONFIG or "
-		     "/etc/practicepost/practicepost.conf.\n");
+	             "/etc/practicepost/practicepost.conf.\n"
+	             "--json (before the command) prints listings as JSON.\n");
 }
 
 static const ctl_command_t *find_command(int argc, char **argv, int *consumed)
 {
-	for (size_t t = 0; t < sizeof(command_tables) / sizeof(command_tables[0]); t++)
+	for (size_t t = 0; t < N_TABLES; t++)
 		for (const ctl_command_t *c = command_tables[t]; c->name; c++) {
 			if (c->group == NULL && strcmp(argv[0], c->name) == 0) {
 				*consumed = 1;
@@ -145,14 +193,78 @@ static const ctl_command_t *find_command(int argc, char **argv, int *consumed)
 	return NULL;
 }
 
+/* group_exists - is word the first word of some group command? */
+static int group_exists(const char *word)
+{
+	for (size_t t = 0; t < N_TABLES; t++)
+		for (const ctl_command_t *c = command_tables[t]; c->name; c++)
+			if (c->group != NULL && strcmp(c->group, word) == 0)
+				return 1;
+	return 0;
+}
+
+/* inline_secret - an option that abbreviates a *password-file option
+ * (getopt_long accepts "--password=x" for "--password-file=x"): refused
+ * before getopt sees it, so a password typed on the command line is never
+ * taken as a file name, and never echoed back in an error. */
+static int inline_secret(int argc, char **argv)
+{
+	static const char *const full[] = {"password-file", "in-password-file"};
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (strncmp(argv[i], "--", 2) != 0)
+			continue;
+		const char *name = argv[i] + 2;
+		size_t len = strcspn(name, "=");
+		for (size_t f = 0; f < sizeof(full) / sizeof(full[0]); f++)
+			if (len >= 4 && len < strlen(full[f]) && strncmp(name, full[f], len) == 0)
+				return 1;
+	}
+	return 0;
+}
+
+static int run_command(ctl_t *ctl, int argc, char **argv)
+{
+	int consumed = 0;
+	char progname[96];
+	const ctl_command_t *cmd = find_command(argc, argv, &consumed);
+	if (cmd == NULL) {
+		if (group_exists(argv[0]))
+			ctl_err("\"%s\" needs a subcommand%s%s (see: practicepost help)", argv[0],
+			        argc > 1 ? "; unknown: " : "", argc > 1 ? argv[1] : "");
+		else
+			ctl_err("unknown command \"%s\" (see: practicepost help)", argv[0]);
+		return CTL_USAGE;
+	}
+	ctl->cmd = cmd;
+	snprintf(ctl->cmd_name, sizeof(ctl->cmd_name), "%s%s%s", cmd->group ? cmd->group : "",
+	         cmd->group ? " " : "", cmd->name);
+	/* Commands see their own arguments, with argv[0] naming the command
+	 * so getopt's own messages read "practicepost practice add: ...". */
+	argv += consumed - 1;
+	argc -= consumed - 1;
+	if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		printf("usage: practicepost %s %s\n  %s\n", ctl->cmd_name, cmd->usage,
+		       cmd->summary);
+		return CTL_OK;
+	}
+	if (inline_secret(argc, argv))
+		return ctl_usage(ctl, "passwords are never taken from the command line: give "
+		                      "--password-file FILE (\"-\" for standard input), spelled "
+		                      "out in full");
+	snprintf(progname, sizeof(progname), "practicepost %s", ctl->cmd_name);
+	argv[0] = progname;
+	optind = 0; /* glibc: full re-initialisation for the command's getopt */
+	return cmd->run(ctl, argc, argv);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-					     {"json", no_argument, NULL, 'j'},
-					     {"help", no_argument, NULL, 'h'},
-					     {NULL, 0, NULL, 0}};
+	                                     {"json", no_argument, NULL, 'j'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {NULL, 0, NULL, 0}};
 	ctl_t ctl;
-	int ch, consumed = 0;
+	int ch;
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.config_path = pp_config_default_path();
 	log_init("practicepost", 0);
@@ -166,30 +278,30 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
-			return 0;
+			return CTL_OK;
 		default:
 			usage(stderr);
-			return 2;
+			return CTL_USAGE;
 		}
 	}
 	argc -= optind;
 	argv += optind;
-	if (argc == 0 || strcmp(argv[0], "help") == 0) {
-		usage(argc == 0 ? stderr : stdout);
-		return argc == 0 ? 2 : 0;
+	if (argc == 0) {
+		ctl_err("no command given");
+		fprintf(stderr, "usage: practicepost [-c CONFIG] [--json] COMMAND [ARGS] "
+		                "(see: practicepost help)\n");
+		return CTL_USAGE;
 	}
-	const ctl_command_t *cmd = find_command(argc, argv, &consumed);
-	if (cmd == NULL) {
-		ctl_err("unknown command \"%s%s%s\" (see: practicepost help)", argv[0],
-			argc > 1 ? " " : "", argc > 1 ? argv[1] : "");
-		return 2;
+	if (strcmp(argv[0], "help") == 0) {
+		usage(stdout);
+		return CTL_OK;
 	}
-	/* Commands see their own arguments, with argv[0] = the command name. */
-	argv += consumed - 1;
-	argc -= consumed - 1;
-	optind = 1;
-	int rc = cmd->run(&ctl, argc, argv);
+	int rc = run_command(&ctl, argc, argv);
+	if (fflush(stdout) != 0 && rc == CTL_OK)
+		rc = ctl_err("cannot write the output: %m");
+	pp_zmq_shutdown();
 	pp_db_free(&ctl.db);
 	pp_config_free(&ctl.cfg);
+	explicit_bzero(&ctl.key, sizeof(ctl.key));
 	return rc;
 }

@@ -1,0 +1,225 @@
+/*
+ * cmd_outbox.c - `practicepost outbox` and `practicepost inbox`: the
+ * listings of outgoing messages (everything not yet sent, or one state) and
+ * of incoming ones with the patient each was filed against. Never bodies.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "pp_state.h"
+
+#define LIST_DEFAULT_LIMIT 100
+
+static const char *const channels[] = {"email", "sms", NULL};
+static const char *const sorts[] = {"created", "deliver_after", NULL};
+
+/* note_truncated - say on stderr when --limit hid rows. */
+static void note_truncated(const ctl_t *ctl, const PGresult *res, int64_t limit)
+{
+	if (ctl->json || PQntuples(res) == 0)
+		return;
+	long long total = pp_db_value_ll(res, 0, PQfnumber(res, "total"), 0);
+	if (total > PQntuples(res))
+		fprintf(stderr, "(%d of %lld shown; use --limit %lld to see more)\n",
+		        PQntuples(res), total, (long long)(limit * 10));
+}
+
+typedef struct {
+	const char *state, *channel;
+	int64_t practice, limit;
+	int sort, desc, flagged;
+} outbox_opts_t;
+
+static int outbox_parse(ctl_t *ctl, int argc, char **argv, outbox_opts_t *o)
+{
+	static const struct option opts[] = {
+	    {"state", required_argument, NULL, 's'},    {"channel", required_argument, NULL, 'c'},
+	    {"practice", required_argument, NULL, 'p'}, {"flagged", no_argument, NULL, 'f'},
+	    {"sort", required_argument, NULL, 'o'},     {"desc", no_argument, NULL, 'd'},
+	    {"limit", required_argument, NULL, 'l'},    {NULL, 0, NULL, 0}};
+	pp_state_t state;
+	int ch;
+	memset(o, 0, sizeof(*o));
+	o->limit = LIST_DEFAULT_LIMIT;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			o->state = optarg;
+			if (strcmp(optarg, "all") != 0 &&
+			    (pp_state_parse(optarg, &state) != 0 || state == PP_STATE_RECEIVED))
+				return ctl_usage(
+				    ctl,
+				    "--state: \"%s\" is not an outgoing state (draft, "
+				    "pending_sync, sync_failed, queued, sending, sent, "
+				    "failed) nor \"all\"",
+				    optarg);
+			break;
+		case 'c':
+			if (ctl_parse_choice("--channel", optarg, channels) < 0)
+				return CTL_USAGE;
+			o->channel = optarg;
+			break;
+		case 'p':
+			if (ctl_parse_id("--practice", optarg, &o->practice) != 0)
+				return CTL_USAGE;
+			break;
+		case 'f':
+			o->flagged = 1;
+			break;
+		case 'o':
+			if ((o->sort = ctl_parse_choice("--sort", optarg, sorts)) < 0)
+				return CTL_USAGE;
+			break;
+		case 'd':
+			o->desc = 1;
+			break;
+		case 'l':
+			if (ctl_parse_int("--limit", optarg, 1, 1000000, &o->limit) != 0)
+				return CTL_USAGE;
+			break;
+		default:
+			return ctl_usage_line(ctl);
+		}
+	}
+	CTL_NO_ARGS(ctl, argc, argv);
+	return CTL_OK;
+}
+
+static int cmd_outbox(ctl_t *ctl, int argc, char **argv)
+{
+	static const ctl_column_t cols[] = {
+	    {"id", "ID", CTL_COL_INT, 0, CTL_COL_BOTH},
+	    {"flag", "FLAG", CTL_COL_TEXT, 0, CTL_COL_TABLE_ONLY},
+	    {"flagged", "FLAGGED", CTL_COL_BOOL, 0, CTL_COL_JSON_ONLY},
+	    {"send_now", "SEND NOW", CTL_COL_BOOL, 0, CTL_COL_JSON_ONLY},
+	    {"channel", "CHANNEL", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+	    {"created", "CREATED", CTL_COL_TIME, 0, CTL_COL_BOTH},
+	    {"from", "FROM", CTL_COL_TEXT, 24, CTL_COL_BOTH},
+	    {"to", "TO", CTL_COL_TEXT, 24, CTL_COL_BOTH},
+	    {"subject", "SUBJECT", CTL_COL_TEXT, 30, CTL_COL_BOTH},
+	    {"deliver_after", "DELIVER AFTER", CTL_COL_TIME, 0, CTL_COL_BOTH},
+	    {"status", "STATUS", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+	    {"attempts", "TRIES", CTL_COL_INT, 0, CTL_COL_BOTH},
+	    {"last_code", "CODE", CTL_COL_INT, 0, CTL_COL_JSON_ONLY},
+	    {"last_error", "LAST ERROR", CTL_COL_TEXT, 40, CTL_COL_BOTH},
+	    {"practice_id", "PRACTICE", CTL_COL_INT, 0, CTL_COL_JSON_ONLY},
+	    {"person_id", "PERSON", CTL_COL_INT, 0, CTL_COL_JSON_ONLY},
+	    {"account_id", "ACCOUNT", CTL_COL_INT, 0, CTL_COL_JSON_ONLY},
+	    {"category", "CATEGORY", CTL_COL_TEXT, 0, CTL_COL_JSON_ONLY},
+	    {"message_id_header", "MESSAGE-ID", CTL_COL_TEXT, 0, CTL_COL_JSON_ONLY},
+	    {"sent_at", "SENT", CTL_COL_TIME, 0, CTL_COL_JSON_ONLY},
+	    {"server_reply", "REPLY", CTL_COL_TEXT, 0, CTL_COL_JSON_ONLY},
+	};
+	outbox_opts_t o;
+	char practice[CTL_LL_LEN], limit[CTL_LL_LEN];
+	int rc = outbox_parse(ctl, argc, argv, &o);
+	if (rc != CTL_OK)
+		return rc;
+	if (ctl_db(ctl) == NULL)
+		return CTL_FAIL;
+	/* The ORDER BY is one of four fixed strings: never data. */
+	char *sql = xasprintf(
+	    "SELECT id, NULLIF(concat(CASE WHEN flagged THEN 'F' END, CASE WHEN send_now THEN "
+	    "'N' END, CASE WHEN state = 'draft' THEN 'D' END), '') AS flag, flagged, send_now, "
+	    "channel::text AS channel, to_json(created_at) #>> '{}' AS created, "
+	    "from_addr AS \"from\", to_addr AS \"to\", subject, "
+	    "to_json(deliver_after) #>> '{}' AS deliver_after, state::text AS status, attempts, "
+	    "last_code, CASE WHEN last_code IS NOT NULL THEN last_code || ' ' END || last_error "
+	    "AS last_error, practice_id, person_id, COALESCE(email_account_id, sms_account_id) "
+	    "AS account_id, category, message_id_header, to_json(sent_at) #>> '{}' AS sent_at, "
+	    "server_reply, count(*) OVER () AS total FROM messages "
+	    "WHERE direction = 'out' AND CASE WHEN $1::text IS NULL THEN state <> 'sent' "
+	    "WHEN $1 = 'all' THEN true ELSE state::text = $1 END "
+	    "AND ($2::text IS NULL OR channel::text = $2) "
+	    "AND ($3::bigint IS NULL OR practice_id = $3::bigint) AND (NOT $4 OR flagged) "
+	    "ORDER BY %s %s, id %s LIMIT $5::bigint",
+	    o.sort == 1 ? "deliver_after" : "created_at", o.desc ? "DESC" : "ASC",
+	    o.desc ? "DESC" : "ASC");
+	PGresult *res = pp_db_exec(ctl->db, sql,
+	                           PP_DB_ARGS(o.state, o.channel,
+	                                      o.practice ? ctl_ll(practice, o.practice) : NULL,
+	                                      o.flagged ? "t" : "f", ctl_ll(limit, o.limit)));
+	free(sql);
+	if (res == NULL)
+		return ctl_db_fail(ctl, "list the outbox");
+	ctl_print_rows(ctl, res, cols, (int)(sizeof(cols) / sizeof(cols[0])));
+	note_truncated(ctl, res, o.limit);
+	PQclear(res);
+	return CTL_OK;
+}
+
+static int cmd_inbox(ctl_t *ctl, int argc, char **argv)
+{
+	static const struct option opts[] = {{"practice", required_argument, NULL, 'p'},
+	                                     {"unfiled", no_argument, NULL, 'u'},
+	                                     {"channel", required_argument, NULL, 'c'},
+	                                     {"limit", required_argument, NULL, 'l'},
+	                                     {NULL, 0, NULL, 0}};
+	static const ctl_column_t cols[] = {
+	    {"id", "ID", CTL_COL_INT, 0, CTL_COL_BOTH},
+	    {"received", "RECEIVED", CTL_COL_TIME, 0, CTL_COL_BOTH},
+	    {"channel", "CHANNEL", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+	    {"from", "FROM", CTL_COL_TEXT, 30, CTL_COL_BOTH},
+	    {"subject", "SUBJECT", CTL_COL_TEXT, 40, CTL_COL_BOTH},
+	    {"patient", "PATIENT", CTL_COL_TEXT, 28, CTL_COL_BOTH},
+	    {"person_id", "PERSON", CTL_COL_INT, 0, CTL_COL_JSON_ONLY},
+	    {"practice_id", "PRACTICE", CTL_COL_INT, 0, CTL_COL_JSON_ONLY},
+	    {"account_id", "ACCOUNT", CTL_COL_INT, 0, CTL_COL_JSON_ONLY},
+	    {"to", "TO", CTL_COL_TEXT, 0, CTL_COL_JSON_ONLY},
+	    {"message_id_header", "MESSAGE-ID", CTL_COL_TEXT, 0, CTL_COL_JSON_ONLY},
+	};
+	int64_t practice = 0, limit = LIST_DEFAULT_LIMIT;
+	const char *channel = NULL;
+	char ptext[CTL_LL_LEN], ltext[CTL_LL_LEN];
+	int ch, unfiled = 0;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (ch == 'p' && ctl_parse_id("--practice", optarg, &practice) != 0)
+			return CTL_USAGE;
+		if (ch == 'l' && ctl_parse_int("--limit", optarg, 1, 1000000, &limit) != 0)
+			return CTL_USAGE;
+		if (ch == 'c' && ctl_parse_choice("--channel", optarg, channels) < 0)
+			return CTL_USAGE;
+		if (ch == 'c')
+			channel = optarg;
+		if (ch == 'u')
+			unfiled = 1;
+		if (ch == '?' || ch == ':')
+			return ctl_usage_line(ctl);
+	}
+	CTL_NO_ARGS(ctl, argc, argv);
+	if (ctl_db(ctl) == NULL)
+		return CTL_FAIL;
+	PGresult *res = pp_db_exec(
+	    ctl->db,
+	    "SELECT m.id, to_json(COALESCE(m.received_at, m.created_at)) #>> '{}' AS received, "
+	    "m.channel::text AS channel, m.from_addr AS \"from\", m.subject, "
+	    "NULLIF(concat_ws(' ', p.first_name, p.last_name), '') AS patient, m.person_id, "
+	    "m.practice_id, COALESCE(m.email_account_id, m.sms_account_id) AS account_id, "
+	    "m.to_addr AS \"to\", m.message_id_header, count(*) OVER () AS total "
+	    "FROM messages m LEFT JOIN people p ON p.id = m.person_id "
+	    "WHERE m.direction = 'in' AND ($1::bigint IS NULL OR m.practice_id = $1::bigint) "
+	    "AND (NOT $2 OR m.person_id IS NULL) AND ($3::text IS NULL OR m.channel::text = $3) "
+	    "ORDER BY COALESCE(m.received_at, m.created_at) DESC, m.id DESC LIMIT $4::bigint",
+	    PP_DB_ARGS(practice ? ctl_ll(ptext, practice) : NULL, unfiled ? "t" : "f", channel,
+	               ctl_ll(ltext, limit)));
+	if (res == NULL)
+		return ctl_db_fail(ctl, "list the inbox");
+	ctl_print_rows(ctl, res, cols, (int)(sizeof(cols) / sizeof(cols[0])));
+	note_truncated(ctl, res, limit);
+	PQclear(res);
+	return CTL_OK;
+}
+
+const ctl_command_t ctl_outbox_commands[] = {
+    {NULL, "outbox", cmd_outbox,
+     "[--state STATE|all] [--channel email|sms] [--practice ID] [--flagged] "
+     "[--sort created|deliver_after] [--desc] [--limit N]",
+     "list outgoing messages (default: all not yet sent; FLAG: F flagged, N send now, "
+     "D draft)"},
+    {NULL, "inbox", cmd_inbox, "[--practice ID] [--unfiled] [--channel email|sms] [--limit N]",
+     "list incoming messages, newest first, with the patient each is filed against"},
+    {NULL, NULL, NULL, NULL, NULL},
+};

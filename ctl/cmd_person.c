@@ -1,0 +1,237 @@
+/*
+ * cmd_person.c - `practicepost person add|set|list`: patients, providers,
+ * specialists and staff of a practice, with the addresses messages go to.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl.h"
+
+static const char *const person_kinds[] = {"patient", "provider", "specialist", "staff", NULL};
+static const char *const channels[] = {"email", "sms", "none", NULL};
+
+typedef struct {
+	int64_t practice, family;
+	const char *kind, *first, *last, *title, *email, *mobile, *prefer, *external_id;
+	int clear_family;
+} person_opts_t;
+
+static int check_mobile(const char *mobile)
+{
+	int digits = 0;
+	for (const char *p = mobile; *p; p++) {
+		if (*p >= '0' && *p <= '9')
+			digits++;
+		else if (strchr("+ -().", *p) == NULL || (*p == '+' && p != mobile))
+			goto bad;
+	}
+	if (digits >= 3)
+		return 0;
+bad:
+	ctl_err("--mobile: \"%s\" is not a phone number (digits, an optional leading +)", mobile);
+	return -1;
+}
+
+/* person_parse - options shared by add and set; -1 usage, -2 bad value. */
+static int person_parse(int argc, char **argv, person_opts_t *o)
+{
+	static const struct option opts[] = {
+	    {"practice", required_argument, NULL, 'p'},    {"kind", required_argument, NULL, 'k'},
+	    {"first", required_argument, NULL, 'f'},       {"last", required_argument, NULL, 'l'},
+	    {"title", required_argument, NULL, 't'},       {"email", required_argument, NULL, 'e'},
+	    {"mobile", required_argument, NULL, 'm'},      {"family", required_argument, NULL, 'F'},
+	    {"no-family", no_argument, NULL, 'N'},         {"prefer", required_argument, NULL, 'P'},
+	    {"external-id", required_argument, NULL, 'x'}, {NULL, 0, NULL, 0}};
+	int ch;
+	memset(o, 0, sizeof(*o));
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'p':
+			if (ctl_parse_id("--practice", optarg, &o->practice) != 0)
+				return -2;
+			break;
+		case 'k':
+			if (ctl_parse_choice("--kind", optarg, person_kinds) < 0)
+				return -2;
+			o->kind = optarg;
+			break;
+		case 'f':
+			o->first = optarg;
+			break;
+		case 'l':
+			o->last = optarg;
+			break;
+		case 't':
+			o->title = optarg;
+			break;
+		case 'e':
+			o->email = optarg;
+			break;
+		case 'm':
+			o->mobile = optarg;
+			break;
+		case 'F':
+			if (ctl_parse_id("--family", optarg, &o->family) != 0)
+				return -2;
+			break;
+		case 'N':
+			o->clear_family = 1;
+			break;
+		case 'P':
+			if (ctl_parse_choice("--prefer", optarg, channels) < 0)
+				return -2;
+			o->prefer = optarg;
+			break;
+		case 'x':
+			o->external_id = optarg;
+			break;
+		default:
+			return -1;
+		}
+	}
+	if ((o->first && ctl_check_line("--first", o->first)) ||
+	    (o->last && ctl_check_line("--last", o->last)) ||
+	    (o->title && ctl_check_line("--title", o->title)) ||
+	    (o->email && *o->email && ctl_check_email("--email", o->email)) ||
+	    (o->mobile && *o->mobile && check_mobile(o->mobile)) ||
+	    (o->external_id && ctl_check_line("--external-id", o->external_id)))
+		return -2;
+	return 0;
+}
+
+static int cmd_person_add(ctl_t *ctl, int argc, char **argv)
+{
+	person_opts_t o;
+	char practice[CTL_LL_LEN], family[CTL_LL_LEN];
+	int rc = person_parse(argc, argv, &o);
+	if (rc != 0)
+		return rc == -1 ? ctl_usage_line(ctl) : CTL_USAGE;
+	CTL_NO_ARGS(ctl, argc, argv);
+	CTL_REQUIRE(ctl, o.practice ? "" : NULL, "--practice");
+	CTL_REQUIRE(ctl, o.first, "--first");
+	CTL_REQUIRE(ctl, o.last, "--last");
+	if (o.clear_family)
+		return ctl_usage(ctl, "--no-family is for person set");
+	if (ctl_db(ctl) == NULL || ctl_practice_exists(ctl, o.practice) != 1)
+		return CTL_FAIL;
+	PGresult *res = pp_db_exec(
+	    ctl->db,
+	    "INSERT INTO people (practice_id, kind, first_name, last_name, title, email, "
+	    "mobile, family_id, preferred_channel, external_id) VALUES ($1, $2, $3, $4, $5, "
+	    "NULLIF($6, ''), NULLIF($7, ''), $8, $9, $10) RETURNING id",
+	    PP_DB_ARGS(ctl_ll(practice, o.practice), o.kind ? o.kind : "patient", o.first, o.last,
+	               o.title ? o.title : "", o.email, o.mobile,
+	               o.family ? ctl_ll(family, o.family) : NULL, o.prefer ? o.prefer : "email",
+	               o.external_id));
+	if (res == NULL)
+		return ctl_db_fail(ctl, "add the person");
+	ctl_print_id(ctl, pp_db_value_ll(res, 0, 0, 0));
+	PQclear(res);
+	return CTL_OK;
+}
+
+/* person set ID: change only what is given; "" clears email or mobile. */
+static int cmd_person_set(ctl_t *ctl, int argc, char **argv)
+{
+	person_opts_t o;
+	char id[CTL_LL_LEN], family[CTL_LL_LEN];
+	int64_t person;
+	int rc = person_parse(argc, argv, &o);
+	if (rc != 0)
+		return rc == -1 ? ctl_usage_line(ctl) : CTL_USAGE;
+	if (optind != argc - 1)
+		return ctl_usage(ctl, "give exactly one person id");
+	if (ctl_parse_id("person id", argv[optind], &person) != 0)
+		return CTL_USAGE;
+	if (o.practice)
+		return ctl_usage(ctl, "a person cannot move to another practice");
+	if (ctl_db(ctl) == NULL)
+		return CTL_FAIL;
+	PGresult *res = pp_db_exec(
+	    ctl->db,
+	    "UPDATE people SET kind = COALESCE($2::person_kind, kind), "
+	    "first_name = COALESCE($3, first_name), last_name = COALESCE($4, last_name), "
+	    "title = COALESCE($5, title), "
+	    "email = CASE WHEN $6::text IS NULL THEN email ELSE NULLIF($6, '') END, "
+	    "mobile = CASE WHEN $7::text IS NULL THEN mobile ELSE NULLIF($7, '') END, "
+	    "family_id = CASE WHEN $11 THEN NULL ELSE COALESCE($8::bigint, family_id) END, "
+	    "preferred_channel = COALESCE($9, preferred_channel), "
+	    "external_id = COALESCE($10, external_id) WHERE id = $1 RETURNING id",
+	    PP_DB_ARGS(ctl_ll(id, person), o.kind, o.first, o.last, o.title, o.email, o.mobile,
+	               o.family ? ctl_ll(family, o.family) : NULL, o.prefer, o.external_id,
+	               o.clear_family ? "t" : "f"));
+	if (res == NULL)
+		return ctl_db_fail(ctl, "change the person");
+	int found = PQntuples(res) > 0;
+	PQclear(res);
+	if (!found)
+		return ctl_err("no person with id %lld", (long long)person);
+	printf("person %lld updated\n", (long long)person);
+	return CTL_OK;
+}
+
+static int cmd_person_list(ctl_t *ctl, int argc, char **argv)
+{
+	static const struct option opts[] = {{"practice", required_argument, NULL, 'p'},
+	                                     {"kind", required_argument, NULL, 'k'},
+	                                     {NULL, 0, NULL, 0}};
+	static const ctl_column_t cols[] = {
+	    {"id", "ID", CTL_COL_INT, 0, CTL_COL_BOTH},
+	    {"kind", "KIND", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+	    {"title", "TITLE", CTL_COL_TEXT, 0, CTL_COL_JSON_ONLY},
+	    {"first_name", "FIRST", CTL_COL_TEXT, 0, CTL_COL_JSON_ONLY},
+	    {"last_name", "LAST", CTL_COL_TEXT, 0, CTL_COL_JSON_ONLY},
+	    {"display_name", "NAME", CTL_COL_TEXT, 32, CTL_COL_TABLE_ONLY},
+	    {"email", "EMAIL", CTL_COL_TEXT, 36, CTL_COL_BOTH},
+	    {"mobile", "MOBILE", CTL_COL_TEXT, 18, CTL_COL_BOTH},
+	    {"family_id", "FAMILY", CTL_COL_INT, 0, CTL_COL_BOTH},
+	    {"preferred_channel", "PREFER", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+	    {"external_id", "EXTERNAL ID", CTL_COL_TEXT, 16, CTL_COL_BOTH},
+	};
+	int64_t practice = 0;
+	const char *kind = NULL;
+	char pid[CTL_LL_LEN];
+	int ch;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (ch == 'p' && ctl_parse_id("--practice", optarg, &practice) != 0)
+			return CTL_USAGE;
+		else if (ch == 'k' && ctl_parse_choice("--kind", optarg, person_kinds) < 0)
+			return CTL_USAGE;
+		else if (ch == 'k')
+			kind = optarg;
+		else if (ch != 'p')
+			return ctl_usage_line(ctl);
+	}
+	CTL_NO_ARGS(ctl, argc, argv);
+	CTL_REQUIRE(ctl, practice ? "" : NULL, "--practice");
+	if (ctl_db(ctl) == NULL || ctl_practice_exists(ctl, practice) != 1)
+		return CTL_FAIL;
+	PGresult *res = pp_db_exec(
+	    ctl->db,
+	    "SELECT id, kind::text, title, first_name, last_name, "
+	    "concat_ws(' ', NULLIF(title, ''), first_name, last_name) AS display_name, "
+	    "email, mobile, family_id, preferred_channel, external_id FROM people "
+	    "WHERE practice_id = $1 AND ($2::person_kind IS NULL OR kind = $2::person_kind) "
+	    "ORDER BY last_name, first_name, id",
+	    PP_DB_ARGS(ctl_ll(pid, practice), kind));
+	if (res == NULL)
+		return ctl_db_fail(ctl, "list the people");
+	ctl_print_rows(ctl, res, cols, (int)(sizeof(cols) / sizeof(cols[0])));
+	PQclear(res);
+	return CTL_OK;
+}
+
+const ctl_command_t ctl_person_commands[] = {
+    {"person", "add", cmd_person_add,
+     "--practice ID [--kind patient|provider|specialist|staff] --first F --last L "
+     "[--title T] [--email E] [--mobile M] [--family ID] [--prefer email|sms|none] "
+     "[--external-id X]",
+     "add a person; prints the id"},
+    {"person", "set", cmd_person_set,
+     "ID [--kind K] [--first F] [--last L] [--title T] [--email E] [--mobile M] "
+     "[--family ID | --no-family] [--prefer email|sms|none] [--external-id X]",
+     "change a person (an empty --email or --mobile clears it)"},
+    {"person", "list", cmd_person_list, "--practice ID [--kind K]", "list a practice's people"},
+    {NULL, NULL, NULL, NULL, NULL},
+};
