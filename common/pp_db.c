@@ -19,6 +19,8 @@ struct pp_db {
 	int down_logged;
 	char error[512];
 	char sqlstate[6];
+	char constraint[128];
+	int quiet;
 };
 
 pp_db_t *pp_db_new(const char *conninfo, const char *application_name)
@@ -49,6 +51,7 @@ static void db_set_error(pp_db_t *db, const char *msg, const char *state)
 	while (n > 0 && (db->error[n - 1] == '\n' || db->error[n - 1] == ' '))
 		db->error[--n] = '\0';
 	pp_strlcpy(db->sqlstate, state ? state : "", sizeof(db->sqlstate));
+	db->constraint[0] = '\0';
 }
 
 /* db_set_result_error - keep only the primary message: DETAIL lines can
@@ -56,8 +59,10 @@ static void db_set_error(pp_db_t *db, const char *msg, const char *state)
 static void db_set_result_error(pp_db_t *db, const PGresult *res)
 {
 	const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	const char *constraint = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
 	db_set_error(db, primary ? primary : PQerrorMessage(db->conn),
 		     res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL);
+	pp_strlcpy(db->constraint, constraint ? constraint : "", sizeof(db->constraint));
 }
 
 int pp_db_connect(pp_db_t *db)
@@ -74,7 +79,7 @@ int pp_db_connect(pp_db_t *db)
 	db->in_tx = 0;
 	if (PQstatus(db->conn) != CONNECTION_OK) {
 		db_set_error(db, PQerrorMessage(db->conn), "08006");
-		if (!db->down_logged)
+		if (!db->down_logged && !db->quiet)
 			log_warnx("database unavailable: %s", db->error);
 		db->down_logged = 1;
 		PQfinish(db->conn);
@@ -170,6 +175,16 @@ void pp_db_rollback(pp_db_t *db)
 const char *pp_db_error(const pp_db_t *db)
 {
 	return db->error;
+}
+
+const char *pp_db_constraint(const pp_db_t *db)
+{
+	return db->constraint;
+}
+
+void pp_db_set_quiet(pp_db_t *db, int quiet)
+{
+	db->quiet = quiet;
 }
 
 const char *pp_db_sqlstate(const pp_db_t *db)

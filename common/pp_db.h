@@ -39,6 +39,10 @@ void pp_db_rollback(pp_db_t *db);
 
 const char *pp_db_error(const pp_db_t *db);
 const char *pp_db_sqlstate(const pp_db_t *db);
+/* pp_db_constraint - name of the constraint the last error violated, or "". */
+const char *pp_db_constraint(const pp_db_t *db);
+/* pp_db_set_quiet - do not log outages (tools that print their own errors). */
+void pp_db_set_quiet(pp_db_t *db, int quiet);
 PGconn *pp_db_conn(pp_db_t *db);
 
 /* pp_db_value - borrowed text of row/col, NULL for SQL NULL. */

@@ -133,17 +133,7 @@ fail:
 
 const char *ctl_db_constraint(pp_db_t *db, char *buf, size_t len)
 {
-	const char *msg = pp_db_error(db);
-	const char *p = strstr(msg, "constraint \"");
-	buf[0] = '\0';
-	if (p == NULL)
-		return buf;
-	p += strlen("constraint \"");
-	const char *end = strchr(p, '"');
-	if (end != NULL && (size_t)(end - p) < len) {
-		memcpy(buf, p, (size_t)(end - p));
-		buf[end - p] = '\0';
-	}
+	pp_strlcpy(buf, pp_db_constraint(db), len);
 	return buf;
 }
 

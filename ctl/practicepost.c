@@ -71,6 +71,7 @@ pp_db_t *ctl_db_raw(ctl_t *ctl)
 		return NULL;
 	}
 	pp_db_t *db = pp_db_new(conninfo, "practicepost-cli");
+	pp_db_set_quiet(db, 1);
 	if (pp_db_connect(db) != 0) {
 		ctl_err("cannot connect to the database: %s", pp_db_error(db));
 		pp_db_free(&db);
