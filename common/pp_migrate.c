@@ -18,6 +18,9 @@
 	extern const char sym[]
 
 PP_INCBIN(pp_sql_001, "common/sql/001_schema.sql");
+PP_INCBIN(pp_sql_002, "common/sql/002_sender.sql");
+PP_INCBIN(pp_sql_003, "common/sql/003_composer.sql");
+PP_INCBIN(pp_sql_004, "common/sql/004_automation.sql");
 
 static const struct {
 	int version;
@@ -25,6 +28,9 @@ static const struct {
 	const char *sql;
 } migrations[] = {
 	{1, "001_schema", pp_sql_001},
+	{2, "002_sender", pp_sql_002},
+	{3, "003_composer", pp_sql_003},
+	{4, "004_automation", pp_sql_004},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))
