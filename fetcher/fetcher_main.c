@@ -1,0 +1,114 @@
+/*
+ * fetcher_main.c - the fetcher daemon: each round claims one incoming email
+ * account whose poll is due, reads its new mail over IMAP or POP3, reports
+ * the outcome (diagnostics) and schedules the next poll. Owns the stage's
+ * settings and the pp_stage_ops_t.
+ */
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fetcher.h"
+#include "pp_log.h"
+
+typedef struct {
+	fetcher_settings_t settings;
+} fetcher_state_t;
+
+static void fetcher_read_settings(pp_daemon_t *d, fetcher_settings_t *s)
+{
+	s->lease_s = pp_daemon_int(d, "lease_seconds", 300, 30, 86400);
+	s->batch = pp_daemon_int(d, "batch", 200, 1, 100000);
+	s->connect_timeout_s = pp_daemon_int(d, "connect_timeout_seconds", 30, 1, 600);
+	s->transfer_timeout_s = pp_daemon_int(d, "transfer_timeout_seconds", 300, 1, 3600);
+	s->max_message_bytes =
+	    pp_daemon_int(d, "max_message_bytes", 52428800, 1024, 512 * 1024 * 1024);
+}
+
+static int fetcher_init(pp_daemon_t *d, void **statep)
+{
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+		log_warnx("curl_global_init failed");
+		return -1;
+	}
+	fetcher_parse_init();
+	fetcher_state_t *st = xcalloc(1, sizeof(*st));
+	fetcher_read_settings(d, &st->settings);
+	*statep = st;
+	return 0;
+}
+
+/* fetcher_poll_account - one poll of a claimed account and its aftermath. */
+static int fetcher_poll_account(pp_daemon_t *d, fetcher_state_t *st, fetcher_account_t *acct)
+{
+	fetcher_poll_t poll;
+	memset(&poll, 0, sizeof(poll));
+	int64_t started = pp_mono_ms();
+	if (strcmp(acct->protocol, "pop3") == 0)
+		fetcher_pop3_poll(d, &st->settings, acct, &poll);
+	else
+		fetcher_imap_poll(d, &st->settings, acct, &poll);
+
+	if (fetcher_account_report(d, acct, &poll) != 0)
+		poll.db_failed = 1;
+	/* More waiting (batch limit, or SIGTERM): due again at once, for this
+	 * or another instance. Anything else waits in_poll_seconds. */
+	fetcher_account_release(d, acct, poll.status == FETCHER_POLL_MORE && !poll.db_failed);
+	pp_daemon_count(d, poll.stored, poll.status == FETCHER_POLL_ACCOUNT_ERR ? 1 : 0);
+	const char *result = poll.status == FETCHER_POLL_MORE ? "more" : "ok";
+	if (poll.status == FETCHER_POLL_ACCOUNT_ERR)
+		result = poll.code;
+	if (poll.db_failed)
+		result = "database_error";
+	log_info("account=%lld polled protocol=%s stored=%lld result=%s ms=%lld",
+	         (long long)acct->id, acct->protocol, (long long)poll.stored, result,
+	         (long long)(pp_mono_ms() - started));
+	return poll.db_failed ? -1 : 0;
+}
+
+static int fetcher_work(pp_daemon_t *d, void *state)
+{
+	fetcher_state_t *st = state;
+	fetcher_account_t acct;
+	if (pp_daemon_stopping(d))
+		return 0;
+	int rc = fetcher_account_claim(d, &st->settings, &acct);
+	if (rc <= 0)
+		return rc;
+	rc = fetcher_poll_account(d, st, &acct);
+	fetcher_account_clear(&acct);
+	return rc < 0 ? -1 : 1;
+}
+
+static void fetcher_reload(pp_daemon_t *d, void *state)
+{
+	fetcher_state_t *st = state;
+	fetcher_read_settings(d, &st->settings);
+}
+
+static void fetcher_fini(pp_daemon_t *d, void *state)
+{
+	(void)d;
+	free(state);
+	fetcher_parse_shutdown();
+	curl_global_cleanup();
+}
+
+static int64_t fetcher_pending(pp_daemon_t *d, void *state)
+{
+	(void)state;
+	return fetcher_account_due(d);
+}
+
+int main(int argc, char **argv)
+{
+	static const pp_stage_ops_t ops = {
+	    .stage = FETCHER_STAGE,
+	    .init = fetcher_init,
+	    .work = fetcher_work,
+	    .reload = fetcher_reload,
+	    .fini = fetcher_fini,
+	    .pending = fetcher_pending,
+	};
+	return pp_daemon_main(argc, argv, &ops);
+}

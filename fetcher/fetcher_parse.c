@@ -1,0 +1,258 @@
+/*
+ * fetcher_parse.c - reads what filing and the inbox need from a downloaded
+ * message with GMime 3: sender address, To, Cc, Subject, Date, Message-ID
+ * and the ids it answers (In-Reply-To, References). Malformed input never
+ * fails: the parser's complaints are counted, and every text handed to the
+ * database is made valid UTF-8 here.
+ */
+#include <gmime/gmime.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fetcher.h"
+#include "pp_log.h"
+
+#define PARSE_MAX_REFS 64
+/* Dates outside [1970, 9999] are treated as absent. */
+#define PARSE_MAX_UNIX 253402300799LL
+
+void fetcher_parse_init(void)
+{
+	g_mime_init();
+}
+
+void fetcher_parse_shutdown(void)
+{
+	g_mime_shutdown();
+}
+
+/* utf8_seq_len - length of the valid UTF-8 sequence at s (Unicode table
+ * 3-7: no overlongs, surrogates or code points above U+10FFFF), 0 if none. */
+static size_t utf8_seq_len(const unsigned char *s, size_t left)
+{
+	unsigned char c = s[0];
+	size_t n;
+	unsigned char lo = 0x80, hi = 0xbf;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		if (c == 0xe0)
+			lo = 0xa0;
+		if (c == 0xed)
+			hi = 0x9f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		if (c == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if (left < n || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+char *fetcher_utf8_clean(const char *s, size_t len, int header, int *changed)
+{
+	static const char replacement[] = "\xef\xbf\xbd";
+	const unsigned char *p = (const unsigned char *)s;
+	pp_buf_t b;
+	size_t i = 0, run = 0; /* [run, i) is valid and not yet copied */
+	int diff = 0;
+	pp_buf_init(&b);
+	while (i < len) {
+		size_t n = p[i] == 0 ? 0 : utf8_seq_len(p + i, len - i);
+		int control = header && n == 1 && (p[i] < 0x20 || p[i] == 0x7f);
+		if (n > 0 && !control) {
+			i += n;
+			continue;
+		}
+		pp_buf_append(&b, p + run, i - run);
+		if (control) {
+			pp_buf_append(&b, " ", 1);
+		} else {
+			pp_buf_append(&b, replacement, 3);
+			diff = 1;
+		}
+		run = ++i;
+	}
+	pp_buf_append(&b, p + run, i - run);
+	if (changed)
+		*changed = diff;
+	return pp_buf_steal(&b);
+}
+
+static char *parse_header_text(const char *s)
+{
+	if (s == NULL)
+		return xstrdup("");
+	char *t = fetcher_utf8_clean(s, strlen(s), 1, NULL);
+	/* trim the spaces that folding and cleaning leave at the ends */
+	size_t n = strlen(t), start = 0;
+	while (n > 0 && t[n - 1] == ' ')
+		t[--n] = '\0';
+	while (t[start] == ' ')
+		start++;
+	memmove(t, t + start, n - start + 1);
+	return t;
+}
+
+static const char *parse_warning_name(GMimeParserWarning code)
+{
+	static const char *const names[] = {
+	    "?",
+	    "duplicated_header",
+	    "duplicated_parameter",
+	    "unencoded_8bit_header",
+	    "invalid_content_type",
+	    "invalid_rfc2047_header_value",
+	    "malformed_multipart",
+	    "truncated_message",
+	    "malformed_message",
+	    "invalid_header_name",
+	    "conflicting_header",
+	    "conflicting_parameter",
+	    "multipart_without_boundary",
+	    "invalid_parameter",
+	    "invalid_address_list",
+	    "nesting_overflow",
+	    "part_without_content",
+	    "part_without_headers_or_content",
+	};
+	unsigned i = (unsigned)code;
+	return i < sizeof(names) / sizeof(names[0]) ? names[i] : "unknown";
+}
+
+static void parse_on_warning(gint64 offset, GMimeParserWarning code, const gchar *item,
+                             gpointer user)
+{
+	fetcher_parsed_t *out = user;
+	(void)item; /* may hold message text: never logged */
+	if (out->warnings++ == 0)
+		snprintf(out->first_warning, sizeof(out->first_warning), "%s@%lld",
+		         parse_warning_name(code), (long long)offset);
+}
+
+/* parse_first_mailbox - the first mailbox address in list, groups included. */
+static const char *parse_first_mailbox(InternetAddressList *list)
+{
+	int n = list ? internet_address_list_length(list) : 0;
+	for (int i = 0; i < n; i++) {
+		InternetAddress *a = internet_address_list_get_address(list, i);
+		if (INTERNET_ADDRESS_IS_MAILBOX(a))
+			return internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(a));
+		if (INTERNET_ADDRESS_IS_GROUP(a)) {
+			const char *m = parse_first_mailbox(
+			    internet_address_group_get_members(INTERNET_ADDRESS_GROUP(a)));
+			if (m != NULL)
+				return m;
+		}
+	}
+	return NULL;
+}
+
+static char *parse_address_list(InternetAddressList *list)
+{
+	if (list == NULL || internet_address_list_length(list) == 0)
+		return xstrdup("");
+	char *s = internet_address_list_to_string(list, NULL, FALSE);
+	char *t = parse_header_text(s);
+	g_free(s);
+	return t;
+}
+
+/* parse_add_refs - append the Message-IDs of one header (newest first if
+ * reverse) to out->refs. */
+static void parse_add_refs(GMimeMessage *msg, GMimeParserOptions *opts, const char *header,
+                           int reverse, fetcher_parsed_t *out)
+{
+	const char *value = g_mime_object_get_header(GMIME_OBJECT(msg), header);
+	if (value == NULL)
+		return;
+	GMimeReferences *refs = g_mime_references_parse(opts, value);
+	if (refs == NULL)
+		return;
+	int n = g_mime_references_length(refs);
+	for (int i = 0; i < n && out->nrefs < PARSE_MAX_REFS; i++) {
+		const char *id = g_mime_references_get_message_id(refs, reverse ? n - 1 - i : i);
+		if (id == NULL || *id == '\0')
+			continue;
+		out->refs = xrealloc(out->refs, (out->nrefs + 1) * sizeof(char *));
+		out->refs[out->nrefs++] = parse_header_text(id);
+	}
+	g_mime_references_free(refs);
+}
+
+static void parse_fields(GMimeMessage *msg, GMimeParserOptions *opts, fetcher_parsed_t *out)
+{
+	const char *from = parse_first_mailbox(g_mime_message_get_from(msg));
+	out->from_addr = parse_header_text(from);
+	out->to_addr = parse_address_list(g_mime_message_get_to(msg));
+	out->cc_addr = parse_address_list(g_mime_message_get_cc(msg));
+	out->subject = parse_header_text(g_mime_message_get_subject(msg));
+	const char *mid = g_mime_message_get_message_id(msg);
+	if (mid != NULL && *mid) {
+		char *bare = parse_header_text(mid);
+		out->message_id = xasprintf("<%s>", bare);
+		free(bare);
+	}
+	GDateTime *date = g_mime_message_get_date(msg);
+	if (date != NULL) {
+		gint64 t = g_date_time_to_unix(date);
+		if (t >= 0 && t <= PARSE_MAX_UNIX) {
+			out->date_unix = t;
+			out->has_date = 1;
+		}
+	}
+	parse_add_refs(msg, opts, "In-Reply-To", 0, out);
+	parse_add_refs(msg, opts, "References", 1, out);
+}
+
+void fetcher_parse_message(const char *raw, size_t len, fetcher_parsed_t *out)
+{
+	static const char *fallback[] = {"UTF-8", "windows-1252", NULL};
+	memset(out, 0, sizeof(*out));
+	out->body = fetcher_utf8_clean(raw, len, 0, &out->body_lossy);
+
+	GMimeParserOptions *opts = g_mime_parser_options_new();
+	g_mime_parser_options_set_fallback_charsets(opts, fallback);
+	g_mime_parser_options_set_warning_callback(opts, parse_on_warning, out);
+	GMimeStream *stream = g_mime_stream_mem_new_with_buffer(raw, len);
+	GMimeParser *parser = g_mime_parser_new_with_stream(stream);
+	GMimeMessage *msg = g_mime_parser_construct_message(parser, opts);
+	g_object_unref(parser);
+	g_object_unref(stream);
+	if (msg != NULL) {
+		parse_fields(msg, opts, out);
+		g_object_unref(msg);
+	} else {
+		out->unparsable = 1;
+		out->from_addr = xstrdup("");
+		out->to_addr = xstrdup("");
+		out->cc_addr = xstrdup("");
+		out->subject = xstrdup("");
+	}
+	g_mime_parser_options_free(opts);
+}
+
+void fetcher_parsed_clear(fetcher_parsed_t *p)
+{
+	free(p->from_addr);
+	free(p->to_addr);
+	free(p->cc_addr);
+	free(p->subject);
+	free(p->message_id);
+	for (size_t i = 0; i < p->nrefs; i++)
+		free(p->refs[i]);
+	free(p->refs);
+	free(p->body);
+	memset(p, 0, sizeof(*p));
+}
