@@ -132,3 +132,13 @@ const char *pp_config_default_path(void)
 	const char *env = getenv("PRACTICEPOST_CONFIG");
 	return env && *env ? env : "/etc/practicepost/practicepost.conf";
 }
+
+void pp_config_endpoint(const pp_config_t *cfg, const char *which, char *buf, size_t len)
+{
+	const char *ep = pp_config_get(cfg, "watchdog", which, NULL);
+	if (ep != NULL && *ep)
+		snprintf(buf, len, "%s", ep);
+	else
+		snprintf(buf, len, "ipc://%s/%s.sock",
+			 pp_config_get(cfg, "paths", "run_dir", "/run/practicepost"), which);
+}

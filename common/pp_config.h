@@ -25,6 +25,10 @@ int pp_config_get_int(const pp_config_t *cfg, const char *section, const char *k
 		      int64_t min, int64_t max, int64_t *out, char *err, size_t errlen);
 int pp_config_get_bool(const pp_config_t *cfg, const char *section, const char *key, int def);
 
+/* pp_config_endpoint - the ZeroMQ endpoint [watchdog] <which> ("control" or
+ * "events"), defaulting to ipc://<[paths] run_dir>/<which>.sock. */
+void pp_config_endpoint(const pp_config_t *cfg, const char *which, char *buf, size_t len);
+
 /* pp_config_default_path - $PRACTICEPOST_CONFIG or /etc/practicepost/practicepost.conf */
 const char *pp_config_default_path(void);
 

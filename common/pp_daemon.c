@@ -38,6 +38,7 @@ struct pp_daemon {
 	int64_t next_heartbeat;
 	int wake_pending;
 	int reloading;
+	int initialised; /* ops->init succeeded: state is valid */
 	void *state;
 };
 
@@ -166,7 +167,7 @@ static void daemon_heartbeat(pp_daemon_t *d, const char *state)
 	hb->processed = d->processed;
 	hb->failed = d->failed;
 	hb->pending = -1;
-	if (d->ops->pending != NULL && strcmp(state, "running") == 0)
+	if (d->ops->pending != NULL && d->initialised && strcmp(state, "running") == 0)
 		hb->pending = d->ops->pending(d, d->state);
 	daemon_send(d, &msg);
 	d->next_heartbeat = pp_mono_ms() + d->heartbeat_ms;
@@ -246,7 +247,7 @@ static void daemon_reload(pp_daemon_t *d)
 	d->cfg = cfg;
 	d->key_loaded = 0;
 	d->reloading = 1;
-	if (d->ops->reload)
+	if (d->ops->reload && d->initialised)
 		d->ops->reload(d, d->state);
 	d->reloading = 0;
 	log_info("configuration reloaded from %s", pp_config_path(cfg));
@@ -365,17 +366,17 @@ int pp_daemon_main(int argc, char **argv, const pp_stage_ops_t *ops)
 	if (pp_config_get_int(d->cfg, "watchdog", "heartbeat_interval_ms", 1000, 50, 600000,
 			      &d->heartbeat_ms, hb_err, sizeof(hb_err)) != 0)
 		fatalx("%s", hb_err);
-	const char *control = pp_config_get(d->cfg, "watchdog", "control", NULL);
-	if (control != NULL && *control) {
-		d->control = pp_zmq_socket(ZMQ_DEALER, control, 0, d->instance);
-		if (d->control == NULL)
-			fatalx("cannot connect to the watchdog control socket %s", control);
-	}
+	char control[512];
+	pp_config_endpoint(d->cfg, "control", control, sizeof(control));
+	d->control = pp_zmq_socket(ZMQ_DEALER, control, 0, d->instance);
+	if (d->control == NULL)
+		fatalx("cannot connect to the watchdog control socket %s", control);
 	d->next_heartbeat = pp_mono_ms();
 	daemon_connect_db(d);
 	if (ops->init(d, &state) != 0)
 		fatalx("start-up failed");
 	d->state = state;
+	d->initialised = 1;
 	log_info("instance=%s started once=%d", d->instance, d->once);
 	daemon_heartbeat(d, "running");
 	daemon_run(d, state, &exit_code);

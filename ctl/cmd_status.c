@@ -28,7 +28,7 @@ static const char status_sql[] =
     "to_json(started_at) #>> '{}' AS started_at, to_json(last_heartbeat) #>> '{}' AS "
     "last_heartbeat, (state = 'running' AND last_heartbeat IS NOT NULL AND last_heartbeat > "
     "now() - $1::bigint * interval '1 millisecond') AS up "
-    "FROM service_checkins ORDER BY stage, instance";
+    "FROM service_checkins ORDER BY stage, host, instance";
 
 static const ctl_column_t status_cols[] = {
     {"stage", "STAGE", CTL_COL_TEXT, 0, CTL_COL_BOTH},

@@ -19,9 +19,12 @@
 
 static const char *control_endpoint(ctl_t *ctl)
 {
+	static char ep[512];
 	const pp_config_t *cfg = ctl_config(ctl);
-	const char *ep = cfg ? pp_config_get(cfg, "watchdog", "control", NULL) : NULL;
-	return ep != NULL && *ep ? ep : NULL;
+	if (cfg == NULL)
+		return NULL;
+	pp_config_endpoint(cfg, "control", ep, sizeof(ep));
+	return ep;
 }
 
 /* endpoint_absent - an ipc:// endpoint whose socket file does not exist:

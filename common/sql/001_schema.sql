@@ -217,6 +217,8 @@ CREATE INDEX messages_queued_email ON messages (email_account_id, deliver_after)
 CREATE INDEX messages_queued_sms ON messages (sms_account_id, deliver_after)
     WHERE state = 'queued' AND direction = 'out';
 CREATE INDEX messages_person ON messages (person_id, created_at);
+-- Replies are filed by the Message-ID of the outgoing message they answer.
+CREATE INDEX messages_out_message_id ON messages (message_id_header) WHERE direction = 'out';
 CREATE UNIQUE INDEX messages_incoming_source ON messages
     (email_account_id, source_mailbox, source_uidvalidity, source_uid)
     WHERE direction = 'in' AND source_uid IS NOT NULL;
@@ -271,7 +273,7 @@ CREATE TABLE service_checkins (
     checked_in_at timestamptz NOT NULL DEFAULT now(),
     restarts    integer NOT NULL DEFAULT 0,
     counters    jsonb NOT NULL DEFAULT '{}',
-    PRIMARY KEY (stage, instance)
+    PRIMARY KEY (host, stage, instance)
 );
 
 CREATE TABLE self_tests (
