@@ -43,24 +43,28 @@ $(BUILD)/common/pp_migrate.o: $(SQL_FILES)
 
 $(BUILD)/libppcommon.a: $(COMMON_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@echo "  AR    $@"
+	@ar rcs $@ $^
 
 define stage_rule
 $(1)_OBJ = $$(patsubst %.c,$(BUILD)/%.o,$$(wildcard $(1)/*.c))
 $(BUILD)/bin/practicepost-$(1): $$($(1)_OBJ) $(BUILD)/libppcommon.a
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+	@echo "  LD    $$@"
+	@$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach s,$(STAGES),$(eval $(call stage_rule,$(s))))
 
 CTL_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard ctl/*.c))
 $(BUILD)/bin/practicepost: $(CTL_OBJ) $(BUILD)/libppcommon.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD    $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libppcommon.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	@echo "  LD    $@"
+	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ./$$t; done
@@ -94,7 +98,9 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/systemd/system \
 	    $(DESTDIR)/etc/practicepost
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 systemd/practicepost.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
+	sed 's,/usr/local/bin/,$(PREFIX)/bin/,g' systemd/practicepost.service \
+	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/practicepost.service
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/practicepost.service
 	install -m 640 systemd/practicepost.conf.example $(DESTDIR)/etc/practicepost/
 
 format:
