@@ -70,16 +70,22 @@ unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ./$$t; done
 
 integration: all
-	cd tests/integration && PP_BIN_DIR=$(CURDIR)/$(BUILD)/bin /usr/bin/python3 -m pytest -q -ra $(PYTEST_ARGS)
+	cd tests/integration && PP_BIN_DIR=$(CURDIR)/$(BUILD)/bin \
+	    ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
+	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	    /usr/bin/python3 -m pytest -q -ra $(PYTEST_ARGS)
 
-# make check: install what is missing, build, unit tests (plain and under
-# ASan+UBSan), then the integration suite against real servers.
+# make check: install what is missing, build, unit tests, then the
+# integration suite against real servers - once with the plain build and
+# once with the ASan+UBSan build (a sanitizer report in any daemon's log
+# fails the test that ran it).
 check:
 	@./scripts/install-deps
 	$(MAKE) all
 	$(MAKE) unit
-	$(MAKE) BUILD=build-asan SAN=1 unit
 	$(MAKE) integration
+	$(MAKE) BUILD=build-asan SAN=1 unit
+	$(MAKE) BUILD=build-asan SAN=1 integration
 
 asan:
 	$(MAKE) BUILD=build-asan SAN=1 all

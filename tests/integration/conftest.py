@@ -286,6 +286,10 @@ class Daemon:
         return "<Daemon %s pid=%s>" % (self.name, self.pid)
 
 
+_SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error: ")
+_stopped = []
+
+
 def stop_all_daemons():
     while _daemons:
         d = _daemons.pop()
@@ -293,6 +297,22 @@ def stop_all_daemons():
             d.stop()
         except Exception:
             pass
+        _stopped.append(d)
+
+
+def sanitizer_reports():
+    """Logs of the daemons stopped since the last call that hold a sanitizer
+    report (the ASan+UBSan build of `make check` writes them to stderr)."""
+    bad = []
+    while _stopped:
+        d = _stopped.pop()
+        try:
+            text = d.log()
+        except Exception:
+            continue
+        if _SANITIZER_REPORT.search(text):
+            bad.append("%s (%s):\n%s" % (d.name, d.log_path, d.log_tail(60)))
+    return bad
 
 
 # --------------------------------------------------------------------------
@@ -360,6 +380,9 @@ def pp_tmp(pp_base):
 def _pp_stop_daemons():
     yield
     stop_all_daemons()
+    reports = sanitizer_reports()
+    if reports:
+        pytest.fail("sanitizer report in a daemon log:\n" + "\n".join(reports), pytrace=False)
 
 
 @pytest.fixture(scope="session")
