@@ -8,6 +8,7 @@
 #define CTL_H
 
 #include <stdint.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "pp_config.h"
@@ -51,6 +52,8 @@ typedef struct ctl_command {
 /* ---- practicepost.c: configuration, database, key, secrets ---- */
 
 /* ctl_err - print "practicepost: ..." to stderr; returns 1. */
+/* ctl_verr - the body of ctl_err for other variadic reporters. */
+void ctl_verr(const char *fmt, va_list ap);
 int ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* ctl_warn - print "practicepost: warning: ..." to stderr. */
 void ctl_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

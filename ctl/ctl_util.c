@@ -15,15 +15,10 @@
 int ctl_usage(const ctl_t *ctl, const char *fmt, ...)
 {
 	va_list ap;
-	fflush(stdout);
-	fputs("practicepost: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	ctl_verr(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
-	if (ctl->cmd != NULL)
-		fprintf(stderr, "usage: practicepost %s %s\n", ctl->cmd_name, ctl->cmd->usage);
-	return CTL_USAGE;
+	return ctl_usage_line(ctl);
 }
 
 int ctl_usage_line(const ctl_t *ctl)

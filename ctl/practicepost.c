@@ -25,15 +25,20 @@ static const ctl_command_t *const command_tables[] = {
 };
 #define N_TABLES (sizeof(command_tables) / sizeof(command_tables[0]))
 
+void ctl_verr(const char *fmt, va_list ap)
+{
+	fflush(stdout);
+	fputs("practicepost: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 int ctl_err(const char *fmt, ...)
 {
 	va_list ap;
-	fflush(stdout);
-	fputs("practicepost: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	ctl_verr(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return 1;
 }
 

@@ -144,6 +144,11 @@ char *fetcher_utf8_clean(const char *s, size_t len, int header, int *changed);
  * Returns 1 stored, 0 already stored (duplicate), -1 database failure. */
 int fetcher_store_message(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
                           const char *raw, size_t len);
+/* fetcher_store_download - store what the session just downloaded and
+ * count it in poll; 0, or -1 when the database failed (poll says so). */
+int fetcher_store_download(pp_daemon_t *d, const fetcher_account_t *acct,
+                           const fetcher_source_t *src, const fetcher_session_t *sess,
+                           fetcher_poll_t *poll);
 /* fetcher_store_skip - mark a message that is too large as read without
  * storing it, with a diagnostic naming it. 0 / -1. */
 int fetcher_store_skip(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,

@@ -136,14 +136,7 @@ static int pop3_fetch_one(pp_daemon_t *d, fetcher_session_t *sess, fetcher_accou
 		fetcher_session_fail(sess, rc, "RETR", acct, poll);
 		return -1;
 	}
-	int st = fetcher_store_message(pp_daemon_db(d), acct, &src,
-	                               sess->buf.data ? sess->buf.data : "", sess->buf.len);
-	if (st < 0) {
-		poll->db_failed = 1;
-		return -1;
-	}
-	poll->stored += st;
-	return 0;
+	return fetcher_store_download(d, acct, &src, sess, poll);
 }
 
 void fetcher_pop3_poll(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_account_t *acct,

@@ -247,3 +247,17 @@ int fetcher_store_skip(pp_db_t *db, const fetcher_account_t *acct, const fetcher
 	}
 	return 0;
 }
+
+int fetcher_store_download(pp_daemon_t *d, const fetcher_account_t *acct,
+                           const fetcher_source_t *src, const fetcher_session_t *sess,
+                           fetcher_poll_t *poll)
+{
+	int st = fetcher_store_message(pp_daemon_db(d), acct, src,
+	                               sess->buf.data ? sess->buf.data : "", sess->buf.len);
+	if (st < 0) {
+		poll->db_failed = 1;
+		return -1;
+	}
+	poll->stored += st;
+	return 0;
+}
