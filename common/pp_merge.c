@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <ctype.h>
 
 #define MERGE_NAME_SHOWN 64 /* at most this much of an unknown name in errors */
 
@@ -236,20 +238,43 @@ int pp_merge_utf8_valid(const char *s, size_t len)
 	return 1;
 }
 
-/* merge_header_safe - 0 if s has no CR, LF or other control character
- * (TAB allowed); otherwise -1 and *what says which. */
-static int merge_header_safe(const char *s, size_t len, const char **what)
+/* merge_text_problem - what makes s[0..len) unfit: a line break (unless
+ * lines allows CR and LF) or another control character (TAB allowed);
+ * NULL if nothing. */
+static const char *merge_text_problem(const char *s, size_t len, int lines)
 {
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c == '\r' || c == '\n') {
-			*what = "a line break (CR or LF)";
-			return -1;
+			if (lines)
+				continue;
+			return "a line break (CR or LF)";
 		}
-		if ((c < 0x20 && c != '\t') || c == 0x7F) {
-			*what = "a control character";
-			return -1;
-		}
+		if ((c < 0x20 && c != '\t') || c == 0x7F)
+			return "a control character";
+	}
+	return NULL;
+}
+
+/* merge_header_safe - 0 if s has no CR, LF or other control character
+ * (TAB allowed); otherwise -1 and *what says which. */
+static int merge_header_safe(const char *s, size_t len, const char **what)
+{
+	*what = merge_text_problem(s, len, 0);
+	return *what == NULL ? 0 : -1;
+}
+
+int pp_merge_check_text(const char *what, const char *s, int lines, char *err, size_t errlen)
+{
+	size_t len = strlen(s);
+	const char *problem = merge_text_problem(s, len, lines);
+	if (problem != NULL) {
+		snprintf(err, errlen, "%s contains %s", what, problem);
+		return -1;
+	}
+	if (!pp_merge_utf8_valid(s, len)) {
+		snprintf(err, errlen, "%s is not valid UTF-8", what);
+		return -1;
 	}
 	return 0;
 }
@@ -331,4 +356,219 @@ int pp_merge_render(const pp_merge_template_t *tpl, pp_merge_mode_t mode, pp_mer
 		pp_buf_append(out, lit, s->len);
 	}
 	return 0;
+}
+
+/* ---- HTML template to plain text ---------------------------------------- */
+
+typedef struct {
+	pp_buf_t out;
+	int space;    /* white space seen since the last character */
+	int newlines; /* line breaks at the end of out (0, 1, 2) */
+	char *href;   /* the open <a>'s link, owned */
+	size_t link_start;
+} merge_text_t;
+
+static void text_char(merge_text_t *t, const char *s, size_t len)
+{
+	if (t->space && t->newlines == 0 && t->out.len > 0 && t->out.data[t->out.len - 1] != ' ')
+		pp_buf_append(&t->out, " ", 1);
+	pp_buf_append(&t->out, s, len);
+	t->space = 0;
+	t->newlines = 0;
+}
+
+/* text_break - end the line (n = 1) or the paragraph (n = 2). */
+static void text_break(merge_text_t *t, int n)
+{
+	t->space = 0;
+	if (t->out.len == 0)
+		return;
+	while (t->newlines < n) {
+		pp_buf_append(&t->out, "\n", 1);
+		t->newlines++;
+	}
+}
+
+/* text_entity - decode the entity at s ("&...;"); returns the bytes used,
+ * 0 if it is not one we decode (the '&' is then kept as text). */
+static size_t text_entity(merge_text_t *t, const char *s)
+{
+	static const struct {
+		const char *name;
+		const char *text;
+	} named[] = {{"&amp;", "&"},   {"&lt;", "<"},   {"&gt;", ">"},
+	             {"&quot;", "\""}, {"&apos;", "'"}, {"&#39;", "'"}};
+	if (strncmp(s, "&nbsp;", 6) == 0) { /* white space like any other here */
+		t->space = 1;
+		return 6;
+	}
+	for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
+		if (strncmp(s, named[i].name, strlen(named[i].name)) == 0) {
+			text_char(t, named[i].text, 1);
+			return strlen(named[i].name);
+		}
+	if (s[1] != '#')
+		return 0;
+	int hex = s[2] == 'x' || s[2] == 'X';
+	char *end;
+	unsigned long cp = strtoul(s + 2 + hex, &end, hex ? 16 : 10);
+	if (end == s + 2 + hex || *end != ';' || cp == 0 || cp > 0x10FFFF ||
+	    (cp >= 0xD800 && cp <= 0xDFFF) || cp < 0x20 || cp == '{' || cp == '}')
+		return 0;
+	char u[4];
+	size_t n = 0;
+	if (cp < 0x80) {
+		u[n++] = (char)cp;
+	} else if (cp < 0x800) {
+		u[n++] = (char)(0xC0 | (cp >> 6));
+		u[n++] = (char)(0x80 | (cp & 0x3F));
+	} else if (cp < 0x10000) {
+		u[n++] = (char)(0xE0 | (cp >> 12));
+		u[n++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+		u[n++] = (char)(0x80 | (cp & 0x3F));
+	} else {
+		u[n++] = (char)(0xF0 | (cp >> 18));
+		u[n++] = (char)(0x80 | ((cp >> 12) & 0x3F));
+		u[n++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+		u[n++] = (char)(0x80 | (cp & 0x3F));
+	}
+	text_char(t, u, n);
+	return (size_t)(end - s) + 1;
+}
+
+/* text_attr - the value of attribute name inside tag[0..len), owned or NULL. */
+static char *text_attr(const char *tag, size_t len, const char *name)
+{
+	size_t nlen = strlen(name);
+	for (size_t i = 1; i + nlen < len; i++) {
+		if (strncasecmp(tag + i, name, nlen) != 0 || !strchr(" \t\r\n", tag[i - 1]))
+			continue;
+		size_t j = i + nlen;
+		while (j < len && strchr(" \t\r\n", tag[j]))
+			j++;
+		if (j >= len || tag[j] != '=')
+			continue;
+		for (j++; j < len && strchr(" \t\r\n", tag[j]); j++)
+			;
+		char q = j < len && (tag[j] == '"' || tag[j] == '\'') ? tag[j] : 0;
+		size_t start = j + (q ? 1 : 0), end = start;
+		while (end < len && (q ? tag[end] != q : !strchr(" \t\r\n>", tag[end])))
+			end++;
+		return xstrndup(tag + start, end - start);
+	}
+	return NULL;
+}
+
+static int tag_is(const char *name, size_t len, const char *const *set)
+{
+	for (; *set; set++)
+		if (strlen(*set) == len && strncasecmp(name, *set, len) == 0)
+			return 1;
+	return 0;
+}
+
+/* text_tag - act on the tag tag[0..len) ("<...>"); *skip names the element
+ * whose content is being dropped (script, style, head, title) or is NULL. */
+static void text_tag(merge_text_t *t, const char *tag, size_t len, const char **skip)
+{
+	static const char *const dropped[] = {"script", "style", "head", "title", NULL};
+	static const char *const paragraphs[] = {"p",     "div",        "h1",  "h2", "h3",
+	                                         "h4",    "h5",         "h6",  "ul", "ol",
+	                                         "table", "blockquote", "pre", NULL};
+	static const char *const lines[] = {"br", "tr", "li", "hr", "dt", "dd", NULL};
+	int closing = len > 1 && tag[1] == '/';
+	const char *name = tag + 1 + closing;
+	size_t nlen = strcspn(name, " \t\r\n/>");
+	if (*skip != NULL) {
+		if (closing && strlen(*skip) == nlen && strncasecmp(name, *skip, nlen) == 0)
+			*skip = NULL;
+		return;
+	}
+	if (!closing && tag_is(name, nlen, dropped)) {
+		for (int i = 0; dropped[i]; i++)
+			if (strlen(dropped[i]) == nlen && strncasecmp(name, dropped[i], nlen) == 0)
+				*skip = dropped[i];
+	} else if (tag_is(name, nlen, paragraphs)) {
+		text_break(t, 2);
+	} else if (tag_is(name, nlen, lines)) {
+		text_break(t, 1);
+		if (!closing && nlen == 2 && strncasecmp(name, "li", 2) == 0)
+			text_char(t, "- ", 2);
+		if (!closing && nlen == 2 && strncasecmp(name, "hr", 2) == 0) {
+			text_char(t, "----", 4);
+			text_break(t, 1);
+		}
+	} else if (nlen == 1 && (name[0] == 'a' || name[0] == 'A')) {
+		if (!closing) {
+			free(t->href);
+			t->href = text_attr(tag, len, "href");
+			t->link_start = t->out.len;
+		} else if (t->href != NULL) {
+			size_t shown = t->out.len - t->link_start;
+			if (*t->href &&
+			    (shown != strlen(t->href) ||
+			     memcmp(t->out.data + t->link_start, t->href, shown) != 0)) {
+				t->space = 0;
+				text_char(t, " <", 2);
+				pp_buf_puts(&t->out, t->href);
+				pp_buf_puts(&t->out, ">");
+			}
+			free(t->href);
+			t->href = NULL;
+		}
+	} else if (tag_is(name, nlen, (const char *const[]){"td", "th", NULL}) && !closing) {
+		t->space = 1;
+	}
+}
+
+char *pp_merge_html_to_text(const char *html)
+{
+	merge_text_t t;
+	const char *skip = NULL;
+	memset(&t, 0, sizeof(t));
+	pp_buf_init(&t.out);
+	for (const char *p = html; *p;) {
+		if (p[0] == '<' && strncmp(p, "<!--", 4) == 0) {
+			const char *end = strstr(p + 4, "-->");
+			p = end ? end + 3 : p + strlen(p);
+		} else if (p[0] == '<' &&
+		           (isalpha((unsigned char)p[1]) || p[1] == '/' || p[1] == '!')) {
+			const char *end = strchr(p, '>');
+			if (end == NULL)
+				break; /* an unterminated tag: the rest is not text */
+			text_tag(&t, p, (size_t)(end - p) + 1, &skip);
+			p = end + 1;
+		} else if (skip != NULL) {
+			p++;
+		} else if (strchr(" \t\r\n", *p)) {
+			t.space = 1;
+			p++;
+		} else if (*p == '&') {
+			size_t n = text_entity(&t, p);
+			if (n == 0)
+				text_char(&t, p, 1);
+			p += n ? n : 1;
+		} else {
+			text_char(&t, p, 1);
+			p++;
+		}
+	}
+	free(t.href);
+	while (t.out.len > 0 && t.out.data[t.out.len - 1] == '\n')
+		t.out.len--;
+	pp_buf_append(&t.out, "\n", 1);
+	return pp_buf_steal(&t.out);
+}
+
+void pp_merge_text_to_html(pp_buf_t *out, const char *text)
+{
+	for (const char *p = text; *p;) {
+		size_t n = strcspn(p, "\r\n");
+		merge_append_html(out, p, n);
+		p += n;
+		if (*p == '\0')
+			break;
+		pp_buf_puts(out, "<br>\n");
+		p += (p[0] == '\r' && p[1] == '\n') ? 2 : 1;
+	}
 }

@@ -27,8 +27,11 @@
 	X(PATIENT, "patient", "the patient the message is for")                                    \
 	X(PRACTICE, "practice", "the practice (site) sending the message")                         \
 	X(APPOINTMENT, "appointment", "the appointment, in the practice's time zone")              \
+	X(FAMILY, "family", "the patient's family, in a grouped family message")                   \
 	X(PROVIDER, "provider", "the provider of the appointment (or chosen on the request)")      \
-	X(LOCATION, "location", "the appointment's location, else the patient's preferred one")
+	X(SPECIALIST, "specialist", "the specialist chosen on the request")                        \
+	X(LOCATION, "location", "the appointment's location, else the patient's preferred one")    \
+	X(PREFERRED_LOCATION, "preferred_location", "the patient's preferred site")
 
 /* X(GROUP, FIELD, "name", "description, with an example") */
 #define PP_MERGE_FIELDS(X)                                                                         \
@@ -46,12 +49,21 @@
 	X(APPOINTMENT, WEEKDAY, "weekday", "day of the week, e.g. Tuesday")                        \
 	X(APPOINTMENT, DURATION, "duration", "length in minutes, e.g. 30")                         \
 	X(APPOINTMENT, DESCRIPTION, "description", "what the appointment is for")                  \
+	X(APPOINTMENT, BOOKING_LINK, "booking_link", "the online-booking link of the appointment") \
+	X(FAMILY, APPOINTMENTS, "appointments", "the family's appointments, one per line")         \
 	X(PROVIDER, FIRST_NAME, "first_name", "provider's first name")                             \
 	X(PROVIDER, LAST_NAME, "last_name", "provider's last name")                                \
 	X(PROVIDER, TITLE, "title", "provider's title, e.g. Dr")                                   \
+	X(SPECIALIST, FIRST_NAME, "first_name", "specialist's first name")                         \
+	X(SPECIALIST, LAST_NAME, "last_name", "specialist's last name")                            \
+	X(SPECIALIST, TITLE, "title", "specialist's title, e.g. Prof")                             \
+	X(SPECIALIST, EMAIL, "email", "specialist's email address")                                \
 	X(LOCATION, NAME, "name", "location name")                                                 \
 	X(LOCATION, ADDRESS, "address", "location address")                                        \
-	X(LOCATION, PHONE, "phone", "location phone number")
+	X(LOCATION, PHONE, "phone", "location phone number")                                       \
+	X(PREFERRED_LOCATION, NAME, "name", "name of the patient's preferred site")                \
+	X(PREFERRED_LOCATION, ADDRESS, "address", "address of the patient's preferred site")       \
+	X(PREFERRED_LOCATION, PHONE, "phone", "phone number of the patient's preferred site")
 
 typedef enum {
 #define PP_MERGE_GROUP_ENUM(ENUM, name, text) PP_MERGE_GROUP_##ENUM,
@@ -118,5 +130,23 @@ int pp_merge_render(const pp_merge_template_t *tpl, pp_merge_mode_t mode, pp_mer
 /* pp_merge_utf8_valid - true if s[0..len) is well-formed UTF-8 (no
  * overlongs, no surrogates, nothing above U+10FFFF). */
 int pp_merge_utf8_valid(const char *s, size_t len);
+
+/* pp_merge_check_text - 0 if s is valid UTF-8 without control characters
+ * (TAB allowed; CR and LF too when lines is set); else -1 with err "<what>
+ * contains a line break (CR or LF)", "... a control character" or "<what>
+ * is not valid UTF-8" (the value itself is never copied into err). */
+int pp_merge_check_text(const char *what, const char *s, int lines, char *err, size_t errlen);
+
+/* pp_merge_html_to_text - the plain-text reading of an HTML template (for
+ * the text/plain alternative of an HTML message), converted before the
+ * merge so values are never parsed as HTML: tags dropped (script, style,
+ * head and title with their content), block tags and <br> become line
+ * breaks, <li> a "- " item, <a href="X">t</a> "t <X>", entities decoded
+ * (never into "{" or "}", so no merge field appears that the HTML does not
+ * hold), white space collapsed. Owned result, ends with one newline. */
+char *pp_merge_html_to_text(const char *html);
+
+/* pp_merge_text_to_html - append text HTML-escaped, line breaks as <br>. */
+void pp_merge_text_to_html(pp_buf_t *out, const char *text);
 
 #endif

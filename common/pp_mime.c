@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "pp_log.h"
 #include "pp_merge.h"
 #include "pp_util.h"
 
@@ -124,38 +126,61 @@ int pp_mime_address_valid(const char *addr)
 	return mime_domain_valid(at + 1, len - llen - 1);
 }
 
+/* mime_test_seed - the test-only PP_TEST_SEED (read once): 1 and *seed
+ * when it is set to a number, else 0. */
+static int mime_test_seed(uint64_t *seed)
+{
+	static int loaded, set;
+	static uint64_t value;
+	if (!loaded) {
+		const char *text = getenv("PP_TEST_SEED");
+		char *end;
+		if (text != NULL && *text != '\0') {
+			value = strtoull(text, &end, 10);
+			set = *end == '\0';
+		}
+		if (set)
+			log_warnx("PP_TEST_SEED is set: Message-IDs and MIME boundaries are not random");
+		loaded = 1;
+	}
+	*seed = value;
+	return set;
+}
+
+/* mime_mix - the splitmix64 finaliser. */
+static uint64_t mime_mix(uint64_t x)
+{
+	x += 0x9E3779B97F4A7C15ULL;
+	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+	return x ^ (x >> 31);
+}
+
+/* mime_random - n random bytes; under PP_TEST_SEED a function of the seed
+ * and key only. 0, or -1 if OpenSSL has no randomness to give. */
+static int mime_random(unsigned char *out, size_t n, uint64_t key)
+{
+	uint64_t seed, x = 0;
+	if (!mime_test_seed(&seed))
+		return RAND_bytes(out, (int)n) == 1 ? 0 : -1;
+	for (size_t i = 0; i < n; i++) {
+		if (i % 8 == 0)
+			x = mime_mix(seed ^ mime_mix(key + i));
+		out[i] = (unsigned char)(x >> (8 * (i % 8)));
+	}
+	return 0;
+}
+
 int pp_mime_message_id(char *out, size_t outlen, int64_t id, const char *domain)
 {
 	unsigned char rnd[8];
-	if (!mime_domain_valid(domain, strlen(domain)) || RAND_bytes(rnd, sizeof(rnd)) != 1)
+	if (!mime_domain_valid(domain, strlen(domain)) ||
+	    mime_random(rnd, sizeof(rnd), (uint64_t)id) != 0)
 		return -1;
 	int n =
 	    snprintf(out, outlen, "<pp.%lld.%02x%02x%02x%02x%02x%02x%02x%02x@%s>", (long long)id,
 	             rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7], domain);
 	return n > 0 && (size_t)n < outlen ? 0 : -1;
-}
-
-/* mime_check_text - a one-line header value: valid UTF-8 without control
- * characters (TAB allowed). */
-static int mime_check_text(const char *what, const char *s, char *err, size_t errlen)
-{
-	size_t len = strlen(s);
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '\r' || c == '\n') {
-			snprintf(err, errlen, "%s contains a line break (CR or LF)", what);
-			return -1;
-		}
-		if ((c < 0x20 && c != '\t') || c == 0x7F) {
-			snprintf(err, errlen, "%s contains a control character", what);
-			return -1;
-		}
-	}
-	if (!pp_merge_utf8_valid(s, len)) {
-		snprintf(err, errlen, "%s is not valid UTF-8", what);
-		return -1;
-	}
-	return 0;
 }
 
 static int mime_check_address(const char *what, const pp_mime_address_t *a, char *err,
@@ -167,7 +192,7 @@ static int mime_check_address(const char *what, const pp_mime_address_t *a, char
 		return -1;
 	}
 	snprintf(label, sizeof(label), "%s display name", what);
-	return a->name ? mime_check_text(label, a->name, err, errlen) : 0;
+	return a->name ? pp_merge_check_text(label, a->name, 0, err, errlen) : 0;
 }
 
 static int mime_check_message_id(const char *id, char *err, size_t errlen)
@@ -186,6 +211,59 @@ static int mime_check_message_id(const char *id, char *err, size_t errlen)
 bad:
 	snprintf(err, errlen, "Message-ID is not of the form <left@right>");
 	return -1;
+}
+
+int pp_mime_filename_valid(const char *name, char *err, size_t errlen)
+{
+	size_t len = name ? strlen(name) : 0;
+	if (len == 0 || len > PP_MIME_FILENAME_MAX) {
+		snprintf(err, errlen, "the file name is %s",
+		         len ? "longer than 255 bytes" : "empty");
+		return -1;
+	}
+	if (pp_merge_check_text("the file name", name, 0, err, errlen) != 0)
+		return -1;
+	if (strpbrk(name, "/\\") != NULL || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+		snprintf(err, errlen, "the file name must not be a path");
+		return -1;
+	}
+	return 0;
+}
+
+/* mime_check_content_type - printable ASCII that GMime reads back as a
+ * single-part type/subtype (parameters allowed). */
+static int mime_check_content_type(const char *ct)
+{
+	for (const char *p = ct; *p; p++)
+		if (*p < 0x20 || *p > 0x7E)
+			return -1;
+	GMimeContentType *t = g_mime_content_type_parse(NULL, ct);
+	if (t == NULL)
+		return -1;
+	const char *type = g_mime_content_type_get_media_type(t);
+	const char *sub = g_mime_content_type_get_media_subtype(t);
+	int ok = strchr(ct, '/') != NULL && type && sub && *type && *sub &&
+	         strcasecmp(type, "multipart") != 0 && strcasecmp(type, "message") != 0;
+	g_object_unref(t);
+	return ok ? 0 : -1;
+}
+
+static int mime_check_attachment(size_t n, const pp_mime_attachment_t *a, char *err, size_t errlen)
+{
+	char why[160];
+	if (pp_mime_filename_valid(a->filename, why, sizeof(why)) != 0) {
+		snprintf(err, errlen, "attachment %zu: %s", n, why);
+		return -1;
+	}
+	if (a->content_type == NULL || mime_check_content_type(a->content_type) != 0) {
+		snprintf(err, errlen, "attachment %zu: the content type is not a MIME type", n);
+		return -1;
+	}
+	if (a->data == NULL && a->len > 0) {
+		snprintf(err, errlen, "attachment %zu has no data", n);
+		return -1;
+	}
+	return 0;
 }
 
 static int mime_check_spec(const pp_mime_spec_t *s, char *err, size_t errlen)
@@ -207,7 +285,7 @@ static int mime_check_spec(const pp_mime_spec_t *s, char *err, size_t errlen)
 		if (mime_check_address(what, &s->cc[i], err, errlen) != 0)
 			return -1;
 	}
-	if (s->subject == NULL || mime_check_text("subject", s->subject, err, errlen) != 0) {
+	if (s->subject == NULL || pp_merge_check_text("subject", s->subject, 0, err, errlen) != 0) {
 		if (s->subject == NULL)
 			snprintf(err, errlen, "the message has no subject");
 		return -1;
@@ -223,6 +301,9 @@ static int mime_check_spec(const pp_mime_spec_t *s, char *err, size_t errlen)
 		snprintf(err, errlen, "the body is not valid UTF-8");
 		return -1;
 	}
+	for (size_t i = 0; i < s->nattachments; i++)
+		if (mime_check_attachment(i + 1, &s->attachments[i], err, errlen) != 0)
+			return -1;
 	return 0;
 }
 
@@ -295,20 +376,97 @@ static GMimeObject *mime_text_part(const char *subtype, const char *text)
 	return GMIME_OBJECT(part);
 }
 
-static GMimeObject *mime_body(const pp_mime_spec_t *s)
+/* mime_boundary - set a boundary of "=_pp_" and 24 hex digits: "=_" never
+ * occurs in base64 or quoted-printable text, so no part can contain it.
+ * key tells the message's multiparts apart under PP_TEST_SEED. */
+static void mime_boundary(GMimeMultipart *mp, uint64_t key)
 {
-	if (s->text == NULL)
-		return mime_text_part("html", s->html);
-	if (s->html == NULL)
-		return mime_text_part("plain", s->text);
-	GMimeMultipart *alt = g_mime_multipart_new_with_subtype("alternative");
-	GMimeObject *text = mime_text_part("plain", s->text);
-	GMimeObject *html = mime_text_part("html", s->html);
-	g_mime_multipart_add(alt, text);
-	g_mime_multipart_add(alt, html);
-	g_object_unref(text);
-	g_object_unref(html);
-	return GMIME_OBJECT(alt);
+	unsigned char rnd[12];
+	char b[8 + 2 * sizeof(rnd)];
+	if (mime_random(rnd, sizeof(rnd), key) != 0)
+		fatalx("no randomness for a MIME boundary");
+	int n = snprintf(b, sizeof(b), "=_pp_");
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		n += snprintf(b + n, sizeof(b) - (size_t)n, "%02x", rnd[i]);
+	g_mime_multipart_set_boundary(mp, b);
+}
+
+/* mime_param_utf8 - a non-ASCII parameter is written as RFC 2231 UTF-8
+ * (GMime would otherwise pick the smallest charset that fits). */
+static void mime_param_utf8(GMimeParamList *list, const char *name)
+{
+	GMimeParam *param = list ? g_mime_param_list_get_parameter(list, name) : NULL;
+	if (param == NULL)
+		return;
+	g_mime_param_set_charset(param, "UTF-8");
+	g_mime_param_set_encoding_method(param, GMIME_PARAM_ENCODING_METHOD_RFC2231);
+}
+
+/* mime_attachment_part - base64, with the file name on Content-Type (name)
+ * and Content-Disposition (filename); GMime writes a non-ASCII name as an
+ * RFC 2231 parameter. */
+static GMimeObject *mime_attachment_part(const pp_mime_attachment_t *a)
+{
+	GMimeContentType *ct = g_mime_content_type_parse(NULL, a->content_type);
+	GMimePart *part = g_mime_part_new();
+	g_mime_object_set_content_type(GMIME_OBJECT(part), ct);
+	g_object_unref(ct);
+	g_mime_part_set_filename(part, a->filename);
+	mime_param_utf8(
+	    g_mime_content_type_get_parameters(g_mime_object_get_content_type(GMIME_OBJECT(part))),
+	    "name");
+	mime_param_utf8(g_mime_content_disposition_get_parameters(
+	                    g_mime_object_get_content_disposition(GMIME_OBJECT(part))),
+	                "filename");
+	GMimeStream *stream = g_mime_stream_mem_new_with_buffer(a->data ? a->data : "", a->len);
+	GMimeDataWrapper *wrapper =
+	    g_mime_data_wrapper_new_with_stream(stream, GMIME_CONTENT_ENCODING_DEFAULT);
+	g_mime_part_set_content(part, wrapper);
+	g_mime_part_set_content_encoding(part, GMIME_CONTENT_ENCODING_BASE64);
+	g_object_unref(wrapper);
+	g_object_unref(stream);
+	return GMIME_OBJECT(part);
+}
+
+static void mime_add_part(GMimeMultipart *mp, GMimeObject *part)
+{
+	g_mime_multipart_add(mp, part);
+	g_object_unref(part);
+}
+
+/* mime_body - the text, HTML or both (alternative), then the attachments
+ * (mixed). key seeds the boundaries. */
+static GMimeObject *mime_body(const pp_mime_spec_t *s, uint64_t key)
+{
+	GMimeObject *body;
+	if (s->text == NULL) {
+		body = mime_text_part("html", s->html);
+	} else if (s->html == NULL) {
+		body = mime_text_part("plain", s->text);
+	} else {
+		GMimeMultipart *alt = g_mime_multipart_new_with_subtype("alternative");
+		mime_boundary(alt, key + 1);
+		mime_add_part(alt, mime_text_part("plain", s->text));
+		mime_add_part(alt, mime_text_part("html", s->html));
+		body = GMIME_OBJECT(alt);
+	}
+	if (s->nattachments == 0)
+		return body;
+	GMimeMultipart *mixed = g_mime_multipart_new_with_subtype("mixed");
+	mime_boundary(mixed, key);
+	mime_add_part(mixed, body);
+	for (size_t i = 0; i < s->nattachments; i++)
+		mime_add_part(mixed, mime_attachment_part(&s->attachments[i]));
+	return GMIME_OBJECT(mixed);
+}
+
+/* mime_key - FNV-1a of the Message-ID: the boundaries' seed. */
+static uint64_t mime_key(const char *message_id)
+{
+	uint64_t h = 0xCBF29CE484222325ULL;
+	for (const unsigned char *p = (const unsigned char *)message_id; *p; p++)
+		h = (h ^ *p) * 0x100000001B3ULL;
+	return h;
 }
 
 static int mime_set_date(GMimeMessage *m, int64_t date, const char *zone, char *err, size_t errlen)
@@ -357,9 +515,9 @@ char *pp_mime_build(const pp_mime_spec_t *spec, size_t *len, char *err, size_t e
 	char *msg = NULL, *subject = NULL, *id = NULL;
 	GMimeObject *body = NULL;
 	size_t n = 0;
+	mime_init();
 	if (mime_check_spec(spec, err, errlen) != 0)
 		return NULL;
-	mime_init();
 	GMimeMessage *m = g_mime_message_new(FALSE);
 	mime_add_addresses(m, GMIME_ADDRESS_TYPE_FROM, &spec->from, 1);
 	mime_add_addresses(m, GMIME_ADDRESS_TYPE_TO, spec->to, spec->nto);
@@ -370,7 +528,7 @@ char *pp_mime_build(const pp_mime_spec_t *spec, size_t *len, char *err, size_t e
 		goto fail;
 	id = xstrndup(spec->message_id + 1, strlen(spec->message_id) - 2);
 	g_mime_message_set_message_id(m, id);
-	body = mime_body(spec);
+	body = mime_body(spec, mime_key(spec->message_id));
 	g_mime_message_set_mime_part(m, body);
 	msg = mime_write(m, &n);
 	if (pp_mime_check_wire(msg, n, err, errlen) != 0) {
@@ -418,4 +576,45 @@ int pp_mime_check_wire(const char *msg, size_t len, char *err, size_t errlen)
 		}
 	}
 	return 0;
+}
+
+const char *pp_mime_type_for_name(const char *name)
+{
+	static const struct {
+		const char *ext, *type;
+	} types[] = {
+	    {"pdf", "application/pdf"},
+	    {"jpg", "image/jpeg"},
+	    {"jpeg", "image/jpeg"},
+	    {"png", "image/png"},
+	    {"gif", "image/gif"},
+	    {"webp", "image/webp"},
+	    {"tif", "image/tiff"},
+	    {"tiff", "image/tiff"},
+	    {"bmp", "image/bmp"},
+	    {"svg", "image/svg+xml"},
+	    {"dcm", "application/dicom"},
+	    {"txt", "text/plain"},
+	    {"csv", "text/csv"},
+	    {"htm", "text/html"},
+	    {"html", "text/html"},
+	    {"ics", "text/calendar"},
+	    {"vcf", "text/vcard"},
+	    {"rtf", "application/rtf"},
+	    {"xml", "application/xml"},
+	    {"json", "application/json"},
+	    {"zip", "application/zip"},
+	    {"doc", "application/msword"},
+	    {"docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"},
+	    {"xls", "application/vnd.ms-excel"},
+	    {"xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"},
+	    {"odt", "application/vnd.oasis.opendocument.text"},
+	    {"ods", "application/vnd.oasis.opendocument.spreadsheet"},
+	};
+	const char *dot = name ? strrchr(name, '.') : NULL;
+	if (dot != NULL && dot != name)
+		for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+			if (strcasecmp(dot + 1, types[i].ext) == 0)
+				return types[i].type;
+	return "application/octet-stream";
 }

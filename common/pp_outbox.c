@@ -1,7 +1,8 @@
 /*
- * pp_outbox.c - claim, lease, rate-limit and record outgoing messages of
- * one channel (see pp_outbox.h). Owns the SQL text built from the
- * descriptor; every value travels as a parameter.
+ * pp_outbox.c - claim, lease, rate-limit, schedule and release outgoing
+ * messages of one channel (see pp_outbox.h). Owns the SQL text built from
+ * the descriptor; every value travels as a parameter. Recording outcomes
+ * and pausing accounts live in pp_outbox_record.c.
  */
 #include "pp_outbox.h"
 
@@ -10,26 +11,76 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "pp_daemon.h"
 #include "pp_log.h"
+#include "pp_outbox_priv.h"
 #include "pp_state.h"
 #include "pp_util.h"
 
-struct pp_outbox {
-	pp_db_t *db;
-	const pp_outbox_desc_t *desc;
-	char *instance;
-	pp_outbox_opts_t opts;
-	char *sql_expire;
-	char *sql_accounts;
-	char *sql_claim;
-	char *sql_advance;
-	char *sql_pause;
-	char *sql_pending;
-};
+/* The account's remaining daily allowance in the practice's zone. */
+#define OUTBOX_DAY_ROOM                                                                            \
+	"a.daily_cap - CASE WHEN a.sent_day = (now() AT TIME ZONE p.time_zone)::date THEN "        \
+	"a.sent_today ELSE 0 END"
 
-#define OUTBOX_HELD "claimed_by = $2 AND state = 'sending'"
+/* outbox_sql_accounts - lock the accounts that have due, eligible mail:
+ * id, per_minute, wait to the first slot and slot interval (both in us,
+ * from the database clock), daily room (NULL: no cap), schedule cutoff. */
+static char *outbox_sql_accounts(const pp_outbox_desc_t *desc)
+{
+	return xasprintf(
+	    "SELECT a.id, a.per_minute, extract(epoch FROM greatest(a.rate_tat, now()) - "
+	    "clock_timestamp()) * 1000000, extract(epoch FROM interval '1 minute' / "
+	    "a.per_minute) * 1000000, %s, s.cutoff FROM %s a%s CROSS JOIN LATERAL (SELECT %s "
+	    "AS cutoff) s WHERE a.enabled AND a.paused_at IS NULL%s AND EXISTS (SELECT 1 FROM "
+	    "messages m WHERE m.%s = a.id AND m.channel = $1 AND m.direction = 'out' AND "
+	    "m.state = 'queued' AND NOT m.flagged AND m.deliver_after <= now() AND (m.send_now "
+	    "OR m.deliver_after <= s.cutoff)) ORDER BY a.rate_tat, a.id LIMIT $2::int FOR "
+	    "UPDATE OF a SKIP LOCKED",
+	    desc->daily_cap ? OUTBOX_DAY_ROOM : "NULL::int", desc->account_table,
+	    desc->daily_cap ? " JOIN practices p ON p.id = a.practice_id" : "",
+	    desc->schedule ? "pp_schedule_cutoff(a.practice_id, now())" : "now()",
+	    desc->daily_cap ? " AND (a.daily_cap IS NULL OR " OUTBOX_DAY_ROOM " > 0)" : "",
+	    desc->account_column);
+}
+
+/* outbox_sql_advance - after a claim: rate_tat past the $2 slots dealt,
+ * and (with a daily cap) $3 more sent today. */
+static char *outbox_sql_advance(const pp_outbox_desc_t *desc)
+{
+	if (!desc->daily_cap)
+		return xasprintf("UPDATE %s SET rate_tat = greatest(rate_tat, now()) + $2::int * "
+		                 "(interval '1 minute' / per_minute) WHERE id = $1 AND $2::int > 0 "
+		                 "AND $3::int >= 0",
+		                 desc->account_table);
+	return xasprintf("UPDATE %s a SET rate_tat = CASE WHEN $2::int > 0 THEN "
+	                 "greatest(a.rate_tat, now()) + $2::int * (interval '1 minute' / "
+	                 "a.per_minute) ELSE a.rate_tat END, sent_today = CASE WHEN a.sent_day = "
+	                 "(now() AT TIME ZONE p.time_zone)::date THEN a.sent_today ELSE 0 END + "
+	                 "$3::int, sent_day = (now() AT TIME ZONE p.time_zone)::date FROM "
+	                 "practices p WHERE a.id = $1 AND p.id = a.practice_id",
+	                 desc->account_table);
+}
+
+/* outbox_sql_release - sending -> queued, attempt given back ($5: keep
+ * $3/$4 as last_code/last_error); with a daily cap, today's count too. */
+static char *outbox_sql_release(const pp_outbox_desc_t *desc)
+{
+	static const char update[] =
+	    "UPDATE messages SET state = 'queued', attempts = greatest(attempts - 1, 0), "
+	    "last_code = CASE WHEN $5::boolean THEN $3::int ELSE last_code END, last_error = "
+	    "CASE WHEN $5::boolean THEN $4 ELSE last_error END, claimed_by = NULL, lease_until = "
+	    "NULL, updated_at = now() WHERE id = ANY($1::bigint[]) AND " OUTBOX_HELD;
+	if (!desc->daily_cap)
+		return xstrdup(update);
+	return xasprintf("WITH r AS (%s RETURNING %s AS account), c AS (SELECT account, "
+	                 "count(*) AS n FROM r GROUP BY account) UPDATE %s a SET sent_today = "
+	                 "greatest(a.sent_today - c.n, 0) FROM c, practices p WHERE a.id = "
+	                 "c.account AND p.id = a.practice_id AND a.sent_day = (now() AT TIME "
+	                 "ZONE p.time_zone)::date",
+	                 update, desc->account_column, desc->account_table);
+}
 
 pp_outbox_t *pp_outbox_new(pp_db_t *db, const pp_outbox_desc_t *desc, const char *instance)
 {
@@ -48,25 +99,18 @@ pp_outbox_t *pp_outbox_new(pp_db_t *db, const pp_outbox_desc_t *desc, const char
 	    "WHERE id = ANY(ARRAY(SELECT id FROM messages WHERE channel = $1 AND direction = "
 	    "'out' AND state = 'sending' AND lease_until < now() FOR UPDATE SKIP LOCKED)) "
 	    "RETURNING id, attempts, flagged");
-	ob->sql_accounts =
-	    xasprintf("SELECT a.id, a.per_minute, "
-	              "extract(epoch FROM greatest(a.rate_tat, now()) - clock_timestamp()) * 1000 "
-	              "FROM %s a WHERE a.enabled AND a.paused_at IS NULL AND EXISTS (SELECT 1 FROM "
-	              "messages m WHERE m.%s = a.id AND m.channel = $1 AND m.direction = 'out' AND "
-	              "m.state = 'queued' AND NOT m.flagged AND m.deliver_after <= now()) "
-	              "ORDER BY a.rate_tat, a.id LIMIT $2::int FOR UPDATE OF a SKIP LOCKED",
-	              desc->account_table, desc->account_column);
+	ob->sql_accounts = outbox_sql_accounts(desc);
 	ob->sql_claim = xasprintf(
 	    "UPDATE messages SET state = 'sending', attempts = attempts + 1, claimed_by = $2, "
 	    "lease_until = now() + $3::int * interval '1 second', updated_at = now() "
 	    "WHERE id = ANY(ARRAY(SELECT id FROM messages WHERE %s = $1::bigint AND channel = "
 	    "$4 AND direction = 'out' AND state = 'queued' AND NOT flagged AND deliver_after "
-	    "<= now() AND send_now = $5::boolean ORDER BY deliver_after, id LIMIT $6::int FOR "
-	    "UPDATE SKIP LOCKED)) RETURNING id, practice_id, attempts, send_now%s%s",
+	    "<= now() AND send_now = $5::boolean AND (send_now OR deliver_after <= "
+	    "$7::timestamptz) ORDER BY deliver_after, id LIMIT $6::int FOR UPDATE SKIP LOCKED)) "
+	    "RETURNING id, practice_id, attempts, send_now%s%s",
 	    desc->account_column, cols ? ", " : "", cols ? cols : "");
-	ob->sql_advance = xasprintf("UPDATE %s SET rate_tat = greatest(rate_tat, now()) + "
-	                            "$2::int * (interval '1 minute' / per_minute) WHERE id = $1",
-	                            desc->account_table);
+	ob->sql_advance = outbox_sql_advance(desc);
+	ob->sql_release = outbox_sql_release(desc);
 	ob->sql_pause = xasprintf("UPDATE %s SET paused_at = now(), paused_reason = $2 WHERE "
 	                          "id = $1 AND paused_at IS NULL RETURNING practice_id",
 	                          desc->account_table);
@@ -86,6 +130,7 @@ void pp_outbox_free(pp_outbox_t **obp)
 	free(ob->sql_accounts);
 	free(ob->sql_claim);
 	free(ob->sql_advance);
+	free(ob->sql_release);
 	free(ob->sql_pause);
 	free(ob->sql_pending);
 	free(ob);
@@ -106,6 +151,13 @@ void pp_outbox_batch_free(pp_outbox_batch_t *batch)
 	}
 	free(batch->items);
 	memset(batch, 0, sizeof(*batch));
+}
+
+int64_t pp_outbox_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* outbox_expire - return messages whose lease ran out to the queue. */
@@ -129,6 +181,8 @@ static void outbox_add_rows(pp_outbox_batch_t *batch, const PGresult *res, int64
 {
 	int n = PQntuples(res);
 	batch->ncols = PQnfields(res) > 4 ? (size_t)PQnfields(res) - 4 : 0;
+	if (n == 0)
+		return;
 	batch->items = xrealloc(batch->items, (batch->count + (size_t)n) * sizeof(*batch->items));
 	for (int r = 0; r < n; r++) {
 		pp_outbox_item_t *it = &batch->items[batch->count++];
@@ -154,61 +208,78 @@ static int outbox_item_cmp(const void *a, const void *b)
 	return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* The rate slots of one account in one claim. */
+typedef struct {
+	int64_t local_us; /* this host's clock, no earlier than the database read it */
+	double wait_us;   /* first slot, from the database clock */
+	double interval_us;
+} outbox_slots_t;
+
 /* outbox_deal_slots - rows come back in no fixed order: put one account's
  * items send_now first, then by id, and give the rate-limited ones their
- * slots (now + wait, interval apart) in that order. */
-static void outbox_deal_slots(pp_outbox_item_t *items, size_t n, int64_t first_slot_ms,
-                              double interval_ms)
+ * slots in that order. */
+static void outbox_deal_slots(pp_outbox_item_t *items, size_t n, const outbox_slots_t *sl)
 {
-	size_t slot = 0;
+	int slot = 0;
 	qsort(items, n, sizeof(*items), outbox_item_cmp);
-	for (size_t i = 0; i < n; i++)
-		if (!items[i].send_now)
-			items[i].not_before_ms =
-			    first_slot_ms + (int64_t)((double)slot++ * interval_ms);
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].send_now || sl->interval_us <= 0)
+			continue;
+		int64_t us = pp_outbox_slot_us(sl->local_us, sl->wait_us, sl->interval_us, slot++);
+		items[i].not_before_us = us;
+		items[i].not_before_ms = (us + 999) / 1000;
+		items[i].interval_us = (int64_t)ceil(sl->interval_us);
+	}
 }
 
 /* outbox_claim_account - claim send_now messages, then rate-limited ones
- * within quota, for one locked account. Returns how many or -1. */
+ * within quota and daily room, for one locked account, and advance its
+ * rate state. Returns how many or -1. */
 static int outbox_claim_account(pp_outbox_t *ob, pp_outbox_batch_t *batch, const PGresult *acc,
-                                int row, int room, int64_t now_ms)
+                                int row, int room, int64_t local_us)
 {
-	const char *id = PQgetvalue(acc, row, 0);
-	int64_t account_id = pp_db_value_ll(acc, row, 0, 0);
-	double per_minute = (double)pp_db_value_ll(acc, row, 1, 1);
-	double wait_ms = strtod(PQgetvalue(acc, row, 2), NULL);
-	double interval_ms = 60000.0 / (per_minute < 1 ? 1 : per_minute);
-	char lease[16], limit[16];
-	int claimed = 0;
+	const char *id = PQgetvalue(acc, row, 0), *cutoff = PQgetvalue(acc, row, 5);
+	int64_t per_minute = pp_db_value_ll(acc, row, 1, 1);
+	long long day_room = pp_db_value_ll(acc, row, 4, -1);
+	outbox_slots_t sl = {local_us, strtod(PQgetvalue(acc, row, 2), NULL),
+	                     per_minute >= PP_OUTBOX_UNLIMITED_PER_MINUTE
+	                         ? 0
+	                         : strtod(PQgetvalue(acc, row, 3), NULL)};
+	char lease[16], limit[16], slots[16], count[16];
+	int claimed = 0, dealt = 0;
 	size_t first = batch->count;
 
+	if (day_room >= 0 && day_room < room)
+		room = (int)day_room;
 	snprintf(lease, sizeof(lease), "%d", ob->opts.lease_seconds);
 	for (int pass = 0; pass < 2 && room > 0; pass++) {
-		int quota = pass == 0 ? room
-		                      : pp_outbox_rate_quota(wait_ms, interval_ms,
-		                                             ob->opts.rate_horizon_ms, room);
+		int quota = pass == 0 || sl.interval_us <= 0
+		                ? room
+		                : pp_outbox_rate_quota(sl.wait_us / 1000, sl.interval_us / 1000,
+		                                       ob->opts.rate_horizon_ms, room);
 		if (quota <= 0)
 			break;
 		snprintf(limit, sizeof(limit), "%d", quota);
 		PGresult *res = pp_db_exec(ob->db, ob->sql_claim,
 		                           PP_DB_ARGS(id, ob->instance, lease, ob->desc->channel,
-		                                      pass == 0 ? "true" : "false", limit));
+		                                      pass == 0 ? "true" : "false", limit, cutoff));
 		if (res == NULL)
 			return -1;
 		int n = PQntuples(res);
-		outbox_add_rows(batch, res, account_id);
+		outbox_add_rows(batch, res, pp_db_value_ll(acc, row, 0, 0));
 		PQclear(res);
-		if (pass == 1 && n > 0) {
-			char count[16];
-			snprintf(count, sizeof(count), "%d", n);
-			if (pp_db_command(ob->db, ob->sql_advance, PP_DB_ARGS(id, count)) != 0)
-				return -1;
-		}
+		if (pass == 1 && sl.interval_us > 0)
+			dealt = n;
 		claimed += n;
 		room -= n;
 	}
-	outbox_deal_slots(batch->items + first, batch->count - first, now_ms + (int64_t)wait_ms,
-	                  interval_ms);
+	snprintf(slots, sizeof(slots), "%d", dealt);
+	snprintf(count, sizeof(count), "%d", claimed);
+	if (claimed == 0)
+		return 0;
+	if (pp_db_command(ob->db, ob->sql_advance, PP_DB_ARGS(id, slots, count)) != 0)
+		return -1;
+	outbox_deal_slots(batch->items + first, batch->count - first, &sl);
 	return claimed;
 }
 
@@ -216,7 +287,6 @@ int pp_outbox_claim(pp_outbox_t *ob, pp_outbox_batch_t *batch)
 {
 	char limit[16];
 	PGresult *acc = NULL;
-	int64_t now_ms;
 	int room = ob->opts.batch_size;
 
 	memset(batch, 0, sizeof(*batch));
@@ -230,9 +300,9 @@ int pp_outbox_claim(pp_outbox_t *ob, pp_outbox_batch_t *batch)
 		goto fail;
 	/* Waits are measured from the database clock as the query ran; this
 	 * local instant is no earlier, so a slot is never taken early. */
-	now_ms = pp_mono_ms();
+	int64_t local_us = pp_outbox_now_us();
 	for (int r = 0; r < PQntuples(acc) && room > 0; r++) {
-		int n = outbox_claim_account(ob, batch, acc, r, room, now_ms);
+		int n = outbox_claim_account(ob, batch, acc, r, room, local_us);
 		if (n < 0)
 			goto fail;
 		room -= n;
@@ -256,8 +326,7 @@ fail_committed:
 	return -1;
 }
 
-/* outbox_held_ids - "{1,2,3}" of the items still held (account 0: all). */
-static char *outbox_held_ids(const pp_outbox_batch_t *batch, int64_t account_id, int *n)
+char *pp_outbox_held_ids(const pp_outbox_batch_t *batch, int64_t account_id, int *n)
 {
 	pp_buf_t ids;
 	pp_buf_init(&ids);
@@ -265,7 +334,7 @@ static char *outbox_held_ids(const pp_outbox_batch_t *batch, int64_t account_id,
 	*n = 0;
 	for (size_t i = 0; i < batch->count; i++) {
 		const pp_outbox_item_t *it = &batch->items[i];
-		if (it->done || (account_id != 0 && it->account_id != account_id))
+		if (it->done || it->in_flight || (account_id != 0 && it->account_id != account_id))
 			continue;
 		pp_buf_printf(&ids, "%s%lld", *n ? "," : "", (long long)it->id);
 		(*n)++;
@@ -277,18 +346,26 @@ static char *outbox_held_ids(const pp_outbox_batch_t *batch, int64_t account_id,
 int pp_outbox_renew(pp_outbox_t *ob, pp_outbox_batch_t *batch)
 {
 	char lease[16];
-	int n, rc = 0;
+	int n = 0, rc = 0;
 	int64_t now = pp_mono_ms();
 	if (now - batch->renewed_ms < (int64_t)ob->opts.lease_seconds * 1000 / 3)
 		return 0;
-	char *ids = outbox_held_ids(batch, 0, &n);
+	/* Items in flight are held too: renew every item not yet done. */
+	pp_buf_t ids;
+	pp_buf_init(&ids);
+	pp_buf_puts(&ids, "{");
+	for (size_t i = 0; i < batch->count; i++)
+		if (!batch->items[i].done)
+			pp_buf_printf(&ids, "%s%lld", n++ ? "," : "",
+			              (long long)batch->items[i].id);
+	pp_buf_puts(&ids, "}");
 	snprintf(lease, sizeof(lease), "%d", ob->opts.lease_seconds);
 	if (n > 0)
 		rc = pp_db_command(ob->db,
 		                   "UPDATE messages SET lease_until = now() + $3::int * interval "
 		                   "'1 second' WHERE id = ANY($1::bigint[]) AND " OUTBOX_HELD,
-		                   PP_DB_ARGS(ids, ob->instance, lease));
-	free(ids);
+		                   PP_DB_ARGS(ids.data, ob->instance, lease));
+	pp_buf_free(&ids);
 	if (rc == 0)
 		batch->renewed_ms = now;
 	else
@@ -299,187 +376,121 @@ int pp_outbox_renew(pp_outbox_t *ob, pp_outbox_batch_t *batch)
 int pp_outbox_fetch(pp_outbox_t *ob, pp_outbox_item_t *item, const char *column, char **out,
                     size_t *len)
 {
-	char id[24];
-	char *sql = xasprintf("SELECT %s FROM messages WHERE id = $1 AND " OUTBOX_HELD, column);
-	snprintf(id, sizeof(id), "%lld", (long long)item->id);
-	PGresult *res = pp_db_exec(ob->db, sql, PP_DB_ARGS(id, ob->instance));
-	free(sql);
-	*out = NULL;
-	if (res == NULL) {
-		log_warnx("msg=%lld cannot read %s: %s", (long long)item->id, column,
-		          pp_db_error(ob->db));
+	size_t n = 0;
+	pp_outbox_item_t *one[1] = {item};
+	if (pp_outbox_fetch_many(ob, one, 1, column, out, &n) != 0)
 		return -1;
-	}
-	if (PQntuples(res) != 1) {
-		PQclear(res);
-		log_warnx("msg=%lld no longer held by this instance; skipped", (long long)item->id);
-		item->done = 1;
+	if (*out == NULL)
 		return 1;
-	}
-	size_t n = (size_t)PQgetlength(res, 0, 0);
-	*out = xmalloc(n + 1);
-	memcpy(*out, PQgetvalue(res, 0, 0), n);
-	(*out)[n] = '\0';
 	if (len != NULL)
 		*len = n;
-	PQclear(res);
 	return 0;
 }
 
-int pp_outbox_record(pp_outbox_t *ob, pp_outbox_item_t *item, const pp_outbox_result_t *res)
+int pp_outbox_fetch_many(pp_outbox_t *ob, pp_outbox_item_t *const *items, size_t n,
+                         const char *column, char **out, size_t *len)
 {
-	char id[24], code[24], delay[24], max[16];
-	const char *codep = NULL, *sql;
-	PGresult *r = NULL;
-	int64_t backoff = 0;
-
-	snprintf(id, sizeof(id), "%lld", (long long)item->id);
-	if (res->code > 0) {
-		snprintf(code, sizeof(code), "%ld", res->code);
-		codep = code;
+	pp_buf_t ids;
+	char *sql = xasprintf("SELECT m.id, m.%s FROM messages m WHERE m.id = ANY($1::bigint[]) "
+	                      "AND m.claimed_by = $2 AND m.state = 'sending'",
+	                      column);
+	pp_buf_init(&ids);
+	pp_buf_puts(&ids, "{");
+	for (size_t i = 0; i < n; i++) {
+		pp_buf_printf(&ids, "%s%lld", i ? "," : "", (long long)items[i]->id);
+		out[i] = NULL;
+		len[i] = 0;
 	}
-	switch (res->outcome) {
-	case PP_OUTCOME_SENT:
-		sql =
-		    "UPDATE messages SET state = 'sent', sent_at = now(), last_code = $3::int, "
-		    "server_reply = $4, last_error = NULL, claimed_by = NULL, lease_until = NULL, "
-		    "updated_at = now() WHERE id = $1 AND " OUTBOX_HELD " RETURNING attempts";
-		r = pp_db_exec(ob->db, sql, PP_DB_ARGS(id, ob->instance, codep, res->text));
-		break;
-	case PP_OUTCOME_PERMANENT:
-		sql = "UPDATE messages SET state = 'failed', last_code = $3::int, last_error = $4, "
-		      "claimed_by = NULL, lease_until = NULL, updated_at = now() WHERE id = $1 "
-		      "AND " OUTBOX_HELD " RETURNING attempts";
-		r = pp_db_exec(ob->db, sql, PP_DB_ARGS(id, ob->instance, codep, res->text));
-		break;
-	case PP_OUTCOME_TEMPORARY:
-		backoff = pp_outbox_backoff_seconds(item->attempts, ob->opts.retry_base_seconds);
-		snprintf(delay, sizeof(delay), "%lld", (long long)backoff);
-		snprintf(max, sizeof(max), "%d", PP_MAX_ATTEMPTS);
-		sql =
-		    "UPDATE messages SET state = 'queued', deliver_after = now() + $5::bigint * "
-		    "interval '1 second', flagged = flagged OR attempts >= $6::int, last_code = "
-		    "$3::int, last_error = $4, claimed_by = NULL, lease_until = NULL, updated_at = "
-		    "now() WHERE id = $1 AND " OUTBOX_HELD " RETURNING attempts, flagged";
-		r = pp_db_exec(ob->db, sql,
-		               PP_DB_ARGS(id, ob->instance, codep, res->text, delay, max));
-		break;
-	case PP_OUTCOME_ACCOUNT:
-	default:
-		log_warnx("msg=%lld outcome=%s needs pp_outbox_pause_account", (long long)item->id,
-		          pp_outcome_name(res->outcome));
+	pp_buf_puts(&ids, "}");
+	PGresult *res = pp_db_exec(ob->db, sql, PP_DB_ARGS(ids.data, ob->instance));
+	free(sql);
+	pp_buf_free(&ids);
+	if (res == NULL) {
+		log_warnx("cannot read %s of %zu message(s): %s", column, n, pp_db_error(ob->db));
 		return -1;
 	}
-	if (r == NULL) {
-		log_warnx("msg=%lld cannot record outcome=%s: %s", (long long)item->id,
-		          pp_outcome_name(res->outcome), pp_db_error(ob->db));
-		return -1;
+	/* n is small (a fetch chunk): a nested scan is fine. */
+	for (int r = 0; r < PQntuples(res); r++) {
+		long long id = pp_db_value_ll(res, r, 0, 0);
+		for (size_t i = 0; i < n; i++) {
+			if (items[i]->id != id || out[i] != NULL)
+				continue;
+			size_t l = (size_t)PQgetlength(res, r, 1);
+			out[i] = xmalloc(l + 1);
+			memcpy(out[i], PQgetvalue(res, r, 1), l);
+			out[i][l] = '\0';
+			len[i] = l;
+			break;
+		}
 	}
-	item->done = 1;
-	if (PQntuples(r) == 0)
-		log_warnx("msg=%lld lease lost before outcome=%s code=%ld was recorded",
-		          (long long)item->id, pp_outcome_name(res->outcome), res->code);
-	else if (res->outcome == PP_OUTCOME_SENT)
-		log_info("msg=%lld state=sent attempt=%d code=%ld", (long long)item->id,
-		         item->attempts, res->code);
-	else if (res->outcome == PP_OUTCOME_PERMANENT)
-		log_info("msg=%lld state=failed attempt=%d code=%ld error=\"%s\"",
-		         (long long)item->id, item->attempts, res->code, res->text);
-	else
-		log_info("msg=%lld state=queued attempt=%d code=%ld retry_in=%llds flagged=%d "
-		         "error=\"%s\"",
-		         (long long)item->id, item->attempts, res->code, (long long)backoff,
-		         strcmp(PQgetvalue(r, 0, 1), "t") == 0, res->text);
-	PQclear(r);
+	PQclear(res);
+	for (size_t i = 0; i < n; i++)
+		if (out[i] == NULL) {
+			log_warnx("msg=%lld no longer held by this instance; skipped",
+			          (long long)items[i]->id);
+			items[i]->done = 1;
+		}
 	return 0;
 }
 
-/* outbox_release_ids - back to queued without counting the attempt. */
-static int outbox_release_ids(pp_outbox_t *ob, const char *ids, const pp_outbox_result_t *why)
+int pp_outbox_release_ids(pp_outbox_t *ob, const char *ids, const pp_outbox_result_t *why)
 {
 	char code[24];
 	const char *codep = NULL;
-	if (why == NULL)
-		return pp_db_command(
-		    ob->db,
-		    "UPDATE messages SET state = 'queued', attempts = "
-		    "greatest(attempts - 1, 0), claimed_by = NULL, lease_until = "
-		    "NULL, updated_at = now() WHERE id = ANY($1::bigint[]) AND " OUTBOX_HELD,
-		    PP_DB_ARGS(ids, ob->instance));
-	if (why->code > 0) {
+	if (why != NULL && why->code > 0) {
 		snprintf(code, sizeof(code), "%ld", why->code);
 		codep = code;
 	}
-	return pp_db_command(ob->db,
-	                     "UPDATE messages SET state = 'queued', attempts = greatest(attempts - "
-	                     "1, 0), last_code = $3::int, last_error = $4, claimed_by = NULL, "
-	                     "lease_until = NULL, updated_at = now() WHERE id = ANY($1::bigint[]) "
-	                     "AND " OUTBOX_HELD,
-	                     PP_DB_ARGS(ids, ob->instance, codep, why->text));
+	return pp_db_command(
+	    ob->db, ob->sql_release,
+	    PP_DB_ARGS(ids, ob->instance, codep, why ? why->text : NULL, why ? "true" : "false"));
 }
 
-static void outbox_mark_done(pp_outbox_batch_t *batch, int64_t account_id)
+void pp_outbox_mark_done(pp_outbox_batch_t *batch, int64_t account_id)
 {
 	for (size_t i = 0; i < batch->count; i++)
-		if (account_id == 0 || batch->items[i].account_id == account_id)
+		if ((account_id == 0 || batch->items[i].account_id == account_id) &&
+		    !batch->items[i].in_flight)
 			batch->items[i].done = 1;
 }
 
 int pp_outbox_release(pp_outbox_t *ob, pp_outbox_batch_t *batch, int64_t account_id)
 {
 	int n;
-	char *ids = outbox_held_ids(batch, account_id, &n);
-	int rc = n > 0 ? outbox_release_ids(ob, ids, NULL) : 0;
+	char *ids = pp_outbox_held_ids(batch, account_id, &n);
+	int rc = n > 0 ? pp_outbox_release_ids(ob, ids, NULL) : 0;
 	free(ids);
 	if (rc != 0) {
 		log_warnx("release failed (the leases will expire): %s", pp_db_error(ob->db));
 		return -1;
 	}
-	outbox_mark_done(batch, account_id);
+	pp_outbox_mark_done(batch, account_id);
 	if (n > 0)
 		log_info("released=%d account=%lld state=queued", n, (long long)account_id);
 	return n;
 }
 
-int pp_outbox_pause_account(pp_outbox_t *ob, pp_outbox_batch_t *batch, pp_outbox_item_t *item,
-                            const char *diag_code, const pp_outbox_result_t *res)
+int pp_outbox_release_items(pp_outbox_t *ob, pp_outbox_item_t *const *items, size_t n,
+                            const pp_outbox_result_t *why)
 {
-	char acct[24], item_ids[32];
-	int n, sms = strcmp(ob->desc->channel, "sms") == 0;
-	PGresult *r = NULL;
-	char *others = NULL;
-
-	snprintf(acct, sizeof(acct), "%lld", (long long)item->account_id);
-	snprintf(item_ids, sizeof(item_ids), "{%lld}", (long long)item->id);
-	if (pp_db_begin(ob->db) != 0)
+	pp_buf_t ids;
+	if (n == 0)
+		return 0;
+	pp_buf_init(&ids);
+	pp_buf_puts(&ids, "{");
+	for (size_t i = 0; i < n; i++)
+		pp_buf_printf(&ids, "%s%lld", i ? "," : "", (long long)items[i]->id);
+	pp_buf_puts(&ids, "}");
+	int rc = pp_outbox_release_ids(ob, ids.data, why);
+	pp_buf_free(&ids);
+	if (rc != 0) {
+		log_warnx("release failed (the leases will expire): %s", pp_db_error(ob->db));
 		return -1;
-	r = pp_db_exec(ob->db, ob->sql_pause, PP_DB_ARGS(acct, res->text));
-	if (r == NULL || outbox_release_ids(ob, item_ids, res) != 0)
-		goto fail;
-	item->done = 1;
-	others = outbox_held_ids(batch, item->account_id, &n);
-	if (n > 0 && outbox_release_ids(ob, others, NULL) != 0)
-		goto fail;
-	if (PQntuples(r) == 1 &&
-	    pp_diag_raise(ob->db, ob->desc->stage, "error", diag_code, pp_db_value_ll(r, 0, 0, 0),
-	                  sms ? 0 : item->account_id, sms ? item->account_id : 0, res->text) != 0)
-		goto fail;
-	if (pp_db_commit(ob->db) != 0)
-		goto fail;
-	log_warnx("account=%lld paused code=%s msg=%lld state=queued released=%d reason=\"%s\"",
-	          (long long)item->account_id, diag_code, (long long)item->id, n, res->text);
-	outbox_mark_done(batch, item->account_id);
-	PQclear(r);
-	free(others);
+	}
+	for (size_t i = 0; i < n; i++)
+		items[i]->done = 1;
+	log_info("released=%zu state=queued", n);
 	return 0;
-fail:
-	item->done = 0;
-	log_warnx("account=%lld cannot be paused: %s", (long long)item->account_id,
-	          pp_db_error(ob->db));
-	pp_db_rollback(ob->db);
-	PQclear(r);
-	free(others);
-	return -1;
 }
 
 int64_t pp_outbox_pending(pp_outbox_t *ob)
@@ -494,6 +505,22 @@ int64_t pp_outbox_pending(pp_outbox_t *ob)
 
 /* ---- pure functions ---- */
 
+/*
+ * Retry back-off after a temporary failure (4xx reply, dropped connection,
+ * timeout, TLS handshake failure), with base = [stage] retry_base_seconds
+ * (default 60):
+ *
+ *     after attempt 1:   1 x base    1 minute
+ *     after attempt 2:   5 x base    5 minutes
+ *     after attempt 3:  30 x base   30 minutes  (the message is now flagged)
+ *     after attempt 4+: 120 x base   2 hours    (only after a reset)
+ *
+ * A message is flagged once it has used PP_MAX_ATTEMPTS (3) attempts: it
+ * stays queued but is not claimed until an operator runs
+ * `practicepost reset-failed`, which clears the count. A 5xx reply fails a
+ * message at once; an account-wide error pauses the account and counts no
+ * attempt (pp_outbox_pause_account).
+ */
 int64_t pp_outbox_backoff_seconds(int attempts, int64_t base_seconds)
 {
 	static const int64_t factor[] = {1, 1, 5, 30, 120};
@@ -516,6 +543,11 @@ int pp_outbox_rate_quota(double wait_ms, double interval_ms, int horizon_ms, int
 		return limit;
 	double n = floor(((double)horizon_ms - wait_ms) / interval_ms) + 1;
 	return n >= (double)limit ? limit : (int)n;
+}
+
+int64_t pp_outbox_slot_us(int64_t local_us, double wait_us, double interval_us, int k)
+{
+	return local_us + (int64_t)ceil(wait_us + (double)k * interval_us);
 }
 
 pp_outcome_t pp_outbox_classify_transport(int curl_code)

@@ -1,7 +1,8 @@
 /*
  * pp_outbox.h - the channel-independent outgoing queue shared by the email
  * sender and the SMS stage: claiming batches (SKIP LOCKED + lease), the
- * per-account GCRA rate limit, recording outcomes, pausing an account and
+ * per-account GCRA rate limit and daily cap, the practice's send schedule,
+ * recording outcomes (several in one statement), pausing an account and
  * releasing held work. One pp_outbox_t per stage; a pp_outbox_desc_t names
  * the channel's account table so email_accounts and sms_accounts share it.
  *
@@ -12,12 +13,18 @@
  *   record:   SENT -> sent; TEMPORARY -> queued, deliver_after = now +
  *             backoff, flagged once attempts >= PP_MAX_ATTEMPTS;
  *             PERMANENT -> failed; ACCOUNT -> see pp_outbox_pause_account.
- *   release:  sending -> queued, attempt given back (SIGTERM, lost account).
+ *   release:  sending -> queued, attempt (and daily count) given back
+ *             (SIGTERM, lost account, a rate slot missed).
  *
- * Retry back-off after attempt n (base = retry_base_seconds, default 60):
- *   n=1: base, n=2: 5*base, n=3: 30*base, n>=4: 120*base (1 min, 5 min,
- *   30 min, 2 h). After PP_MAX_ATTEMPTS the message is flagged and waits
- *   for "reset failed messages".
+ * Rate limit (GCRA, one timestamp per account, state in the database):
+ * rate_tat is the earliest instant the next rate-limited send may start.
+ * A claim, holding the account row, deals the slots greatest(rate_tat,
+ * now()) + k * (1 minute / per_minute) and commits rate_tat past the last
+ * one, so slots never overlap across instances or hosts. Each slot is
+ * mapped to this host's monotonic clock from the database clock read in
+ * the claim, rounded up: a send is never early. per_minute >=
+ * PP_OUTBOX_UNLIMITED_PER_MINUTE means "as fast as possible" (no slots).
+ * The retry back-off schedule is documented at pp_outbox_backoff_seconds.
  */
 #ifndef PP_OUTBOX_H
 #define PP_OUTBOX_H
@@ -39,6 +46,8 @@ typedef struct {
 	const char *account_column; /* messages column: "email_account_id" */
 	const char *columns;        /* extra messages columns the claim returns,
 	                             * e.g. "to_addr, cc_addrs"; "" for none */
+	int schedule;               /* honour the practice's send schedule (pp_schedule_cutoff) */
+	int daily_cap;              /* the account table has daily_cap, sent_today, sent_day */
 } pp_outbox_desc_t;
 
 typedef struct {
@@ -52,6 +61,8 @@ typedef struct {
 #define PP_OUTBOX_DEFAULT_LEASE 300
 #define PP_OUTBOX_DEFAULT_HORIZON_MS 1000
 #define PP_OUTBOX_DEFAULT_RETRY_BASE 60
+/* At or above this many per minute (one a millisecond) the rate limit is off. */
+#define PP_OUTBOX_UNLIMITED_PER_MINUTE 60000
 
 typedef enum {
 	PP_OUTCOME_SENT,      /* delivered: sent */
@@ -66,6 +77,8 @@ typedef struct {
 	pp_outcome_t outcome;
 	long code;
 	char text[512];
+	int64_t done_us; /* pp_outbox_now_us() when the outcome came; 0: as recorded.
+	                  * A batched record dates sent_at back to it. */
 } pp_outbox_result_t;
 
 typedef struct {
@@ -75,7 +88,10 @@ typedef struct {
 	int attempts; /* including this one */
 	int send_now;
 	int64_t not_before_ms; /* pp_mono_ms() before which the rate limit forbids sending */
+	int64_t not_before_us; /* the same on pp_outbox_now_us(), exact (0: no wait) */
+	int64_t interval_us;   /* the account's rate interval; 0: not rate limited */
 	int done;              /* outcome recorded or released */
+	int in_flight;         /* being delivered or awaiting its record: never released */
 	char **cols;           /* desc->columns in order; NULL for SQL NULL */
 } pp_outbox_item_t;
 
@@ -114,10 +130,20 @@ int pp_outbox_renew(pp_outbox_t *ob, pp_outbox_batch_t *batch);
 int pp_outbox_fetch(pp_outbox_t *ob, pp_outbox_item_t *item, const char *column, char **out,
                     size_t *len);
 
+/* pp_outbox_fetch_many - read one text column of n held messages in one
+ * statement: out[i] owned (free()), len[i] its length. A message no
+ * longer held gets out[i] = NULL and is marked done. 0 / -1. */
+int pp_outbox_fetch_many(pp_outbox_t *ob, pp_outbox_item_t *const *items, size_t n,
+                         const char *column, char **out, size_t *len);
+
 /* pp_outbox_record - store the outcome of one attempt (not ACCOUNT: use
  * pp_outbox_pause_account). Marks the item done. 0 / -1; a lease lost
  * before the outcome could be written is logged and returns 0. */
 int pp_outbox_record(pp_outbox_t *ob, pp_outbox_item_t *item, const pp_outbox_result_t *res);
+/* pp_outbox_record_many - the same for n attempts in one statement (one
+ * transaction); results[i] belongs to items[i]. 0 / -1 (nothing recorded). */
+int pp_outbox_record_many(pp_outbox_t *ob, pp_outbox_item_t *const *items,
+                          const pp_outbox_result_t *results, size_t n);
 
 /* pp_outbox_pause_account - one transaction: pause item's account (if not
  * paused already, with one diagnostic), put item back in the queue without
@@ -127,15 +153,24 @@ int pp_outbox_pause_account(pp_outbox_t *ob, pp_outbox_batch_t *batch, pp_outbox
                             const char *diag_code, const pp_outbox_result_t *res);
 
 /* pp_outbox_release - give back what the batch still holds (account_id 0:
- * all accounts), attempts not counted. Returns the number released or -1. */
+ * all accounts; items in flight are kept), attempts not counted. Returns
+ * the number released or -1. */
 int pp_outbox_release(pp_outbox_t *ob, pp_outbox_batch_t *batch, int64_t account_id);
+/* pp_outbox_release_items - give back n named items (why: the reason kept
+ * in last_code/last_error, or NULL). 0 / -1. */
+int pp_outbox_release_items(pp_outbox_t *ob, pp_outbox_item_t *const *items, size_t n,
+                            const pp_outbox_result_t *why);
 
 /* pp_outbox_pending - queued and sending messages of the channel, or -1. */
 int64_t pp_outbox_pending(pp_outbox_t *ob);
 
+/* pp_outbox_now_us - the monotonic clock of not_before_us, microseconds. */
+int64_t pp_outbox_now_us(void);
+
 /* ---- pure functions (unit tested) ---- */
 
-/* pp_outbox_backoff_seconds - delay before retrying after attempt n. */
+/* pp_outbox_backoff_seconds - delay before retrying after attempt n
+ * (see the schedule in pp_outbox.c). */
 int64_t pp_outbox_backoff_seconds(int attempts, int64_t base_seconds);
 
 /* pp_outbox_rate_quota - GCRA: how many rate slots an account may use now.
@@ -143,6 +178,11 @@ int64_t pp_outbox_backoff_seconds(int attempts, int64_t base_seconds);
  * Slots start at now + wait_ms and are interval_ms apart; those falling
  * within horizon_ms of now count, at most limit. */
 int pp_outbox_rate_quota(double wait_ms, double interval_ms, int horizon_ms, int limit);
+
+/* pp_outbox_slot_us - where rate slot k lands on this host's clock: the
+ * database said the first slot is wait_us after the instant it read its
+ * clock, which was no later than local_us; rounded up, never early. */
+int64_t pp_outbox_slot_us(int64_t local_us, double wait_us, double interval_us, int k);
 
 /* pp_outbox_classify_transport - a libcurl error without a server reply:
  * connection refused, unknown host, invalid certificate, TLS required but

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 
 #include "composer.h"
+#include "composer_auto.h"
+#include "composer_batch.h"
+#include "pp_ical.h"
 #include "pp_log.h"
 #include "pp_mime.h"
 #include "pp_util.h"
@@ -22,6 +25,7 @@ static int composer_init(pp_daemon_t *d, void **state)
 {
 	composer_state_t *st = xcalloc(1, sizeof(*st));
 	composer_load_config(d, st);
+	composer_auto_init(d);
 	*state = st;
 	return 0;
 }
@@ -29,6 +33,7 @@ static int composer_init(pp_daemon_t *d, void **state)
 static void composer_reload(pp_daemon_t *d, void *state)
 {
 	composer_load_config(d, state);
+	composer_auto_reload(d);
 }
 
 /* composer_work - one batch: claim, compose each in its own transaction.
@@ -38,11 +43,15 @@ static int composer_work(pp_daemon_t *d, void *state)
 {
 	composer_state_t *st = state;
 	int64_t *ids = NULL;
+	int automatic = composer_auto_work(d); /* composer_auto.c: automatic messages, batches */
 	int n = composer_request_claim(d, st, &ids);
 	int handled = 0, failed = 0, rc = 0;
+	int fast = composer_batch_claimed(d, ids, n); /* composer_batch.c: plain ones in bulk */
 	for (int i = 0; i < n; i++) {
 		if (pp_daemon_stopping(d))
 			break;
+		if (ids[i] == 0) /* composed by composer_batch_claimed */
+			continue;
 		composer_rc_t r = composer_request_run(d, ids[i]);
 		if (r == COMPOSER_DB_ERROR) {
 			rc = -1;
@@ -59,9 +68,9 @@ static int composer_work(pp_daemon_t *d, void *state)
 		composer_request_release(d);
 		return -1;
 	}
-	if (handled + failed < n)
+	if (handled + failed + (fast > 0 ? fast : 0) < n)
 		composer_request_release(d);
-	return n;
+	return automatic < 0 ? -1 : n + automatic;
 }
 
 static int64_t composer_pending(pp_daemon_t *d, void *state)
@@ -81,6 +90,7 @@ static void composer_fini(pp_daemon_t *d, void *state)
 	composer_request_release(d);
 	free(state);
 	pp_mime_shutdown();
+	pp_ical_shutdown();
 }
 
 static const pp_stage_ops_t composer_ops = {

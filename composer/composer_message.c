@@ -2,7 +2,11 @@
  * composer_message.c - turns a loaded job into the finished message: merges
  * subject and body (pp_merge), then builds the MIME message (pp_mime) for
  * email or the text for SMS. No database: everything comes from the job.
- * Owns the wording of the errors a patient-facing problem produces.
+ * Owns the wording of the errors a patient-facing problem produces, and
+ * the choice of parts: text/plain always; text/html too (as
+ * multipart/alternative) when the template or the signature is HTML, the
+ * text part then read from the HTML before the merge; then the request's
+ * files and the .ics.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,9 +32,9 @@ static void message_source(const composer_job_t *job, const char *part, char *ou
 		snprintf(out, n, "free-text %s", part);
 }
 
-/* message_merge - parse and render text, appending to out. */
-static composer_rc_t message_merge(composer_job_t *job, const char *what, const char *text,
-                                   pp_merge_mode_t mode, pp_buf_t *out)
+/* composer_merge - parse and render text, appending to out. */
+composer_rc_t composer_merge(composer_job_t *job, const char *what, const char *text,
+                             pp_merge_mode_t mode, pp_buf_t *out)
 {
 	char err[COMPOSER_ERR_MAX - 64];
 	pp_merge_template_t *tpl = pp_merge_parse(text, err, sizeof(err));
@@ -43,22 +47,51 @@ static composer_rc_t message_merge(composer_job_t *job, const char *what, const 
 	return COMPOSER_OK;
 }
 
-/* message_body - the merged body, then the merged signature if asked for. */
-static composer_rc_t message_body(composer_job_t *job, pp_merge_mode_t mode, char **out)
+/* message_render - text (HTML when src_html) merged as HTML (want_html)
+ * or plain text, appended to out. */
+static composer_rc_t message_render(composer_job_t *job, const char *what, const char *text,
+                                    int src_html, int want_html, pp_buf_t *out)
+{
+	if (src_html == want_html)
+		return composer_merge(job, what, text, want_html ? PP_MERGE_HTML : PP_MERGE_TEXT,
+		                      out);
+	if (src_html) {
+		char *plain = pp_merge_html_to_text(text);
+		composer_rc_t rc = composer_merge(job, what, plain, PP_MERGE_TEXT, out);
+		free(plain);
+		return rc;
+	}
+	pp_buf_t merged;
+	pp_buf_init(&merged);
+	composer_rc_t rc = composer_merge(job, what, text, PP_MERGE_TEXT, &merged);
+	if (rc == COMPOSER_OK && merged.len > 0)
+		pp_merge_text_to_html(out, merged.data);
+	pp_buf_free(&merged);
+	return rc;
+}
+
+/* message_body - the merged body, then the merged signature if asked for,
+ * as HTML (html) or plain text. */
+static composer_rc_t message_body(composer_job_t *job, int html, char **out)
 {
 	char what[160];
 	pp_buf_t buf;
 	pp_buf_init(&buf);
 	message_source(job, "body", what, sizeof(what));
-	composer_rc_t rc = message_merge(job, what, job->tpl.body, mode, &buf);
+	composer_rc_t rc = message_render(job, what, job->tpl.body, job->tpl.html, html, &buf);
 	if (rc == COMPOSER_OK && job->tpl.signature != NULL) {
-		pp_buf_puts(&buf, mode == PP_MERGE_HTML ? "\n<br><br>\n" : "\n\n");
-		rc = message_merge(job, "signature template", job->tpl.signature, mode, &buf);
+		if (!html)
+			while (buf.len > 0 && buf.data[buf.len - 1] == '\n')
+				buf.len--;
+		pp_buf_puts(&buf, html ? "\n<br><br>\n" : "\n\n");
+		rc = message_render(job, "signature template", job->tpl.signature,
+		                    job->tpl.sig_html, html, &buf);
 	}
 	if (rc != COMPOSER_OK) {
 		pp_buf_free(&buf);
 		return rc;
 	}
+	pp_buf_append(&buf, "", 0);
 	*out = pp_buf_steal(&buf);
 	return COMPOSER_OK;
 }
@@ -91,12 +124,71 @@ static composer_rc_t message_subject(composer_job_t *job)
 	if (job->tpl.subject == NULL || *job->tpl.subject == '\0')
 		return composer_refuse(job, "%s is empty", what);
 	pp_buf_init(&buf);
-	composer_rc_t rc = message_merge(job, what, job->tpl.subject, PP_MERGE_HEADER, &buf);
+	composer_rc_t rc = composer_merge(job, what, job->tpl.subject, PP_MERGE_HEADER, &buf);
 	if (rc != COMPOSER_OK) {
 		pp_buf_free(&buf);
 		return rc;
 	}
 	job->msg.subject = pp_buf_steal(&buf);
+	return COMPOSER_OK;
+}
+
+/* message_parts - the text (and HTML) bodies of the message. */
+static composer_rc_t message_parts(composer_job_t *job, char **text, char **html)
+{
+	int want_html = job->tpl.html || (job->tpl.signature != NULL && job->tpl.sig_html);
+	composer_rc_t rc = COMPOSER_OK;
+	if (want_html)
+		rc = message_body(job, 1, html);
+	if (rc == COMPOSER_OK)
+		rc = message_body(job, 0, text);
+	return rc;
+}
+
+/* message_mime - the MIME text of the finished parts; err on failure. */
+static composer_rc_t message_mime(composer_job_t *job, const char *text, const char *html)
+{
+	composer_message_t *m = &job->msg;
+	char err[COMPOSER_ERR_MAX - 64];
+	size_t nfiles = job->files.n, ncc = 0;
+	pp_mime_attachment_t *files = xcalloc(nfiles + 1, sizeof(*files));
+	pp_mime_address_t *cc = xcalloc(job->rcpt.n + 1, sizeof(*cc));
+	if (nfiles > 0)
+		memcpy(files, job->files.list, nfiles * sizeof(*files));
+	if (m->ics != NULL)
+		files[nfiles++] = (pp_mime_attachment_t){composer_ical_filename(m->ics_method),
+		                                         composer_ical_content_type(m->ics_method),
+		                                         m->ics, m->ics_len};
+	for (size_t i = 0; i < job->rcpt.n; i++)
+		if (!job->rcpt.list[i].bcc)
+			cc[ncc++] =
+			    (pp_mime_address_t){job->rcpt.list[i].name, job->rcpt.list[i].addr};
+	pp_mime_address_t rcpt = {NULL, job->fields.values[PP_FIELD_PATIENT_EMAIL]};
+	pp_mime_spec_t spec = {
+	    .from = {job->account.from_name, job->account.from_addr},
+	    .to = &rcpt,
+	    .nto = 1,
+	    .cc = cc,
+	    .ncc = ncc,
+	    .subject = m->subject,
+	    .message_id = m->message_id,
+	    .date = job->fields.now_epoch,
+	    .time_zone = job->fields.time_zone,
+	    .text = text,
+	    .html = html,
+	    .attachments = files,
+	    .nattachments = nfiles,
+	};
+	m->body = pp_mime_build(&spec, &m->size, err, sizeof(err));
+	free(files);
+	free(cc);
+	if (m->body == NULL)
+		return composer_refuse(job, "the message cannot be built: %s", err);
+	if (job->account.max_bytes > 0 && (int64_t)m->size > job->account.max_bytes)
+		return composer_refuse(job,
+		                       "the message is %zu bytes, more than email account "
+		                       "%s allows (%lld)",
+		                       m->size, job->account.id, LL(job->account.max_bytes));
 	return COMPOSER_OK;
 }
 
@@ -106,48 +198,29 @@ static composer_rc_t message_email(composer_job_t *job)
 {
 	composer_message_t *m = &job->msg;
 	const char *to = job->fields.values[PP_FIELD_PATIENT_EMAIL];
-	char *body = NULL, err[COMPOSER_ERR_MAX - 64];
+	char *text = NULL, *html = NULL;
 	composer_rc_t rc;
-	if (to == NULL || *to == '\0')
-		return composer_refuse(job, "patient %lld has no email address",
-		                       LL(job->req.person_id));
-	if (!pp_mime_address_valid(to))
-		return composer_refuse(job, "patient %lld's email address is not valid",
-		                       LL(job->req.person_id));
-	if ((rc = message_subject(job)) != COMPOSER_OK ||
-	    (rc = message_body(job, job->tpl.html ? PP_MERGE_HTML : PP_MERGE_TEXT, &body)) !=
-	        COMPOSER_OK)
-		return rc;
+	if ((rc = composer_check_address(job, "patient", LL(job->req.person_id), to)) !=
+	        COMPOSER_OK ||
+	    (rc = composer_ical_build(job)) != COMPOSER_OK ||
+	    (rc = message_subject(job)) != COMPOSER_OK ||
+	    (rc = message_parts(job, &text, &html)) != COMPOSER_OK ||
+	    (rc = composer_recipients_check(job)) != COMPOSER_OK)
+		goto done;
 	if (pp_mime_message_id(m->message_id, sizeof(m->message_id), m->id,
 	                       job->fields.mail_domain) != 0) {
-		free(body);
-		return composer_refuse(job, "practice %lld's mail domain is not valid",
-		                       LL(job->req.practice_id));
+		rc = composer_refuse(job, "practice %lld's mail domain is not valid",
+		                     LL(job->req.practice_id));
+		goto done;
 	}
-	pp_mime_address_t rcpt = {NULL, to};
-	pp_mime_spec_t spec = {
-	    .from = {job->account.from_name, job->account.from_addr},
-	    .to = &rcpt,
-	    .nto = 1,
-	    .subject = m->subject,
-	    .message_id = m->message_id,
-	    .date = job->fields.now_epoch,
-	    .time_zone = job->fields.time_zone,
-	    .text = job->tpl.html ? NULL : body,
-	    .html = job->tpl.html ? body : NULL,
-	};
-	m->body = pp_mime_build(&spec, &m->size, err, sizeof(err));
-	free(body);
-	if (m->body == NULL)
-		return composer_refuse(job, "the message cannot be built: %s", err);
-	if (job->account.max_bytes > 0 && (int64_t)m->size > job->account.max_bytes)
-		return composer_refuse(job,
-		                       "the message is %zu bytes, more than email account "
-		                       "%s allows (%lld)",
-		                       m->size, job->account.id, LL(job->account.max_bytes));
+	if ((rc = message_mime(job, text, html)) != COMPOSER_OK)
+		goto done;
 	m->from_addr = message_from(job->account.from_name, job->account.from_addr);
 	m->to_addr = xstrdup(to);
-	return COMPOSER_OK;
+done:
+	free(text);
+	free(html);
+	return rc;
 }
 
 static composer_rc_t message_sms(composer_job_t *job)
@@ -157,7 +230,7 @@ static composer_rc_t message_sms(composer_job_t *job)
 	if (to == NULL || *to == '\0')
 		return composer_refuse(job, "patient %lld has no mobile number",
 		                       LL(job->req.person_id));
-	composer_rc_t rc = message_body(job, PP_MERGE_TEXT, &m->body);
+	composer_rc_t rc = message_body(job, 0, &m->body);
 	if (rc != COMPOSER_OK)
 		return rc;
 	m->size = strlen(m->body);

@@ -84,9 +84,9 @@ static composer_rc_t request_lock(pp_daemon_t *d, composer_job_t *job, int64_t i
 	    pp_daemon_db(d),
 	    "SELECT id, practice_id, person_id, template_code, channel, appointment_id, "
 	    "provider_id, specialist_id, email_account_id, sms_account_id, subject, body, "
-	    "category, description, deliver_after, add_signature, draft, send_now "
-	    "FROM compose_requests WHERE id = $1 AND state = 'new' AND claimed_by = $2 "
-	    "FOR UPDATE",
+	    "category, description, deliver_after, add_signature, draft, send_now, "
+	    "copy_specialist, attach_ics FROM compose_requests "
+	    "WHERE id = $1 AND state = 'new' AND claimed_by = $2 FOR UPDATE",
 	    PP_DB_ARGS(ids, pp_daemon_instance(d)));
 	if (res == NULL)
 		return COMPOSER_DB_ERROR;
@@ -112,13 +112,17 @@ static composer_rc_t request_lock(pp_daemon_t *d, composer_job_t *job, int64_t i
 	r->add_signature = flag(res, 15);
 	r->draft = flag(res, 16);
 	r->send_now = flag(res, 17);
+	r->copy_specialist = flag(res, 18);
+	r->attach_ics = pp_db_value(res, 0, 19);
 	return COMPOSER_OK;
 }
 
 /* request_next_message_id - reserve the messages.id so the Message-ID can
- * carry it. */
+ * carry it (unless the caller chose the id). */
 static composer_rc_t request_next_message_id(pp_db_t *db, composer_job_t *job)
 {
+	if (job->msg.id != 0)
+		return COMPOSER_OK;
 	PGresult *res =
 	    pp_db_exec(db, "SELECT nextval(pg_get_serial_sequence('messages', 'id'))", 0, NULL);
 	if (res == NULL)
@@ -128,12 +132,14 @@ static composer_rc_t request_next_message_id(pp_db_t *db, composer_job_t *job)
 	return COMPOSER_OK;
 }
 
-/* request_insert - the messages row and the request marked done. */
+/* request_insert - the messages row, its attachments, and the request
+ * (if it is a row) marked done. */
 static composer_rc_t request_insert(pp_db_t *db, composer_job_t *job)
 {
 	const composer_message_t *m = &job->msg;
 	const composer_request_t *r = &job->req;
 	char id[24], req[24], size[24], practice[24], person[24];
+	const char *state = r->state ? r->state : r->draft ? "draft" : "queued";
 	snprintf(id, sizeof(id), "%lld", (long long)m->id);
 	snprintf(req, sizeof(req), "%lld", (long long)r->id);
 	snprintf(size, sizeof(size), "%zu", m->size);
@@ -144,18 +150,22 @@ static composer_rc_t request_insert(pp_db_t *db, composer_job_t *job)
 	        db,
 	        "INSERT INTO messages (id, practice_id, direction, channel, state, "
 	        "email_account_id, sms_account_id, person_id, appointment_id, template_id, "
-	        "category, description, from_addr, to_addr, subject, body, "
+	        "category, description, from_addr, to_addr, cc_addrs, bcc_addrs, subject, body, "
 	        "message_id_header, size_bytes, send_now, deliver_after) "
 	        "VALUES ($1, $2, 'out', $3::message_channel, $4::message_state, $5, $6, $7, "
-	        "$8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18::boolean, "
-	        "coalesce($19::timestamptz, now()))",
-	        PP_DB_ARGS(id, practice, email ? "email" : "sms", r->draft ? "draft" : "queued",
+	        "$8, $9, coalesce($10, ''), coalesce($11, ''), $12, $13, $14, $15, $16, $17, "
+	        "$18, $19, $20::boolean, coalesce($21::timestamptz, now()))",
+	        PP_DB_ARGS(id, practice, email ? "email" : "sms", state,
 	                   email ? job->account.id : NULL, email ? NULL : job->account.id, person,
 	                   job->fields.appointment_id, job->tpl.id, r->category, r->description,
-	                   m->from_addr, m->to_addr, m->subject, m->body,
+	                   m->from_addr, m->to_addr, m->cc_addrs ? m->cc_addrs : "",
+	                   m->bcc_addrs ? m->bcc_addrs : "", m->subject, m->body,
 	                   email ? m->message_id : NULL, size, r->send_now ? "true" : "false",
 	                   r->deliver_after)) != 0)
 		return COMPOSER_DB_ERROR;
+	composer_rc_t rc = composer_attach_store(db, job);
+	if (rc != COMPOSER_OK || r->id == 0)
+		return rc;
 	if (pp_db_command(
 	        db,
 	        "UPDATE compose_requests SET state = 'done', message_id = $2, error = NULL, "
@@ -165,19 +175,25 @@ static composer_rc_t request_insert(pp_db_t *db, composer_job_t *job)
 	return COMPOSER_OK;
 }
 
-/* request_compose - every step inside the open transaction. */
-static composer_rc_t request_compose(pp_daemon_t *d, composer_job_t *job, int64_t id)
+composer_rc_t composer_job_compose(pp_db_t *db, composer_job_t *job)
 {
-	pp_db_t *db = pp_daemon_db(d);
 	composer_rc_t rc;
-	if ((rc = request_lock(d, job, id)) != COMPOSER_OK ||
-	    (rc = composer_template_load(db, job)) != COMPOSER_OK ||
+	if ((rc = composer_template_load(db, job)) != COMPOSER_OK ||
 	    (rc = composer_fields_load(db, job)) != COMPOSER_OK ||
 	    (rc = composer_account_load(db, job)) != COMPOSER_OK ||
+	    (rc = composer_recipients_load(db, job)) != COMPOSER_OK ||
+	    (rc = composer_attach_load(db, job)) != COMPOSER_OK ||
 	    (rc = request_next_message_id(db, job)) != COMPOSER_OK ||
 	    (rc = composer_message_build(job)) != COMPOSER_OK)
 		return rc;
 	return request_insert(db, job);
+}
+
+/* request_compose - every step inside the open transaction. */
+static composer_rc_t request_compose(pp_daemon_t *d, composer_job_t *job, int64_t id)
+{
+	composer_rc_t rc = request_lock(d, job, id);
+	return rc == COMPOSER_OK ? composer_job_compose(pp_daemon_db(d), job) : rc;
 }
 
 /* first_line - the first line of a database error: the server's DETAIL
@@ -292,9 +308,20 @@ void composer_job_free(composer_job_t *job)
 	PQclear(job->tpl.res);
 	PQclear(job->tpl.sig_res);
 	PQclear(job->account.res);
+	for (size_t i = 0; i < job->rcpt.n; i++)
+		free(job->rcpt.list[i].name);
+	free(job->rcpt.list);
+	PQclear(job->rcpt.res);
+	for (size_t i = 0; i < job->files.n; i++)
+		PQfreemem((void *)job->files.list[i].data);
+	free(job->files.list);
+	PQclear(job->files.res);
 	free(job->msg.from_addr);
 	free(job->msg.to_addr);
+	free(job->msg.cc_addrs);
+	free(job->msg.bcc_addrs);
 	free(job->msg.subject);
 	free(job->msg.body);
+	free(job->msg.ics);
 	memset(job, 0, sizeof(*job));
 }

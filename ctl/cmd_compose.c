@@ -1,15 +1,18 @@
 /*
  * cmd_compose.c - `practicepost compose` (a template for a patient) and
  * `practicepost enqueue email|sms` (free text): each checks what it can
- * up front, inserts one compose_requests row for the composer, wakes the
- * composer through the watchdog and, with --wait, follows the request
- * until the composer has made the message or refused it.
+ * up front, inserts one compose_requests row (with its Cc/Bcc people and
+ * attached files, cmd_compose_parts.c) in one transaction for the
+ * composer, wakes the composer through the watchdog and, with --wait,
+ * follows the request until the composer has made the message or refused
+ * it.
  */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd_compose.h"
 #include "ctl.h"
 #include "pp_merge.h"
 
@@ -22,8 +25,10 @@ typedef struct {
 	req_kind_t kind;
 	int64_t practice, patient, appointment, provider, specialist, wait_s;
 	const char *template_code, *channel, *subject, *body, *body_file, *category, *description;
-	int signature, draft, send_now;
+	const char *ics; /* --ics: none, request, cancel; NULL: the template's */
+	int signature, draft, send_now, cc_specialist;
 	char *file_body; /* owned, when the body came from a file */
+	compose_parts_t parts;
 } req_t;
 
 enum {
@@ -41,8 +46,15 @@ enum {
 	O_SIGNATURE,
 	O_DRAFT,
 	O_SEND_NOW,
-	O_WAIT
+	O_WAIT,
+	O_CC,
+	O_BCC,
+	O_CC_SPECIALIST,
+	O_ATTACH,
+	O_ICS
 };
+
+static const char *const ics_choices[] = {"none", "request", "cancel", NULL};
 
 static const struct option template_opts[] = {
     {"template", required_argument, NULL, O_TEMPLATE},
@@ -56,6 +68,11 @@ static const struct option template_opts[] = {
     {"draft", no_argument, NULL, O_DRAFT},
     {"send-now", no_argument, NULL, O_SEND_NOW},
     {"wait", required_argument, NULL, O_WAIT},
+    {"cc", required_argument, NULL, O_CC},
+    {"bcc", required_argument, NULL, O_BCC},
+    {"cc-specialist", no_argument, NULL, O_CC_SPECIALIST},
+    {"attach", required_argument, NULL, O_ATTACH},
+    {"ics", required_argument, NULL, O_ICS},
     {NULL, 0, NULL, 0},
 };
 
@@ -72,6 +89,10 @@ static const struct option email_opts[] = {
     {"draft", no_argument, NULL, O_DRAFT},
     {"send-now", no_argument, NULL, O_SEND_NOW},
     {"wait", required_argument, NULL, O_WAIT},
+    {"cc", required_argument, NULL, O_CC},
+    {"bcc", required_argument, NULL, O_BCC},
+    {"cc-specialist", no_argument, NULL, O_CC_SPECIALIST},
+    {"attach", required_argument, NULL, O_ATTACH},
     {NULL, 0, NULL, 0},
 };
 
@@ -130,6 +151,19 @@ static int req_option(req_t *r, int ch, const char *arg)
 		break;
 	case O_WAIT:
 		return ctl_parse_int("--wait", arg, 0, 86400, &r->wait_s);
+	case O_CC:
+	case O_BCC:
+		return compose_parts_cc(&r->parts, ch == O_BCC, arg);
+	case O_CC_SPECIALIST:
+		r->cc_specialist = 1;
+		break;
+	case O_ATTACH:
+		return compose_parts_attach(&r->parts, arg);
+	case O_ICS:
+		if (ctl_parse_choice("--ics", arg, ics_choices) < 0)
+			return -1;
+		r->ics = arg;
+		break;
 	}
 	return 0;
 }
@@ -149,6 +183,8 @@ static int req_check(ctl_t *ctl, req_t *r)
 	}
 	if (r->draft && r->send_now)
 		return ctl_usage(ctl, "--draft and --send-now contradict each other");
+	if (r->cc_specialist && r->specialist == 0)
+		return ctl_usage(ctl, "--cc-specialist needs --specialist");
 	if ((r->template_code && ctl_check_line("--template", r->template_code)) ||
 	    (r->subject && ctl_check_line("--subject", r->subject)) ||
 	    (r->category && ctl_check_line("--category", r->category)) ||
@@ -336,25 +372,41 @@ static int req_check_refs(ctl_t *ctl, const req_t *r)
 	return 0;
 }
 
-static int64_t req_insert(ctl_t *ctl, const req_t *r)
+static int64_t req_insert_row(ctl_t *ctl, const req_t *r)
 {
 	char prac[CTL_LL_LEN], pat[CTL_LL_LEN], app[CTL_LL_LEN], prov[CTL_LL_LEN], spec[CTL_LL_LEN];
 	PGresult *res = pp_db_exec(
 	    ctl->db,
 	    "INSERT INTO compose_requests (practice_id, template_code, channel, person_id, "
 	    "appointment_id, provider_id, specialist_id, subject, body, category, description, "
-	    "add_signature, draft, send_now) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-	    "$11, $12, $13, $14) RETURNING id",
+	    "add_signature, draft, send_now, copy_specialist, attach_ics) VALUES ($1, $2, $3, $4, "
+	    "$5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
 	    PP_DB_ARGS(ctl_ll(prac, r->practice), r->template_code, r->channel,
 	               ctl_ll(pat, r->patient), r->appointment ? ctl_ll(app, r->appointment) : NULL,
 	               r->provider ? ctl_ll(prov, r->provider) : NULL,
 	               r->specialist ? ctl_ll(spec, r->specialist) : NULL, r->subject, r->body,
 	               r->category ? r->category : "", r->description ? r->description : "",
-	               r->signature ? "t" : "f", r->draft ? "t" : "f", r->send_now ? "t" : "f"));
+	               r->signature ? "t" : "f", r->draft ? "t" : "f", r->send_now ? "t" : "f",
+	               r->cc_specialist ? "t" : "f", r->ics));
 	if (res == NULL)
 		return ctl_db_fail(ctl, "enqueue the request"), -1;
 	int64_t id = pp_db_value_ll(res, 0, 0, -1);
 	PQclear(res);
+	return id;
+}
+
+/* req_insert - the request row and its parts, in one transaction. */
+static int64_t req_insert(ctl_t *ctl, const req_t *r)
+{
+	if (pp_db_begin(ctl->db) != 0)
+		return ctl_db_fail(ctl, "enqueue the request"), -1;
+	int64_t id = req_insert_row(ctl, r);
+	if (id < 0 || compose_parts_insert(ctl, &r->parts, id) != 0) {
+		pp_db_rollback(ctl->db);
+		return -1;
+	}
+	if (pp_db_commit(ctl->db) != 0)
+		return ctl_db_fail(ctl, "enqueue the request"), -1;
 	return id;
 }
 
@@ -433,7 +485,9 @@ static int req_run(ctl_t *ctl, int argc, char **argv, req_kind_t kind)
 	if (rc != CTL_OK)
 		goto done;
 	rc = CTL_FAIL;
-	if (ctl_db(ctl) == NULL || req_check_patient(ctl, &r) != 0 || req_check_refs(ctl, &r) != 0)
+	if (ctl_db(ctl) == NULL || req_check_patient(ctl, &r) != 0 ||
+	    req_check_refs(ctl, &r) != 0 ||
+	    compose_parts_check(ctl, &r.parts, r.practice, r.patient) != 0)
 		goto done;
 	int64_t id = req_insert(ctl, &r);
 	if (id < 0)
@@ -451,6 +505,7 @@ static int req_run(ctl_t *ctl, int argc, char **argv, req_kind_t kind)
 	rc = r.wait_s < 0 ? CTL_OK : req_wait(ctl, id, r.wait_s);
 done:
 	free(r.file_body);
+	compose_parts_free(&r.parts);
 	return rc;
 }
 
@@ -472,13 +527,15 @@ static int cmd_enqueue_sms(ctl_t *ctl, int argc, char **argv)
 const ctl_command_t ctl_compose_commands[] = {
     {NULL, "compose", cmd_compose,
      "--template CODE --patient ID [--appointment ID] [--practice ID] [--provider ID] "
-     "[--specialist ID] [--category C] [--description D] [--draft] [--send-now] "
+     "[--specialist ID [--cc-specialist]] [--cc ID]... [--bcc ID]... [--attach FILE]... "
+     "[--ics none|request|cancel] [--category C] [--description D] [--draft] [--send-now] "
      "[--wait SECONDS]",
      "ask the composer for a templated message; prints the request id (with --wait, then "
      "the message id)"},
     {"enqueue", "email", cmd_enqueue_email,
-     "--patient ID --subject S (--body T | --body-file F) [--provider ID] [--specialist ID] "
-     "[--category C] [--description D] [--signature] [--draft] [--send-now] [--wait SECONDS]",
+     "--patient ID --subject S (--body T | --body-file F) [--provider ID] [--specialist ID "
+     "[--cc-specialist]] [--cc ID]... [--bcc ID]... [--attach FILE]... [--category C] "
+     "[--description D] [--signature] [--draft] [--send-now] [--wait SECONDS]",
      "ask the composer for a free-text email; prints the request id"},
     {"enqueue", "sms", cmd_enqueue_sms,
      "--patient ID (--text T | --text-file F) [--category C] [--description D] [--draft] "

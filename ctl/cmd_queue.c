@@ -2,8 +2,9 @@
  * cmd_queue.c - operator actions on queued messages: `reset-failed` (a
  * flagged message, or a failed one named by id, goes back to the queue with
  * its attempts cleared; a failed booking-link sync is retried) and
- * `send-now` (skip the rate delay and the send window; the only way a
- * draft is ever sent). Each is one UPDATE, hence one transaction.
+ * `send-now` (named messages or a selection skip the rate delay and the
+ * send window; the only way a draft is ever sent). Each is one UPDATE,
+ * hence one transaction.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -147,37 +148,80 @@ fail:
 	return rc;
 }
 
+/* Named messages (queued, or a draft: the only way a draft is ever sent)
+ * go now whatever their deliver_after; a selection takes the queued
+ * messages that are due and held back only by the send window or the
+ * rate limit. Flagged messages need reset-failed first. */
+static const char send_now_sql[] =
+    "UPDATE messages SET send_now = true, deliver_after = CASE WHEN id = ANY($1::bigint[]) "
+    "THEN now() ELSE deliver_after END, state = CASE WHEN state = 'draft' THEN "
+    "'queued'::message_state ELSE state END, updated_at = now() "
+    "WHERE direction = 'out' AND NOT flagged AND ((id = ANY($1::bigint[]) AND state IN "
+    "('queued', 'draft')) OR (state = 'queued' AND NOT send_now AND deliver_after <= now() "
+    "AND ($5 OR "
+    "email_account_id = $2::bigint OR sms_account_id = $3::bigint OR practice_id = "
+    "$4::bigint))) RETURNING id, channel::text";
+
+typedef struct {
+	int64_t account, sms_account, practice;
+	int all;
+} send_now_sel_t;
+
+static int send_now_parse(ctl_t *ctl, int argc, char **argv, pp_buf_t *ids, send_now_sel_t *sel)
+{
+	static const struct option opts[] = {{"account", required_argument, NULL, 'a'},
+	                                     {"sms-account", required_argument, NULL, 's'},
+	                                     {"practice", required_argument, NULL, 'p'},
+	                                     {"all-queued", no_argument, NULL, 'A'},
+	                                     {NULL, 0, NULL, 0}};
+	int ch;
+	memset(sel, 0, sizeof(*sel));
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if ((ch == 'a' && ctl_parse_id("--account", optarg, &sel->account) != 0) ||
+		    (ch == 's' && ctl_parse_id("--sms-account", optarg, &sel->sms_account) != 0) ||
+		    (ch == 'p' && ctl_parse_id("--practice", optarg, &sel->practice) != 0))
+			return CTL_USAGE;
+		sel->all |= ch == 'A';
+		if (ch == '?' || ch == ':')
+			return ctl_usage_line(ctl);
+	}
+	for (int i = optind; i < argc; i++)
+		if (ids_add(ids, "message id", argv[i]) != 0)
+			return CTL_USAGE;
+	pp_buf_puts(ids, "}");
+	if (ids->len == 2 && !sel->all && !sel->account && !sel->sms_account && !sel->practice)
+		return ctl_usage(ctl, "say which messages: their ids, --account ID, --sms-account "
+		                      "ID, --practice ID or --all-queued");
+	return CTL_OK;
+}
+
 static int cmd_send_now(ctl_t *ctl, int argc, char **argv)
 {
+	char atext[CTL_LL_LEN], stext[CTL_LL_LEN], ptext[CTL_LL_LEN];
+	send_now_sel_t sel;
 	pp_buf_t ids;
-	int rc = CTL_USAGE;
 	pp_buf_init(&ids);
 	pp_buf_puts(&ids, "{");
-	if (argc < 2) {
-		rc = ctl_usage(ctl, "give the ids of the messages to send now");
+	int rc = send_now_parse(ctl, argc, argv, &ids, &sel);
+	if (rc != CTL_OK)
 		goto fail;
-	}
-	for (int i = 1; i < argc; i++)
-		if (ids_add(&ids, "message id", argv[i]) != 0)
-			goto fail;
-	pp_buf_puts(&ids, "}");
 	rc = CTL_FAIL;
 	if (ctl_db(ctl) == NULL)
 		goto fail;
 	PGresult *res = pp_db_exec(
-	    ctl->db,
-	    "UPDATE messages SET send_now = true, deliver_after = now(), state = CASE WHEN "
-	    "state = 'draft' THEN 'queued'::message_state ELSE state END, updated_at = now() "
-	    "WHERE id = ANY($1::bigint[]) AND direction = 'out' AND state IN ('queued', "
-	    "'draft') AND NOT flagged RETURNING id, channel::text",
-	    PP_DB_ARGS(ids.data));
+	    ctl->db, send_now_sql,
+	    PP_DB_ARGS(ids.data, sel.account ? ctl_ll(atext, sel.account) : NULL,
+	               sel.sms_account ? ctl_ll(stext, sel.sms_account) : NULL,
+	               sel.practice ? ctl_ll(ptext, sel.practice) : NULL, sel.all ? "t" : "f"));
 	if (res == NULL) {
 		ctl_db_fail(ctl, "mark the messages");
 		goto fail;
 	}
 	printf("%d message(s) to be sent now\n", PQntuples(res));
 	wake_channels(ctl, res, 1);
-	rc = report_named(ctl, ids.data, res, "sent now (only queued or draft messages can be)");
+	rc = ids.len > 2 ? report_named(ctl, ids.data, res,
+	                                "sent now (only queued or draft messages can be)")
+	                 : CTL_OK;
 	PQclear(res);
 fail:
 	pp_buf_free(&ids);
@@ -189,7 +233,10 @@ const ctl_command_t ctl_queue_commands[] = {
      "[--message ID ...] [--account ID] [--sms-account ID] [--all]",
      "queue flagged messages again with their attempts cleared (a failed message only when "
      "named with --message); prints how many"},
-    {NULL, "send-now", cmd_send_now, "ID...",
-     "send queued or draft messages now, skipping the rate delay and the send window"},
+    {NULL, "send-now", cmd_send_now,
+     "[ID...] [--account ID] [--sms-account ID] [--practice ID] [--all-queued]",
+     "send messages now, skipping the rate delay and the send window: named queued or "
+     "draft messages (the only way a draft is sent), or the due queued messages of a "
+     "selection"},
     {NULL, NULL, NULL, NULL, NULL},
 };

@@ -1,7 +1,8 @@
 /*
  * cmd_template.c - `practicepost template add|list` and `practicepost
  * fields`: a practice's message templates (saved by code; an unknown merge
- * field is refused on save, naming it) and the catalogue of merge fields.
+ * field is refused on save, naming it; email templates may attach the
+ * appointment as an .ics with an alarm) and the catalogue of merge fields.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -15,11 +16,38 @@
 
 static const char *const channels[] = {"email", "sms", NULL};
 static const char *const formats[] = {"text", "html", NULL};
+static const char *const ics_choices[] = {"none", "request", "cancel", NULL};
 
 typedef struct {
 	int64_t practice;
 	const char *code, *channel, *subject, *body, *body_file, *format, *description;
+	const char *attach_ics, *ics_alarm, *ics_summary; /* ics_alarm: minutes, NULL: none */
 } template_opts_t;
+
+/* template_ics_option - --attach-ics, --ics-alarm, --ics-summary. */
+static int template_ics_option(template_opts_t *o, int ch, const char *arg)
+{
+	int64_t minutes;
+	switch (ch) {
+	case 'i':
+		if (ctl_parse_choice("--attach-ics", arg, ics_choices) < 0)
+			return -1;
+		o->attach_ics = arg;
+		return 0;
+	case 'a':
+		if (strcmp(arg, "none") == 0 || *arg == '\0') {
+			o->ics_alarm = NULL;
+			return 0;
+		}
+		if (ctl_parse_int("--ics-alarm", arg, 0, 40320, &minutes) != 0)
+			return -1;
+		o->ics_alarm = arg;
+		return 0;
+	default:
+		o->ics_summary = arg;
+		return ctl_check_line("--ics-summary", arg);
+	}
+}
 
 static int template_parse(ctl_t *ctl, int argc, char **argv, template_opts_t *o)
 {
@@ -31,11 +59,16 @@ static int template_parse(ctl_t *ctl, int argc, char **argv, template_opts_t *o)
 	                                     {"body-file", required_argument, NULL, 'B'},
 	                                     {"format", required_argument, NULL, 'f'},
 	                                     {"description", required_argument, NULL, 'd'},
+	                                     {"attach-ics", required_argument, NULL, 'i'},
+	                                     {"ics-alarm", required_argument, NULL, 'a'},
+	                                     {"ics-summary", required_argument, NULL, 'S'},
 	                                     {NULL, 0, NULL, 0}};
 	int ch;
 	memset(o, 0, sizeof(*o));
 	o->channel = "email";
 	o->format = "text";
+	o->attach_ics = "none";
+	o->ics_alarm = "60";
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'p':
@@ -67,6 +100,12 @@ static int template_parse(ctl_t *ctl, int argc, char **argv, template_opts_t *o)
 		case 'd':
 			o->description = optarg;
 			break;
+		case 'i':
+		case 'a':
+		case 'S':
+			if (template_ics_option(o, ch, optarg) != 0)
+				return CTL_USAGE;
+			break;
 		default:
 			return ctl_usage_line(ctl);
 		}
@@ -79,6 +118,8 @@ static int template_parse(ctl_t *ctl, int argc, char **argv, template_opts_t *o)
 	if (strcmp(o->channel, "sms") == 0 &&
 	    (o->subject != NULL || strcmp(o->format, "html") == 0))
 		return ctl_usage(ctl, "an SMS template has no --subject and no html --format");
+	if (strcmp(o->channel, "sms") == 0 && strcmp(o->attach_ics, "none") != 0)
+		return ctl_usage(ctl, "an SMS template cannot attach an .ics (--attach-ics)");
 	if (ctl_check_line("--code", o->code) ||
 	    (o->subject && ctl_check_line("--subject", o->subject)) ||
 	    (o->description && ctl_check_line("--description", o->description)))
@@ -119,20 +160,24 @@ static int cmd_template_add(ctl_t *ctl, int argc, char **argv)
 		goto fail;
 	}
 	if ((o.subject && template_validate("subject", o.subject) != 0) ||
-	    template_validate("body", body) != 0)
+	    template_validate("body", body) != 0 ||
+	    (o.ics_summary && template_validate("calendar summary", o.ics_summary) != 0))
 		goto fail;
 	if (ctl_db(ctl) == NULL || ctl_practice_exists(ctl, o.practice) != 1)
 		goto fail;
 	PGresult *res = pp_db_exec(
 	    ctl->db,
 	    "INSERT INTO templates (practice_id, code, channel, description, subject, body, "
-	    "format) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (practice_id, code) DO "
+	    "format, attach_ics, ics_alarm_minutes, ics_summary) VALUES ($1, $2, $3, $4, $5, $6, "
+	    "$7, $8, $9, $10) ON CONFLICT (practice_id, code) DO "
 	    "UPDATE SET channel = EXCLUDED.channel, description = EXCLUDED.description, "
 	    "subject = EXCLUDED.subject, body = EXCLUDED.body, format = EXCLUDED.format, "
-	    "updated_at = now() RETURNING id, (xmax = 0) AS inserted",
+	    "attach_ics = EXCLUDED.attach_ics, ics_alarm_minutes = EXCLUDED.ics_alarm_minutes, "
+	    "ics_summary = EXCLUDED.ics_summary, updated_at = now() "
+	    "RETURNING id, (xmax = 0) AS inserted",
 	    PP_DB_ARGS(ctl_ll(practice, o.practice), o.code, o.channel,
 	               o.description ? o.description : "", o.subject ? o.subject : "", body,
-	               o.format));
+	               o.format, o.attach_ics, o.ics_alarm, o.ics_summary));
 	if (res == NULL) {
 		ctl_db_fail(ctl, "save the template");
 		goto fail;
@@ -157,6 +202,8 @@ static int cmd_template_list(ctl_t *ctl, int argc, char **argv)
 	    {"code", "CODE", CTL_COL_TEXT, 24, CTL_COL_BOTH},
 	    {"channel", "CHANNEL", CTL_COL_TEXT, 0, CTL_COL_BOTH},
 	    {"format", "FORMAT", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+	    {"attach_ics", "ICS", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+	    {"ics_alarm_minutes", "ALARM", CTL_COL_INT, 0, CTL_COL_BOTH},
 	    {"subject", "SUBJECT", CTL_COL_TEXT, 40, CTL_COL_BOTH},
 	    {"description", "DESCRIPTION", CTL_COL_TEXT, 30, CTL_COL_BOTH},
 	    {"body_bytes", "BYTES", CTL_COL_INT, 0, CTL_COL_BOTH},
@@ -176,7 +223,9 @@ static int cmd_template_list(ctl_t *ctl, int argc, char **argv)
 	if (ctl_db(ctl) == NULL || ctl_practice_exists(ctl, practice) != 1)
 		return CTL_FAIL;
 	PGresult *res = pp_db_exec(ctl->db,
-	                           "SELECT id, code, channel::text, format, subject, description, "
+	                           "SELECT id, code, channel::text, format, attach_ics, "
+	                           "CASE WHEN attach_ics <> 'none' THEN ics_alarm_minutes END "
+	                           "AS ics_alarm_minutes, subject, description, "
 	                           "octet_length(body) AS body_bytes, "
 	                           "to_json(updated_at) #>> '{}' AS updated_at FROM templates "
 	                           "WHERE practice_id = $1 ORDER BY code",
@@ -227,7 +276,8 @@ static int cmd_fields(ctl_t *ctl, int argc, char **argv)
 const ctl_command_t ctl_template_commands[] = {
     {"template", "add", cmd_template_add,
      "--practice ID --code C [--channel email|sms] [--subject S] (--body TEXT | --body-file "
-     "F) [--format text|html] [--description D]",
+     "F) [--format text|html] [--description D] [--attach-ics none|request|cancel] "
+     "[--ics-alarm MINUTES|none] [--ics-summary TEXT]",
      "save a template (replaces the one with the same code); prints its id"},
     {"template", "list", cmd_template_list, "--practice ID", "list a practice's templates"},
     {NULL, "fields", cmd_fields, "", "list the merge fields templates may use, by group"},

@@ -214,5 +214,9 @@ extern const ctl_command_t ctl_message_commands[];
 extern const ctl_command_t ctl_queue_commands[];
 extern const ctl_command_t ctl_status_commands[];
 extern const ctl_command_t ctl_diag_commands[];
+extern const ctl_command_t ctl_signature_commands[];
+extern const ctl_command_t ctl_auto_commands[];
+extern const ctl_command_t ctl_recall_commands[];
+extern const ctl_command_t ctl_schedule_commands[];
 
 #endif

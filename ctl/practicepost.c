@@ -22,6 +22,10 @@ static const ctl_command_t *const command_tables[] = {
     ctl_db_commands,       ctl_practice_commands, ctl_account_commands, ctl_person_commands,
     ctl_template_commands, ctl_compose_commands,  ctl_outbox_commands,  ctl_message_commands,
     ctl_queue_commands,    ctl_status_commands,   ctl_diag_commands,
+    ctl_signature_commands,
+    ctl_auto_commands,
+    ctl_recall_commands,
+    ctl_schedule_commands,
 };
 #define N_TABLES (sizeof(command_tables) / sizeof(command_tables[0]))
 

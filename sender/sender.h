@@ -1,14 +1,24 @@
 /*
- * sender.h - the email sender stage: what its files share. sender_main.c
- * runs the claim/deliver loop, sender_account.c caches each account's
- * settings and SMTP connection, sender_smtp.c runs one libcurl SMTP
- * transaction and classifies its result, sender_envelope.c builds the
- * envelope recipients. The outbox itself is common/pp_outbox.c.
+ * sender.h - the email sender stage: what its files share.
+ *   sender_main.c      daemon glue and [sender] configuration
+ *   sender_engine.c    the delivery loop: claims, rate slots, dispatch to
+ *                      connections, batched outcome records, drain on stop
+ *   sender_conn.c      connection threads (one libcurl handle each)
+ *   sender_account.c   each account's settings and its connections
+ *   sender_smtp.c      one SMTP transaction and its classification
+ *   sender_envelope.c  the envelope recipients
+ *   sender_policy.c    pure rules (TLS mode per port, rate slot verdict)
+ * The outbox itself (claims, leases, GCRA, schedule) is common/pp_outbox.c.
+ *
+ * Threads: only the engine's thread touches the database, the daemon and
+ * the account cache. A connection thread runs sender_smtp_send() on the
+ * job it was handed and nothing else.
  */
 #ifndef SENDER_H
 #define SENDER_H
 
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,14 +41,54 @@ typedef struct {
  * its connection open between messages. */
 typedef struct sender_smtp sender_smtp_t;
 
+/* One delivery handed to a connection thread. The engine owns it; the
+ * thread fills res and diag. */
+typedef struct sender_job {
+	pp_outbox_item_t *item; /* borrowed from the engine's hold */
+	void *hold;             /* the engine's batch the item belongs to */
+	struct sender_account *acct;
+	struct sender_conn *conn;
+	struct curl_slist *rcpts; /* owned */
+	const char *body;         /* borrowed from the hold */
+	size_t len;
+	pp_outbox_result_t res;
+	const char *diag; /* diagnostic code of an ACCOUNT outcome */
+	int skipped;      /* never attempted (cancelled, or the account failed) */
+	struct sender_job *next;
+} sender_job_t;
+
+/* The connection threads and the list of finished jobs. */
+typedef struct {
+	pthread_mutex_t lock;
+	pthread_cond_t done_cv;
+	sender_job_t *done_head, *done_tail;
+} sender_pool_t;
+
+/* One connection: a thread and the handle it drives, with its queue of
+ * jobs (run in order). jobs is the engine's view: submitted and not yet
+ * taken back. */
+typedef struct sender_conn {
+	sender_pool_t *pool;
+	sender_smtp_t *smtp; /* owned by the thread once started */
+	pthread_t thread;
+	pthread_cond_t cv;
+	sender_job_t *queue_head, *queue_tail; /* under pool->lock */
+	int quit;                              /* under pool->lock */
+	int jobs;
+	int64_t used_ms;
+} sender_conn_t;
+
+#define SENDER_MAX_CONNECTIONS 32
+
 /* An account's settings as loaded from email_accounts (+ the practice's
- * mail domain), with its connection. Owned by the account cache. */
+ * mail domain), with its connections. Owned by the account cache. */
 typedef struct sender_account {
 	int64_t id;
 	int64_t practice_id;
 	char *host;
 	int port;
 	sender_tls_t tls;
+	int optional_tls_port; /* the one port where starttls_optional may be plain */
 	int auth;
 	char *username;
 	char *secret;  /* stored (encrypted) form; decrypted only to connect */
@@ -47,10 +97,18 @@ typedef struct sender_account {
 	char *from_address;
 	char *mail_domain; /* EHLO name */
 	int64_t max_bytes;
+	int parallel;      /* connections at most */
 	char *fingerprint; /* every setting above, to notice a change */
-	sender_smtp_t *smtp;
+	PGresult *pending; /* changed settings, applied once no job is in flight */
+	sender_conn_t *conns[SENDER_MAX_CONNECTIONS];
+	int nconns;
+	int busy;                   /* jobs in flight */
+	int close_idle;             /* close the connections once none is busy */
+	uint64_t generation;        /* claim in which the settings were last read */
+	int64_t last_start_us;      /* engine: the last rate-limited send began */
+	uint64_t blocked_step;      /* engine: nothing more for it this step */
+	uint64_t rate_blocked_step; /* engine: no rate-limited item this step */
 	int64_t used_ms;
-	uint64_t generation; /* batch in which the settings were last read */
 	struct sender_account *next;
 } sender_account_t;
 
@@ -58,23 +116,80 @@ typedef struct {
 	sender_account_t *head;
 } sender_accounts_t;
 
+/* ---- sender_engine.c ---- */
+
+typedef struct sender_engine sender_engine_t;
+
+typedef struct {
+	int record_max;          /* outcomes recorded in one statement at most */
+	int record_delay_ms;     /* longest an outcome waits for its record */
+	int claim_interval_ms;   /* re-claim at least this often while busy */
+	int64_t idle_ms;         /* close connections unused this long */
+	size_t fetch_bytes;      /* bodies read ahead, in bytes at most */
+	sender_smtp_opts_t smtp; /* for new connections */
+} sender_engine_opts_t;
+
+/* sender_engine_new - the engine and its outbox (*outbox, borrowed: for
+ * the heartbeat's pending count). */
+sender_engine_t *sender_engine_new(pp_daemon_t *d, pp_outbox_t **outbox);
+void sender_engine_set_options(sender_engine_t *e, const sender_engine_opts_t *opts,
+                               const pp_outbox_opts_t *outbox_opts);
+/* sender_engine_step - one round of the loop: returns > 0 while work is
+ * held (call again), 0 when idle, -1 on a database error. */
+int sender_engine_step(sender_engine_t *e);
+/* sender_engine_drain - finish what is in flight, record it, give back the
+ * rest (SIGTERM, shutdown). */
+void sender_engine_drain(sender_engine_t *e);
+/* sender_engine_close_connections - after a reload: new settings apply to
+ * new connections. */
+void sender_engine_close_connections(sender_engine_t *e);
+void sender_engine_free(sender_engine_t **e);
+
+/* ---- sender_conn.c ---- */
+
+void sender_pool_init(sender_pool_t *p);
+void sender_pool_destroy(sender_pool_t *p);
+/* sender_conn_start - a thread driving smtp (ownership passes); NULL with
+ * err if the thread cannot be made (smtp is then freed). */
+sender_conn_t *sender_conn_start(sender_pool_t *p, sender_smtp_t *smtp, char *err, size_t errlen);
+/* sender_conn_submit - queue one job on the connection. After an ACCOUNT
+ * outcome the thread hands back the jobs queued behind it as skipped. */
+void sender_conn_submit(sender_conn_t *c, sender_job_t *job);
+/* sender_conn_cancel - hand back the queued jobs not yet started, as
+ * skipped (the one running finishes). */
+void sender_conn_cancel(sender_conn_t *c);
+/* sender_conn_stop - QUIT, join and free (no job may be queued). */
+void sender_conn_stop(sender_conn_t **c);
+/* sender_pool_take - the finished jobs (a list, oldest first), waiting
+ * until deadline_us (pp_outbox_now_us) if there are none yet. */
+sender_job_t *sender_pool_take(sender_pool_t *p, int64_t deadline_us);
+
 /* ---- sender_account.c ---- */
 
 /* sender_account_get - the account's current settings (read again once
- * per batch generation; a changed account gets a new connection).
+ * per claim generation; changed settings wait until no job is in flight).
  * Returns 0 with *out set; -1 on a database error; -2 when the account
  * cannot be used as configured (err says why: pause it). */
 int sender_account_get(sender_accounts_t *accts, pp_db_t *db, int64_t id, uint64_t generation,
                        sender_account_t **out, char *err, size_t errlen);
-/* sender_account_connection - the account's SMTP connection, made (and the
- * secret decrypted) on first use. NULL with err: an account problem. */
-sender_smtp_t *sender_account_connection(sender_account_t *acct, pp_daemon_t *d,
-                                         const sender_smtp_opts_t *opts, char *err, size_t errlen);
-/* sender_account_drop_connection - close the account's connection (QUIT). */
-void sender_account_drop_connection(sender_account_t *acct);
-/* sender_accounts_sweep - close connections unused for idle_ms. */
+/* sender_account_apply_pending - apply changed settings once idle.
+ * 0, or -2 with err when they cannot be used. */
+int sender_account_apply_pending(sender_account_t *acct, char *err, size_t errlen);
+/* sender_account_idle_conn - the least loaded connection of the account
+ * with fewer than depth jobs queued; a new one (the secret decrypted) while
+ * fewer than parallel exist and none is idle. NULL with *err set on an
+ * account problem, NULL with err "" when all are full. */
+sender_conn_t *sender_account_idle_conn(sender_account_t *acct, pp_daemon_t *d, sender_pool_t *pool,
+                                        const sender_smtp_opts_t *opts, int depth, char *err,
+                                        size_t errlen);
+/* sender_account_close_idle - close the connections no job is using. */
+void sender_account_close_idle(sender_account_t *acct);
+/* sender_accounts_sweep - close connections unused for idle_ms; forget
+ * accounts with none left and nothing in flight. */
 void sender_accounts_sweep(sender_accounts_t *accts, int64_t idle_ms);
+/* sender_accounts_clear - close everything (no job may be in flight). */
 void sender_accounts_clear(sender_accounts_t *accts);
+sender_account_t *sender_account_find(sender_accounts_t *accts, int64_t id);
 
 /* ---- sender_smtp.c ---- */
 
@@ -85,7 +200,8 @@ sender_smtp_t *sender_smtp_new(const sender_account_t *acct, const char *passwor
 void sender_smtp_free(sender_smtp_t **smtp);
 /* sender_smtp_send - one SMTP transaction: MAIL FROM from, RCPT TO each of
  * rcpts, DATA body (CRLF MIME, sent as is). Fills res (outcome, reply code
- * and text) and, for an ACCOUNT outcome, *diag_code. */
+ * and text) and, for an ACCOUNT outcome, *diag_code. A message larger than
+ * the SIZE the server advertised fails (PERMANENT) before MAIL FROM. */
 void sender_smtp_send(sender_smtp_t *smtp, const char *from, const struct curl_slist *rcpts,
                       const char *body, size_t len, pp_outbox_result_t *res,
                       const char **diag_code);
@@ -98,5 +214,37 @@ void sender_smtp_send(sender_smtp_t *smtp, const char *from, const struct curl_s
  * curl_slist_free_all(). */
 struct curl_slist *sender_envelope_recipients(const char *to, const char *cc, const char *bcc,
                                               int *count, char *err, size_t errlen);
+
+/* ---- sender_policy.c (pure; unit tested) ---- */
+
+/* sender_tls_use_ssl - CURLOPT_USE_SSL for a mode and port: STARTTLS is
+ * required on every port except the account's optional_tls_port (25
+ * unless the operator names a relay's port), where starttls_optional may
+ * fall back to plain text; implicit TLS is always TLS; none is plain. */
+long sender_tls_use_ssl(sender_tls_t tls, int port, int optional_tls_port);
+
+typedef enum {
+	SENDER_SLOT_GO,    /* may start now */
+	SENDER_SLOT_WAIT,  /* its rate slot is still ahead (*wait_us) */
+	SENDER_SLOT_MISSED /* it could not start in time: give it back */
+} sender_slot_t;
+
+/* Lateness a rate slot tolerates at least: a stall longer than this (and
+ * than one interval) hands the message back for a fresh slot, so a stall
+ * never turns into a burst. */
+#define SENDER_SLOT_LATE_FLOOR_US 100000
+
+/* sender_slot_check - the verdict for an item whose slot starts at
+ * not_before_us (0: not rate limited) with the account's interval, when
+ * this instance last began a send of the account at last_start_us (0:
+ * never): besides its slot, a send waits one interval after the last, so
+ * a late send never crowds the next. */
+sender_slot_t sender_slot_check(int64_t now_us, int64_t not_before_us, int64_t interval_us,
+                                int64_t last_start_us, int64_t *wait_us);
+
+/* sender_size_refused - 1 if a message of len bytes exceeds limit (the
+ * server's SIZE, or the account's max_message_bytes; 0 = no limit), with
+ * the reason in text. */
+int sender_size_refused(size_t len, int64_t limit, const char *whose, char *text, size_t textlen);
 
 #endif

@@ -1,8 +1,9 @@
 /*
  * sender_account.c - the cache of email accounts the sender delivers
- * through: settings read from email_accounts (again once per batch), the
+ * through: settings read from email_accounts (again at each claim), the
  * practice's mail domain for EHLO, and each account's open SMTP
- * connection. The secret is decrypted only to open a connection.
+ * connections (up to parallel_connections, each with its thread). The
+ * secret is decrypted only to open a connection.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,13 +27,16 @@ enum {
 	ACCT_FROM,
 	ACCT_DOMAIN,
 	ACCT_MAX_BYTES,
+	ACCT_OPTIONAL_PORT,
+	ACCT_PARALLEL,
 	ACCT_NCOLS
 };
 
 static const char account_sql[] =
     "SELECT a.practice_id, a.smtp_host, a.smtp_port, a.smtp_tls, a.smtp_auth, "
     "a.smtp_username, a.smtp_secret, nullif(a.smtp_ca_file, ''), a.smtp_verify, "
-    "a.from_address, p.mail_domain, a.max_message_bytes "
+    "a.from_address, p.mail_domain, a.max_message_bytes, a.smtp_optional_tls_port, "
+    "a.parallel_connections "
     "FROM email_accounts a JOIN practices p ON p.id = a.practice_id WHERE a.id = $1";
 
 static void account_free_settings(sender_account_t *a)
@@ -48,12 +52,21 @@ static void account_free_settings(sender_account_t *a)
 	a->from_address = a->mail_domain = a->fingerprint = NULL;
 }
 
+/* account_close - stop every connection (none may be busy). */
+static void account_close(sender_account_t *a)
+{
+	for (int i = 0; i < a->nconns; i++)
+		sender_conn_stop(&a->conns[i]);
+	a->nconns = 0;
+}
+
 static void account_free(sender_account_t **ap)
 {
 	sender_account_t *a = *ap;
 	if (a == NULL)
 		return;
-	sender_smtp_free(&a->smtp);
+	account_close(a);
+	PQclear(a->pending);
 	account_free_settings(a);
 	free(a);
 	*ap = NULL;
@@ -109,6 +122,12 @@ static int account_load(sender_account_t *a, const PGresult *res, char *err, siz
 	a->from_address = account_dup(res, ACCT_FROM);
 	a->mail_domain = account_dup(res, ACCT_DOMAIN);
 	a->max_bytes = pp_db_value_ll(res, 0, ACCT_MAX_BYTES, 0);
+	a->optional_tls_port = (int)pp_db_value_ll(res, 0, ACCT_OPTIONAL_PORT, 25);
+	a->parallel = (int)pp_db_value_ll(res, 0, ACCT_PARALLEL, 1);
+	if (a->parallel < 1)
+		a->parallel = 1;
+	if (a->parallel > SENDER_MAX_CONNECTIONS)
+		a->parallel = SENDER_MAX_CONNECTIONS;
 	a->fingerprint = account_fingerprint(res);
 	if (account_parse_tls(pp_db_value(res, 0, ACCT_TLS), &a->tls) != 0) {
 		snprintf(err, errlen, "unknown TLS mode %s", pp_db_value(res, 0, ACCT_TLS));
@@ -133,18 +152,52 @@ static int account_load(sender_account_t *a, const PGresult *res, char *err, siz
 	return 0;
 }
 
+sender_account_t *sender_account_find(sender_accounts_t *accts, int64_t id)
+{
+	for (sender_account_t *a = accts->head; a != NULL; a = a->next)
+		if (a->id == id)
+			return a;
+	return NULL;
+}
+
+/* account_apply - take the settings in res (owned) if they changed. */
+static int account_apply(sender_account_t *a, PGresult *res, char *err, size_t errlen)
+{
+	int rc = 0;
+	char *fp = account_fingerprint(res);
+	if (a->fingerprint == NULL || strcmp(fp, a->fingerprint) != 0) {
+		if (a->nconns > 0)
+			log_info("account=%lld settings changed; reconnecting", (long long)a->id);
+		account_close(a);
+		rc = account_load(a, res, err, errlen);
+		if (rc != 0) {
+			free(a->fingerprint); /* read it again next time */
+			a->fingerprint = NULL;
+		}
+	}
+	free(fp);
+	PQclear(res);
+	return rc;
+}
+
+int sender_account_apply_pending(sender_account_t *a, char *err, size_t errlen)
+{
+	PGresult *res = a->pending;
+	if (res == NULL || a->busy > 0)
+		return 0;
+	a->pending = NULL;
+	return account_apply(a, res, err, errlen);
+}
+
 int sender_account_get(sender_accounts_t *accts, pp_db_t *db, int64_t id, uint64_t generation,
                        sender_account_t **out, char *err, size_t errlen)
 {
-	sender_account_t *a;
 	char idtext[24];
-	int rc = 0;
+	sender_account_t *a = sender_account_find(accts, id);
 
 	*out = NULL;
-	for (a = accts->head; a != NULL; a = a->next)
-		if (a->id == id)
-			break;
-	if (a != NULL && a->generation == generation && a->fingerprint != NULL) {
+	if (a != NULL && (a->generation == generation || a->pending != NULL) &&
+	    a->fingerprint != NULL) {
 		*out = a;
 		return 0;
 	}
@@ -165,32 +218,26 @@ int sender_account_get(sender_accounts_t *accts, pp_db_t *db, int64_t id, uint64
 		a->next = accts->head;
 		accts->head = a;
 	}
-	char *fp = account_fingerprint(res);
-	if (a->fingerprint == NULL || strcmp(fp, a->fingerprint) != 0) {
-		if (a->smtp != NULL)
-			log_info("account=%lld settings changed; reconnecting", (long long)id);
-		sender_smtp_free(&a->smtp);
-		rc = account_load(a, res, err, errlen);
-	}
-	free(fp);
-	PQclear(res);
-	if (rc != 0) {
-		free(a->fingerprint); /* read it again next time */
-		a->fingerprint = NULL;
-		return rc;
-	}
 	a->generation = generation;
-	*out = a;
-	return 0;
+	a->used_ms = pp_mono_ms();
+	if (a->busy > 0 && a->fingerprint != NULL) {
+		/* Jobs in flight use these settings: change them once idle. */
+		a->pending = res;
+		*out = a;
+		return 0;
+	}
+	int rc = account_apply(a, res, err, errlen);
+	if (rc == 0)
+		*out = a;
+	return rc;
 }
 
-sender_smtp_t *sender_account_connection(sender_account_t *a, pp_daemon_t *d,
-                                         const sender_smtp_opts_t *opts, char *err, size_t errlen)
+/* account_connect - a new connection (decrypting the secret); NULL with
+ * err on an account problem. */
+static sender_conn_t *account_connect(sender_account_t *a, pp_daemon_t *d, sender_pool_t *pool,
+                                      const sender_smtp_opts_t *opts, char *err, size_t errlen)
 {
 	char *password = NULL;
-	a->used_ms = pp_mono_ms();
-	if (a->smtp != NULL)
-		return a->smtp;
 	if (a->auth) {
 		const pp_secret_key_t *key = pp_daemon_key(d);
 		if (key == NULL) {
@@ -205,15 +252,42 @@ sender_smtp_t *sender_account_connection(sender_account_t *a, pp_daemon_t *d,
 			return NULL;
 		}
 	}
-	a->smtp = sender_smtp_new(a, password, opts, err, errlen);
+	sender_smtp_t *smtp = sender_smtp_new(a, password, opts, err, errlen);
 	if (password != NULL)
 		pp_secret_wipe_free(password);
-	return a->smtp;
+	return smtp ? sender_conn_start(pool, smtp, err, errlen) : NULL;
 }
 
-void sender_account_drop_connection(sender_account_t *a)
+sender_conn_t *sender_account_idle_conn(sender_account_t *a, pp_daemon_t *d, sender_pool_t *pool,
+                                        const sender_smtp_opts_t *opts, int depth, char *err,
+                                        size_t errlen)
 {
-	sender_smtp_free(&a->smtp);
+	sender_conn_t *best = NULL;
+	err[0] = '\0';
+	a->used_ms = pp_mono_ms();
+	for (int i = 0; i < a->nconns; i++)
+		if (best == NULL || a->conns[i]->jobs < best->jobs)
+			best = a->conns[i];
+	if (best != NULL && (best->jobs == 0 || a->nconns >= a->parallel))
+		return best->jobs < depth ? best : NULL;
+	if (a->nconns >= a->parallel)
+		return NULL;
+	sender_conn_t *c = account_connect(a, d, pool, opts, err, errlen);
+	if (c != NULL)
+		a->conns[a->nconns++] = c;
+	return c;
+}
+
+void sender_account_close_idle(sender_account_t *a)
+{
+	int kept = 0;
+	for (int i = 0; i < a->nconns; i++) {
+		if (a->conns[i]->jobs > 0)
+			a->conns[kept++] = a->conns[i];
+		else
+			sender_conn_stop(&a->conns[i]);
+	}
+	a->nconns = kept;
 }
 
 void sender_accounts_sweep(sender_accounts_t *accts, int64_t idle_ms)
@@ -221,10 +295,18 @@ void sender_accounts_sweep(sender_accounts_t *accts, int64_t idle_ms)
 	int64_t now = pp_mono_ms();
 	for (sender_account_t **p = &accts->head; *p != NULL;) {
 		sender_account_t *a = *p;
-		if (now - a->used_ms >= idle_ms) {
+		int kept = 0;
+		for (int i = 0; i < a->nconns; i++) {
+			if (a->conns[i]->jobs > 0 || now - a->conns[i]->used_ms < idle_ms) {
+				a->conns[kept++] = a->conns[i];
+				continue;
+			}
+			log_debug("account=%lld idle connection closed", (long long)a->id);
+			sender_conn_stop(&a->conns[i]);
+		}
+		a->nconns = kept;
+		if (a->nconns == 0 && a->busy == 0 && now - a->used_ms >= idle_ms) {
 			*p = a->next;
-			if (a->smtp != NULL)
-				log_debug("account=%lld idle connection closed", (long long)a->id);
 			account_free(&a);
 		} else {
 			p = &a->next;

@@ -1,8 +1,9 @@
 /*
  * sender_smtp.c - one account's SMTP connection (a libcurl easy handle kept
  * between messages) and one transaction on it: TLS mode, AUTH that must
- * happen when asked for, the server's last reply captured from the
- * protocol trace, and the result classified for the outbox.
+ * happen when asked for, the SIZE limit the server advertises, the
+ * server's last reply captured from the protocol trace, and the result
+ * classified for the outbox. A handle is driven by one thread at a time.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,10 +38,12 @@ struct sender_smtp {
 	int in_ehlo;
 	int auth_offered;
 	int authenticated;
+	int64_t size_limit; /* EHLO SIZE; 0: none advertised */
 	/* The current transaction. */
 	smtp_phase_t phase;
 	int quitting; /* QUIT sent: its 221 is not the transaction's reply */
 	int refused_unauthenticated;
+	int refused_size;
 	char reply[512];
 	const char *body;
 	size_t len;
@@ -79,6 +82,7 @@ static void smtp_note_command(sender_smtp_t *s, const char *data, size_t size)
 			s->in_ehlo = 1;
 			s->auth_offered = 0;
 			s->authenticated = 0;
+			s->size_limit = 0;
 		}
 		return;
 	}
@@ -101,6 +105,9 @@ static void smtp_note_reply_line(sender_smtp_t *s, const char *line, size_t len)
 	if (s->in_ehlo && strncmp(line, "250", 3) == 0 && len >= 8 &&
 	    strncasecmp(line + 4, "AUTH", 4) == 0 && (len == 8 || line[8] == ' ' || line[8] == '='))
 		s->auth_offered = 1;
+	if (s->in_ehlo && strncmp(line, "250", 3) == 0 && len > 9 &&
+	    strncasecmp(line + 4, "SIZE ", 5) == 0)
+		s->size_limit = strtoll(s->reply + 9, NULL, 10); /* NUL-terminated copy */
 	if (s->phase == SMTP_PHASE_AUTH && last && strncmp(line, "235", 3) == 0)
 		s->authenticated = 1;
 	if (last && s->phase == SMTP_PHASE_EHLO)
@@ -138,8 +145,9 @@ static int smtp_trace(CURL *h, curl_infotype type, char *data, size_t size, void
 }
 
 /* smtp_prereq - called after the session is set up (EHLO, STARTTLS, AUTH)
- * and before MAIL FROM: refuse to go on unauthenticated when AUTH is on.
- * libcurl itself silently skips AUTH if the server does not offer it. */
+ * and before MAIL FROM: refuse to go on unauthenticated when AUTH is on
+ * (libcurl itself silently skips AUTH if the server does not offer it),
+ * and refuse a message larger than the server's SIZE. */
 static int smtp_prereq(void *userp, char *primary_ip, char *local_ip, int primary_port,
                        int local_port)
 {
@@ -150,6 +158,10 @@ static int smtp_prereq(void *userp, char *primary_ip, char *local_ip, int primar
 	(void)local_port;
 	if (s->auth_required && !s->authenticated) {
 		s->refused_unauthenticated = 1;
+		return CURL_PREREQFUNC_ABORT;
+	}
+	if (s->size_limit > 0 && s->len > (size_t)s->size_limit) {
+		s->refused_size = 1;
 		return CURL_PREREQFUNC_ABORT;
 	}
 	return CURL_PREREQFUNC_OK;
@@ -178,21 +190,6 @@ static char *smtp_url(const sender_account_t *acct)
 			return NULL;
 	return xasprintf("%s://%s%s%s:%d/%s", acct->tls == SENDER_TLS_IMPLICIT ? "smtps" : "smtp",
 	                 v6 ? "[" : "", h, v6 ? "]" : "", acct->port, acct->mail_domain);
-}
-
-static long smtp_use_ssl(const sender_account_t *acct)
-{
-	switch (acct->tls) {
-	case SENDER_TLS_NONE:
-		return CURLUSESSL_NONE;
-	case SENDER_TLS_STARTTLS_OPTIONAL:
-		/* Only port 25 may fall back to plain text. */
-		return acct->port == 25 ? CURLUSESSL_TRY : CURLUSESSL_ALL;
-	case SENDER_TLS_IMPLICIT:
-	case SENDER_TLS_STARTTLS:
-	default:
-		return CURLUSESSL_ALL;
-	}
 }
 
 /* smtp_configure - every option of the account's handle. */
@@ -224,7 +221,7 @@ static CURLcode smtp_configure(sender_smtp_t *s, const sender_account_t *acct, c
 	SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
 	SET(CURLOPT_LOW_SPEED_TIME, opts->timeout_s);
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
-	SET(CURLOPT_USE_SSL, smtp_use_ssl(acct));
+	SET(CURLOPT_USE_SSL, sender_tls_use_ssl(acct->tls, acct->port, acct->optional_tls_port));
 	SET(CURLOPT_SSL_VERIFYPEER, acct->verify ? 1L : 0L);
 	SET(CURLOPT_SSL_VERIFYHOST, acct->verify ? 2L : 0L);
 	if (acct->ca_file != NULL)
@@ -332,6 +329,7 @@ static CURLcode smtp_perform(sender_smtp_t *s, const char *body, size_t len)
 	s->phase = SMTP_PHASE_GREETING;
 	s->quitting = 0;
 	s->refused_unauthenticated = 0;
+	s->refused_size = 0;
 	s->reply[0] = '\0';
 	s->errbuf[0] = '\0';
 	curl_easy_setopt(s->curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t)len);
@@ -363,7 +361,16 @@ void sender_smtp_send(sender_smtp_t *s, const char *from, const struct curl_slis
 		          s->authenticated ? "yes" : "no");
 	s->body = NULL;
 	memset(res, 0, sizeof(*res));
+	res->done_us = pp_outbox_now_us();
 	res->code = code;
+	if (s->refused_size) {
+		res->outcome = PP_OUTCOME_PERMANENT;
+		res->code = 0;
+		sender_size_refused(len, s->size_limit, "the server's SIZE", res->text,
+		                    sizeof(res->text));
+		*diag_code = NULL;
+		return;
+	}
 	if (s->refused_unauthenticated)
 		res->outcome = PP_OUTCOME_ACCOUNT;
 	else

@@ -264,10 +264,16 @@ def test_html_template_escapes_values(db, pp_tmp):
     state, error, mid = request_row(db, rid)
     assert state == "done", error
     msg = parse_mime(message_row(db, mid)["body"])
-    assert msg.get_content_type() == "text/html"
-    html = msg.get_content()
+    # An HTML template makes multipart/alternative: a text reading, then the HTML.
+    assert msg.get_content_type() == "multipart/alternative"
+    text_part, html_part = msg.get_payload()
+    assert html_part.get_content_type() == "text/html"
+    html = html_part.get_content()
     assert ("<p>Dear &lt;script&gt;alert(1)&lt;/script&gt; O&#39;Neil &amp; Co</p>" in html)
     assert "<script>" not in html
+    assert text_part.get_content_type() == "text/plain"
+    # In plain text the value is only text: shown as it is, never parsed.
+    assert text_part.get_content().rstrip() == "Dear <script>alert(1)</script> O'Neil & Co"
 
 
 def test_free_text_sms_is_queued_with_the_text(db, pp_tmp):

@@ -1,7 +1,8 @@
 /*
  * test_merge.c - the merge engine (common/pp_merge.c), table-driven:
  * catalogue, parse errors naming the field, missing values, values never
- * re-expanded, HTML escaping, header safety and UTF-8 checks.
+ * re-expanded, HTML escaping, header safety and UTF-8 checks, and the text
+ * reading of HTML templates (and HTML of plain text).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -65,6 +66,23 @@ static void test_catalogue(void **state)
 	}
 	assert_null(pp_merge_field_info(PP_FIELD_COUNT));
 	assert_null(pp_merge_group_name(PP_MERGE_GROUP_COUNT));
+	/* Every group of the "merge fields" window, each with its fields. */
+	static const char *const names[] = {
+	    "specialist.first_name",    "specialist.last_name",     "specialist.title",
+	    "specialist.email",         "preferred_location.name",  "preferred_location.address",
+	    "preferred_location.phone", "appointment.booking_link", "provider.title",
+	    "location.address",         "family.appointments",
+	};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (pp_merge_field_find(names[i], strlen(names[i]), &f) != 0)
+			fail_msg("%s is not in the catalogue", names[i]);
+	int seen[PP_MERGE_GROUP_COUNT] = {0};
+	for (int i = 0; i < PP_FIELD_COUNT; i++)
+		seen[pp_merge_field_info((pp_merge_field_t)i)->group]++;
+	for (int g = 0; g < PP_MERGE_GROUP_COUNT; g++)
+		assert_true(seen[g] >= 1);
+	assert_string_equal(pp_merge_group_name(PP_MERGE_GROUP_PREFERRED_LOCATION),
+	                    "preferred_location");
 }
 
 static const struct {
@@ -235,6 +253,58 @@ static void test_render_long_value(void **state)
 	free(big);
 }
 
+/* The text/plain reading of HTML templates: merge fields survive, markup
+ * goes, entities never make a field the HTML does not hold. */
+static const struct {
+	const char *html, *text;
+} html_cases[] = {
+    {"<p>Dear {{patient.first_name}},</p><p>see you at {{appointment.time}}.</p>",
+     "Dear {{patient.first_name}},\n\nsee you at {{appointment.time}}.\n"},
+    {"<html><head><title>T</title><style>p {color: red}</style></head><body>Hi<br>there"
+     "</body></html>",
+     "Hi\nthere\n"},
+    {"<ul><li>One</li><li> Two </li></ul>After", "- One\n- Two\n\nAfter\n"},
+    {"Book: <a href=\"{{appointment.booking_link}}\">online</a>.",
+     "Book: online <{{appointment.booking_link}}>.\n"},
+    {"<a href='https://x.example/'>https://x.example/</a>", "https://x.example/\n"},
+    {"A &amp; B &lt;tag&gt; &quot;q&quot; &#39;s&#39; caf&#233; &#x263A; &nbsp;x",
+     "A & B <tag> \"q\" 's' caf\xc3\xa9 \xe2\x98\xba x\n"},
+    {"&#123;&#123;patient.email&#125;&#125; &unknown; & a", "&#123;&#123;patient.email&#125;&#125; "
+                                                            "&unknown; & a\n"},
+    {"<script>document.write('{{patient.first_name}}')</script>Text<!-- {{x}} -->", "Text\n"},
+    {"a   b\n\n  c\t<b>d</b>e", "a b c de\n"},
+    {"x < y and y > z", "x < y and y > z\n"},
+    {"<table><tr><td>A</td><td>B</td></tr><tr><td>C</td></tr></table>", "A B\nC\n"},
+    {"Unterminated <b", "Unterminated\n"},
+    {"", "\n"},
+};
+
+static void test_html_to_text(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(html_cases) / sizeof(html_cases[0]); i++) {
+		char *text = pp_merge_html_to_text(html_cases[i].html);
+		if (strcmp(text, html_cases[i].text) != 0)
+			fail_msg("case %zu: got \"%s\", want \"%s\"", i, text, html_cases[i].text);
+		char err[256];
+		/* A template that parsed as HTML still parses as text. */
+		if (pp_merge_validate(html_cases[i].html, err, sizeof(err)) == 0)
+			assert_int_equal(pp_merge_validate(text, err, sizeof(err)), 0);
+		free(text);
+	}
+}
+
+static void test_text_to_html(void **state)
+{
+	(void)state;
+	pp_buf_t out;
+	pp_buf_init(&out);
+	pp_merge_text_to_html(&out, "Dear <Anna> & \"co\",\r\nline 2\nline 3\n");
+	assert_string_equal(
+	    out.data, "Dear &lt;Anna&gt; &amp; &quot;co&quot;,<br>\nline 2<br>\nline 3<br>\n");
+	pp_buf_free(&out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -243,6 +313,8 @@ int main(void)
 	    cmocka_unit_test(test_uses),
 	    cmocka_unit_test(test_render),
 	    cmocka_unit_test(test_render_long_value),
+	    cmocka_unit_test(test_html_to_text),
+	    cmocka_unit_test(test_text_to_html),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,9 @@
 /*
  * test_mime.c - the MIME writer (common/pp_mime.c), table-driven: headers,
  * CRLF and line-length rules, RFC 2047 subjects (decoded back with GMime's
- * parser), quoted-printable bodies, refused header values, Message-IDs.
+ * parser), quoted-printable bodies, refused header values, Message-IDs,
+ * attachments (base64, RFC 2231 names), MIME types by file name, and the
+ * deterministic output under the test-only PP_TEST_SEED.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <gmime/gmime.h>
@@ -399,6 +403,183 @@ static void test_check_wire(void **state)
 	free(line);
 }
 
+/* Binary data with NULs and every byte value, a non-ASCII name, and a
+ * calendar whose method parameter must survive. */
+static unsigned char t_blob[300];
+static const char t_ics[] = "BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nEND:VCALENDAR\r\n";
+
+static pp_mime_spec_t spec_files(pp_mime_attachment_t *files)
+{
+	for (size_t i = 0; i < sizeof(t_blob); i++)
+		t_blob[i] = (unsigned char)(i * 7);
+	files[0] = (pp_mime_attachment_t){"R\xc3\xb6ntgen M\xc3\xa4rz.png", "image/png", t_blob,
+	                                  sizeof(t_blob)};
+	files[1] = (pp_mime_attachment_t){"report.pdf", "application/pdf", "", 0};
+	files[2] = (pp_mime_attachment_t){"appointment.ics",
+	                                  "text/calendar; charset=UTF-8; method=REQUEST", t_ics,
+	                                  strlen(t_ics)};
+	pp_mime_spec_t s = spec_base();
+	s.html = "<p>Hello Anna</p>";
+	s.attachments = files;
+	s.nattachments = 3;
+	return s;
+}
+
+/* part_bytes - the decoded content of a leaf part (caller frees). */
+static GByteArray *part_bytes(GMimeObject *obj)
+{
+	GMimeDataWrapper *w = g_mime_part_get_content(GMIME_PART(obj));
+	GByteArray *bytes = g_byte_array_new();
+	GMimeStream *out = g_mime_stream_mem_new_with_byte_array(bytes);
+	g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(out), FALSE);
+	g_mime_data_wrapper_write_to_stream(w, out);
+	g_object_unref(out);
+	return bytes;
+}
+
+static void test_attachments(void **state)
+{
+	(void)state;
+	char err[256];
+	size_t len;
+	pp_mime_attachment_t files[3];
+	pp_mime_spec_t s = spec_files(files);
+	char *msg = pp_mime_build(&s, &len, err, sizeof(err));
+	if (msg == NULL)
+		fail_msg("build failed: %s", err);
+	assert_int_equal(pp_mime_check_wire(msg, len, err, sizeof(err)), 0);
+	assert_non_null(strstr(msg, "Content-Type: multipart/mixed; boundary=\"=_pp_"));
+	assert_non_null(strstr(msg, "multipart/alternative; boundary=\"=_pp_"));
+	assert_non_null(strstr(msg, "filename*=UTF-8''R%C3%B6ntgen%20M%C3%A4rz.png"));
+	assert_non_null(strstr(msg, "Content-Disposition: attachment; filename=report.pdf"));
+	GMimeMessage *m = parse_back(msg, len);
+	GMimeMultipart *mixed = GMIME_MULTIPART(g_mime_message_get_mime_part(m));
+	assert_int_equal(g_mime_multipart_get_count(mixed), 4);
+	GMimeObject *alt = g_mime_multipart_get_part(mixed, 0);
+	assert_true(g_mime_content_type_is_type(g_mime_object_get_content_type(alt), "multipart",
+	                                        "alternative"));
+	static const char *const names[] = {"R\xc3\xb6ntgen M\xc3\xa4rz.png", "report.pdf",
+	                                    "appointment.ics"};
+	for (int i = 0; i < 3; i++) {
+		GMimeObject *part = g_mime_multipart_get_part(mixed, i + 1);
+		assert_string_equal(g_mime_part_get_filename(GMIME_PART(part)), names[i]);
+		assert_int_equal(g_mime_part_get_content_encoding(GMIME_PART(part)),
+		                 GMIME_CONTENT_ENCODING_BASE64);
+		GByteArray *bytes = part_bytes(part);
+		assert_int_equal(bytes->len, files[i].len);
+		if (files[i].len)
+			assert_memory_equal(bytes->data, files[i].data, files[i].len);
+		g_byte_array_free(bytes, TRUE);
+	}
+	GMimeContentType *ct = g_mime_object_get_content_type(g_mime_multipart_get_part(mixed, 3));
+	assert_string_equal(g_mime_content_type_get_parameter(ct, "method"), "REQUEST");
+	g_object_unref(m);
+	free(msg);
+}
+
+static void test_attachments_refused(void **state)
+{
+	(void)state;
+	char long_name[300];
+	memset(long_name, 'a', sizeof(long_name) - 1);
+	long_name[sizeof(long_name) - 1] = '\0';
+	static const struct {
+		const char *name, *type, *err_has;
+	} cases[] = {
+	    {"", "application/pdf", "file name is empty"},
+	    {NULL, "application/pdf", "file name is longer"},
+	    {"../etc/passwd", "application/pdf", "must not be a path"},
+	    {"a\\b.pdf", "application/pdf", "must not be a path"},
+	    {"..", "application/pdf", "must not be a path"},
+	    {"x.pdf\r\nBcc: evil@example.org", "application/pdf", "line break"},
+	    {"x\x01.pdf", "application/pdf", "control character"},
+	    {"bad\xc3\x28.pdf", "application/pdf", "not valid UTF-8"},
+	    {"x.pdf", "multipart/mixed", "content type"},
+	    {"x.pdf", "pdf", "content type"},
+	    {"x.pdf", "text/plain\r\nX-Evil: 1", "content type"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char err[256] = "";
+		size_t len;
+		pp_mime_attachment_t file = {cases[i].name ? cases[i].name : long_name,
+		                             cases[i].type, "x", 1};
+		pp_mime_spec_t s = spec_base();
+		s.attachments = &file;
+		s.nattachments = 1;
+		char *msg = pp_mime_build(&s, &len, err, sizeof(err));
+		if (msg != NULL)
+			fail_msg("case %zu: built a message it should refuse", i);
+		if (strstr(err, cases[i].err_has) == NULL || strstr(err, "attachment 1") == NULL)
+			fail_msg("case %zu: error \"%s\" lacks \"%s\"", i, err, cases[i].err_has);
+	}
+}
+
+static void test_type_for_name(void **state)
+{
+	(void)state;
+	static const char *const cases[][2] = {
+	    {"scan.pdf", "application/pdf"},
+	    {"X-RAY.JPG", "image/jpeg"},
+	    {"photo.jpeg", "image/jpeg"},
+	    {"invite.ics", "text/calendar"},
+	    {"letter.docx",
+	     "application/vnd.openxmlformats-officedocument.wordprocessingml.document"},
+	    {"archive.tar.zip", "application/zip"},
+	    {"noext", "application/octet-stream"},
+	    {".pdf", "application/octet-stream"},
+	    {"odd.xyz", "application/octet-stream"},
+	    {"trailing.", "application/octet-stream"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_string_equal(pp_mime_type_for_name(cases[i][0]), cases[i][1]);
+	assert_string_equal(pp_mime_type_for_name(NULL), "application/octet-stream");
+}
+
+/* seeded_child - in a fresh process with PP_TEST_SEED set: Message-IDs
+ * and boundaries are functions of the seed and the message. 0 if so. */
+static int seeded_child(void)
+{
+	char a[128], b[128], c[128], err[256];
+	size_t la, lb, lc;
+	pp_mime_attachment_t files[3];
+	setenv("PP_TEST_SEED", "1234", 1);
+	if (pp_mime_message_id(a, sizeof(a), 42, "smile.example") != 0 ||
+	    pp_mime_message_id(b, sizeof(b), 42, "smile.example") != 0 ||
+	    pp_mime_message_id(c, sizeof(c), 43, "smile.example") != 0 || strcmp(a, b) != 0 ||
+	    strcmp(a, c) == 0)
+		return 1;
+	pp_mime_spec_t s = spec_files(files);
+	s.message_id = a;
+	char *m1 = pp_mime_build(&s, &la, err, sizeof(err));
+	char *m2 = pp_mime_build(&s, &lb, err, sizeof(err));
+	s.message_id = c;
+	char *m3 = pp_mime_build(&s, &lc, err, sizeof(err));
+	int rc = m1 == NULL || m2 == NULL || m3 == NULL || la != lb || memcmp(m1, m2, la) != 0;
+	/* Another message: other boundaries. */
+	const char *b1 = m1 ? strstr(m1, "boundary=") : NULL;
+	const char *b3 = m3 ? strstr(m3, "boundary=") : NULL;
+	rc |= b1 == NULL || b3 == NULL || strncmp(b1, b3, 40) == 0;
+	free(m1);
+	free(m2);
+	free(m3);
+	pp_mime_shutdown();
+	return rc;
+}
+
+/* Runs first, in a child: the seed is read once per process. */
+static void test_seeded_is_deterministic(void **state)
+{
+	(void)state;
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(seeded_child());
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static int group_teardown(void **state)
 {
 	(void)state;
@@ -409,11 +590,20 @@ static int group_teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_build_plain),       cmocka_unit_test(test_build_utc_and_cc),
-	    cmocka_unit_test(test_many_time_zones),   cmocka_unit_test(test_subject_encoding),
-	    cmocka_unit_test(test_body_encoding),     cmocka_unit_test(test_multipart_alternative),
-	    cmocka_unit_test(test_long_header_value), cmocka_unit_test(test_refused),
-	    cmocka_unit_test(test_message_id),        cmocka_unit_test(test_check_wire),
+	    cmocka_unit_test(test_seeded_is_deterministic),
+	    cmocka_unit_test(test_attachments),
+	    cmocka_unit_test(test_attachments_refused),
+	    cmocka_unit_test(test_type_for_name),
+	    cmocka_unit_test(test_build_plain),
+	    cmocka_unit_test(test_build_utc_and_cc),
+	    cmocka_unit_test(test_many_time_zones),
+	    cmocka_unit_test(test_subject_encoding),
+	    cmocka_unit_test(test_body_encoding),
+	    cmocka_unit_test(test_multipart_alternative),
+	    cmocka_unit_test(test_long_header_value),
+	    cmocka_unit_test(test_refused),
+	    cmocka_unit_test(test_message_id),
+	    cmocka_unit_test(test_check_wire),
 	};
 	return cmocka_run_group_tests(tests, NULL, group_teardown);
 }

@@ -1,7 +1,9 @@
 /*
- * test_outbox_backoff.c - the pure parts of the outbox (common/pp_outbox.c),
- * table-driven: retry back-off schedule, GCRA rate quota, and how a
- * delivery result is classified (sent / temporary / permanent / account).
+ * test_outbox_backoff.c - the pure parts of the outbox (common/pp_outbox.c)
+ * and of the sender (sender/sender_policy.c, compiled in here), table-
+ * driven: retry back-off schedule, GCRA rate quota and slot placement, how
+ * a delivery result is classified (sent / temporary / permanent / account),
+ * the TLS each mode means on each port, rate slot verdicts, size limits.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +14,9 @@
 #include <curl/curl.h>
 
 #include "pp_outbox.h"
+
+/* The sender's pure rules: one file without other dependencies. */
+#include "../../sender/sender_policy.c"
 
 static void test_backoff_schedule(void **state)
 {
@@ -127,13 +132,108 @@ static void test_classify_transport(void **state)
 	assert_string_equal(pp_outcome_name((pp_outcome_t)42), "invalid");
 }
 
+static void test_slot_placement(void **state)
+{
+	(void)state;
+	/* An idle account: the first slot is "now" (a little in the past). */
+	assert_int_equal(pp_outbox_slot_us(1000000, -2500.0, 100000.0, 0), 997500);
+	assert_int_equal(pp_outbox_slot_us(1000000, -2500.0, 100000.0, 3), 1297500);
+	/* Fractions of a microsecond round up: never early. */
+	assert_int_equal(pp_outbox_slot_us(0, 0.2, 8571428.5, 1), 8571429);
+	assert_int_equal(pp_outbox_slot_us(0, 10.0, 1500000.0, 2), 3000010);
+	/* Slots are one interval apart whatever the first wait. */
+	for (int k = 0; k < 100; k++)
+		assert_true(pp_outbox_slot_us(5, 333.3, 85714.3, k + 1) -
+		                pp_outbox_slot_us(5, 333.3, 85714.3, k) >=
+		            85714);
+}
+
+static void test_tls_per_port(void **state)
+{
+	static const struct {
+		sender_tls_t tls;
+		int port, optional_port;
+		long want;
+	} cases[] = {
+	    {SENDER_TLS_STARTTLS_OPTIONAL, 25, 25, CURLUSESSL_TRY},
+	    /* any other port negotiates STARTTLS: "optional" is required there */
+	    {SENDER_TLS_STARTTLS_OPTIONAL, 587, 25, CURLUSESSL_ALL},
+	    {SENDER_TLS_STARTTLS_OPTIONAL, 2525, 25, CURLUSESSL_ALL},
+	    {SENDER_TLS_STARTTLS_OPTIONAL, 465, 25, CURLUSESSL_ALL},
+	    /* unless the operator named the relay's port */
+	    {SENDER_TLS_STARTTLS_OPTIONAL, 2525, 2525, CURLUSESSL_TRY},
+	    {SENDER_TLS_STARTTLS_OPTIONAL, 25, 2525, CURLUSESSL_ALL},
+	    {SENDER_TLS_STARTTLS, 25, 25, CURLUSESSL_ALL},
+	    {SENDER_TLS_STARTTLS, 587, 25, CURLUSESSL_ALL},
+	    {SENDER_TLS_IMPLICIT, 465, 25, CURLUSESSL_ALL},
+	    {SENDER_TLS_IMPLICIT, 25, 25, CURLUSESSL_ALL},
+	    {SENDER_TLS_NONE, 25, 25, CURLUSESSL_NONE},
+	    {SENDER_TLS_NONE, 587, 25, CURLUSESSL_NONE},
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (sender_tls_use_ssl(cases[i].tls, cases[i].port, cases[i].optional_port) !=
+		    cases[i].want)
+			fail_msg("case %zu: mode %d port %d", i, (int)cases[i].tls, cases[i].port);
+}
+
+static void test_slot_verdict(void **state)
+{
+	static const struct {
+		int64_t now, not_before, interval, last_start;
+		sender_slot_t want;
+		int64_t wait;
+	} cases[] = {
+	    {1000, 0, 0, 0, SENDER_SLOT_GO, 0},      /* not rate limited */
+	    {1000, 5000, 0, 900, SENDER_SLOT_GO, 0}, /* send now: no interval */
+	    {1000, 5000, 100000, 0, SENDER_SLOT_WAIT, 4000},
+	    {5000, 5000, 100000, 0, SENDER_SLOT_GO, 0},   /* exactly on time */
+	    {104999, 5000, 100000, 0, SENDER_SLOT_GO, 0}, /* late, within an interval */
+	    {105001, 5000, 100000, 0, SENDER_SLOT_MISSED, 0},
+	    /* short intervals tolerate the floor */
+	    {5000 + SENDER_SLOT_LATE_FLOOR_US, 5000, 1000, 0, SENDER_SLOT_GO, 0},
+	    {5001 + SENDER_SLOT_LATE_FLOOR_US, 5000, 1000, 0, SENDER_SLOT_MISSED, 0},
+	    /* long intervals tolerate one interval */
+	    {1505000, 5000, 1500000, 0, SENDER_SLOT_GO, 0},
+	    {1505001, 5000, 1500000, 0, SENDER_SLOT_MISSED, 0},
+	    /* the last send began late: wait one interval after it */
+	    {50000, 50000, 100000, 20000, SENDER_SLOT_WAIT, 70000},
+	    {120000, 50000, 100000, 20000, SENDER_SLOT_GO, 0},
+	    {50000, 50000, 100000, 1, SENDER_SLOT_WAIT, 50001},
+	    /* ... unless that pushes it past its slot's tolerance: a fresh slot */
+	    {50000, 50000, 100000, 50001, SENDER_SLOT_MISSED, 0},
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int64_t wait = -1;
+		sender_slot_t got =
+		    sender_slot_check(cases[i].now, cases[i].not_before, cases[i].interval,
+		                      cases[i].last_start, &wait);
+		if (got != cases[i].want || wait != cases[i].wait)
+			fail_msg("case %zu: got %d wait %lld", i, (int)got, (long long)wait);
+	}
+}
+
+static void test_size_limits(void **state)
+{
+	char text[256];
+	(void)state;
+	assert_int_equal(sender_size_refused(2000, 0, "the server's SIZE", text, sizeof(text)), 0);
+	assert_int_equal(sender_size_refused(2000, 2000, "the server's SIZE", text, sizeof(text)),
+	                 0);
+	assert_int_equal(sender_size_refused(2001, 2000, "the server's SIZE", text, sizeof(text)),
+	                 1);
+	assert_string_equal(text, "message of 2001 bytes exceeds the server's SIZE limit of 2000 "
+	                          "bytes; not sent");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_backoff_schedule),
-	    cmocka_unit_test(test_rate_quota),
-	    cmocka_unit_test(test_classify_smtp),
-	    cmocka_unit_test(test_classify_transport),
+	    cmocka_unit_test(test_backoff_schedule), cmocka_unit_test(test_rate_quota),
+	    cmocka_unit_test(test_classify_smtp),    cmocka_unit_test(test_classify_transport),
+	    cmocka_unit_test(test_slot_placement),   cmocka_unit_test(test_tls_per_port),
+	    cmocka_unit_test(test_slot_verdict),     cmocka_unit_test(test_size_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

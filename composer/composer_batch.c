@@ -1,0 +1,485 @@
+/*
+ * composer_batch.c - the composer's fast path (see composer_batch.h): a
+ * chunk of recall items, or of plain template compose requests, composed
+ * in one transaction. The template, the practice's merge values and the
+ * account come from the composer's own loaders, once per chunk and
+ * template (the "prototype" job); each item adds only its patient's
+ * values, so nothing of one patient can reach another's message. Owns the
+ * state changes of recall_items, and of the compose requests it takes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "composer_auto.h"
+#include "composer_batch.h"
+#include "pp_log.h"
+#include "pp_util.h"
+
+#define LL(x) ((long long)(x))
+#define BATCH_PROTOS 16     /* templates in one chunk; the rest wait a chunk */
+#define BATCH_ROUND_MS 2000 /* chunks follow each other this long in one round */
+
+/* Columns every chunk query returns, in this order. */
+enum {
+	B_ITEM,
+	B_PERSON,
+	B_PRACTICE_OF_PERSON,
+	B_KIND,
+	B_PREFERRED,
+	B_FAMILY,
+	B_TITLE,
+	B_FIRST,
+	B_LAST,
+	B_EMAIL,
+	B_MOBILE,
+	B_LOC_NAME,
+	B_LOC_ADDRESS,
+	B_LOC_PHONE,
+	B_PRACTICE,
+	B_TEMPLATE,
+	B_SMS_TEMPLATE,
+	B_CHANNEL,
+	B_EMAIL_ACCOUNT,
+	B_SMS_ACCOUNT,
+	B_CATEGORY,
+	B_DESCRIPTION,
+	B_DELIVER_AFTER,
+	B_SEND_NOW,
+	B_DRAFT
+};
+
+#define PATIENT_COLUMNS                                                                            \
+	"pe.id, pe.practice_id, pe.kind::text, pe.preferred_channel, pe.family_id, pe.title, "     \
+	"pe.first_name, pe.last_name, pe.email, pe.mobile, l.name, l.address, l.phone, "
+
+/* Where a chunk comes from and where its outcome goes. */
+typedef struct {
+	const char *name;       /* for logs: "recall_item", "request" */
+	const char *chunk_sql;  /* $1 the chunk size (claimed_source: $2, $3) */
+	const char *done_sql;   /* $1 item ids, $2 message ids */
+	const char *failed_sql; /* $1 item ids, $2 errors */
+	int by_preference;      /* channel by the patient's preference (recall) */
+} batch_source_t;
+
+static const batch_source_t recall_source = {
+    "recall_item",
+    "SELECT ri.id, " PATIENT_COLUMNS "b.practice_id, b.template_code, b.sms_template_code, "
+    "NULL, NULL, NULL, b.category, '', NULL, false, false "
+    "FROM recall_items ri JOIN recall_batches b ON b.id = ri.batch_id "
+    "JOIN people pe ON pe.id = ri.person_id "
+    "LEFT JOIN locations l ON l.id = pe.preferred_location_id "
+    "WHERE ri.state = 'new' AND ri.batch_id = (SELECT batch_id FROM recall_items "
+    "WHERE state = 'new' ORDER BY batch_id, id LIMIT 1) "
+    "ORDER BY ri.id LIMIT $1 FOR UPDATE OF ri SKIP LOCKED",
+    "UPDATE recall_items ri SET state = 'done', message_id = u.m, done_at = now() "
+    "FROM unnest($1::bigint[], $2::bigint[]) u(i, m) WHERE ri.id = u.i",
+    "UPDATE recall_items ri SET state = 'failed', error = u.e, done_at = now() "
+    "FROM unnest($1::bigint[], $2::text[]) u(i, e) WHERE ri.id = u.i",
+    1,
+};
+
+/* Plain requests only: a template (without a calendar) for the practice's
+ * own patient, nothing else that composer_request.c would load (no
+ * appointment, provider, specialist, signature, copies or files), so every
+ * refusal reads as the one-by-one path words it. Everything else stays for
+ * that path. Taken either unleased (request_source) or among those this
+ * instance has just claimed (claimed_source: $2 ids, $3 instance). */
+#define REQUEST_SELECT                                                                             \
+	"SELECT r.id, " PATIENT_COLUMNS "r.practice_id, r.template_code, NULL, r.channel::text, "  \
+	"r.email_account_id, r.sms_account_id, r.category, r.description, "                        \
+	"r.deliver_after::text, r.send_now, r.draft FROM compose_requests r "                      \
+	"JOIN people pe ON pe.id = r.person_id "                                                   \
+	"LEFT JOIN locations l ON l.id = pe.preferred_location_id WHERE r.state = 'new' "          \
+	"AND r.template_code IS NOT NULL AND r.appointment_id IS NULL "                            \
+	"AND r.provider_id IS NULL AND r.specialist_id IS NULL AND NOT r.add_signature "           \
+	"AND NOT r.copy_specialist AND coalesce(r.attach_ics, 'none') = 'none' "                   \
+	"AND pe.practice_id = r.practice_id AND pe.kind = 'patient' "                              \
+	"AND NOT EXISTS (SELECT 1 FROM templates t WHERE t.practice_id = r.practice_id AND "       \
+	"t.code = r.template_code AND t.attach_ics <> 'none') "                                    \
+	"AND NOT EXISTS (SELECT 1 FROM compose_request_recipients x WHERE x.request_id = r.id) "   \
+	"AND NOT EXISTS (SELECT 1 FROM compose_request_attachments x WHERE x.request_id = r.id) "
+#define REQUEST_DONE                                                                               \
+	"UPDATE compose_requests r SET state = 'done', message_id = u.m, error = NULL, "           \
+	"done_at = now(), claimed_by = NULL, lease_until = NULL "                                  \
+	"FROM unnest($1::bigint[], $2::bigint[]) u(i, m) WHERE r.id = u.i"
+#define REQUEST_FAILED                                                                             \
+	"UPDATE compose_requests r SET state = 'failed', error = u.e, done_at = now(), "           \
+	"claimed_by = NULL, lease_until = NULL "                                                   \
+	"FROM unnest($1::bigint[], $2::text[]) u(i, e) WHERE r.id = u.i"
+
+static const batch_source_t request_source = {
+    "request",
+    REQUEST_SELECT "AND (r.lease_until IS NULL OR r.lease_until < now()) "
+                   "ORDER BY r.created_at, r.id LIMIT $1 FOR UPDATE OF r SKIP LOCKED",
+    REQUEST_DONE,
+    REQUEST_FAILED,
+    0,
+};
+
+static const batch_source_t claimed_source = {
+    "request",
+    REQUEST_SELECT "AND r.id = ANY($2::bigint[]) AND r.claimed_by = $3 "
+                   "ORDER BY r.id LIMIT $1 FOR UPDATE OF r SKIP LOCKED",
+    REQUEST_DONE,
+    REQUEST_FAILED,
+    0,
+};
+
+/* The item's own merge values: the patient, and the patient's preferred
+ * location standing for both location groups (no appointment). Every
+ * other group but the practice stays empty. */
+static const struct {
+	pp_merge_field_t field;
+	int column;
+} item_fields[] = {
+    {PP_FIELD_PATIENT_FIRST_NAME, B_FIRST},
+    {PP_FIELD_PATIENT_LAST_NAME, B_LAST},
+    {PP_FIELD_PATIENT_TITLE, B_TITLE},
+    {PP_FIELD_PATIENT_EMAIL, B_EMAIL},
+    {PP_FIELD_PATIENT_MOBILE, B_MOBILE},
+    {PP_FIELD_LOCATION_NAME, B_LOC_NAME},
+    {PP_FIELD_LOCATION_ADDRESS, B_LOC_ADDRESS},
+    {PP_FIELD_LOCATION_PHONE, B_LOC_PHONE},
+    {PP_FIELD_PREFERRED_LOCATION_NAME, B_LOC_NAME},
+    {PP_FIELD_PREFERRED_LOCATION_ADDRESS, B_LOC_ADDRESS},
+    {PP_FIELD_PREFERRED_LOCATION_PHONE, B_LOC_PHONE},
+};
+
+/* One template of the chunk, loaded once. */
+typedef struct {
+	char key[256]; /* practice|template|channel|accounts */
+	composer_job_t job;
+	composer_rc_t rc; /* OK, or REFUSED with job.err */
+} batch_proto_t;
+
+typedef struct {
+	const batch_source_t *src;
+	PGresult *items; /* the locked chunk */
+	int n;
+	batch_proto_t protos[BATCH_PROTOS];
+	int nprotos;
+	int64_t *ids;         /* reserved messages.id, one per item */
+	composer_job_t *jobs; /* one per item: the built message */
+	char **errors;        /* one per item: why it failed (owned), or NULL */
+	int waiting;          /* items left for the next chunk (too many templates) */
+} batch_t;
+
+static const char *value(const batch_t *b, int row, int col)
+{
+	return pp_db_value(b->items, row, col);
+}
+
+static int has(const batch_t *b, int row, int col)
+{
+	const char *v = value(b, row, col);
+	return v != NULL && *v != '\0';
+}
+
+/* batch_template - the template code for the row: a recall item's by the
+ * patient's preference (as for automatic messages), a request's own. */
+static const char *batch_template(const batch_t *b, int row)
+{
+	if (!b->src->by_preference)
+		return value(b, row, B_TEMPLATE);
+	int email_ok = has(b, row, B_EMAIL);
+	int sms_ok = value(b, row, B_SMS_TEMPLATE) != NULL && has(b, row, B_MOBILE);
+	int sms =
+	    (strcmp(value(b, row, B_PREFERRED), "sms") == 0 && sms_ok) || (!email_ok && sms_ok);
+	return value(b, row, sms ? B_SMS_TEMPLATE : B_TEMPLATE);
+}
+
+/* batch_proto - the prototype for the row's template (loaded on first
+ * use with the composer's own loaders, for the patient in row); NULL when
+ * the chunk already holds BATCH_PROTOS templates. */
+static batch_proto_t *batch_proto(pp_db_t *db, batch_t *b, int row, const char *code)
+{
+	char key[256];
+	snprintf(key, sizeof(key), "%s|%s|%s|%s|%s", value(b, row, B_PRACTICE), code,
+	         has(b, row, B_CHANNEL) ? value(b, row, B_CHANNEL) : "",
+	         has(b, row, B_EMAIL_ACCOUNT) ? value(b, row, B_EMAIL_ACCOUNT) : "",
+	         has(b, row, B_SMS_ACCOUNT) ? value(b, row, B_SMS_ACCOUNT) : "");
+	for (int i = 0; i < b->nprotos; i++)
+		if (strcmp(b->protos[i].key, key) == 0)
+			return &b->protos[i];
+	if (b->nprotos == BATCH_PROTOS)
+		return NULL;
+	batch_proto_t *p = &b->protos[b->nprotos++];
+	composer_job_t *j = &p->job;
+	pp_strlcpy(p->key, key, sizeof(p->key));
+	j->req.practice_id = pp_db_value_ll(b->items, row, B_PRACTICE, 0);
+	j->req.person_id = pp_db_value_ll(b->items, row, B_PERSON, 0);
+	j->req.template_code = code;
+	j->req.channel = value(b, row, B_CHANNEL);
+	j->req.email_account_id = value(b, row, B_EMAIL_ACCOUNT);
+	j->req.sms_account_id = value(b, row, B_SMS_ACCOUNT);
+	if ((p->rc = composer_template_load(db, j)) == COMPOSER_OK &&
+	    j->tpl.attach_ics != PP_ICAL_NONE)
+		p->rc = composer_refuse(j, "template \"%s\" attaches an appointment; there is none",
+		                        code);
+	if (p->rc == COMPOSER_OK && (p->rc = composer_fields_load(db, j)) == COMPOSER_OK)
+		p->rc = composer_account_load(db, j);
+	return p;
+}
+
+/* batch_item_job - the item's job: the prototype's template, account and
+ * practice values (borrowed), the item's own request and patient values. */
+static void batch_item_job(const batch_t *b, int row, const composer_job_t *p, composer_job_t *job)
+{
+	memset(job, 0, sizeof(*job));
+	job->req = p->req;
+	job->req.res = NULL;
+	job->req.id = b->src->by_preference ? 0 : pp_db_value_ll(b->items, row, B_ITEM, 0);
+	job->req.person_id = pp_db_value_ll(b->items, row, B_PERSON, 0);
+	job->req.category = value(b, row, B_CATEGORY);
+	job->req.description = value(b, row, B_DESCRIPTION);
+	job->req.deliver_after = value(b, row, B_DELIVER_AFTER);
+	job->req.send_now = strcmp(value(b, row, B_SEND_NOW), "t") == 0;
+	job->req.draft = strcmp(value(b, row, B_DRAFT), "t") == 0;
+	job->channel = p->channel;
+	job->tpl = p->tpl;
+	job->tpl.res = job->tpl.sig_res = NULL;
+	job->account = p->account;
+	job->account.res = NULL;
+	job->fields.time_zone = p->fields.time_zone;
+	job->fields.mail_domain = p->fields.mail_domain;
+	job->fields.now_epoch = p->fields.now_epoch;
+	job->fields.patient_family = value(b, row, B_FAMILY);
+	for (int f = 0; f < PP_FIELD_COUNT; f++)
+		if (pp_merge_field_info((pp_merge_field_t)f)->group == PP_MERGE_GROUP_PRACTICE)
+			job->fields.values[f] = p->fields.values[f];
+	for (size_t i = 0; i < sizeof(item_fields) / sizeof(item_fields[0]); i++)
+		job->fields.values[item_fields[i].field] = value(b, row, item_fields[i].column);
+}
+
+/* batch_build - one item's message in memory, or its error; 1 when the
+ * item must wait for the next chunk. */
+static int batch_build(pp_db_t *db, batch_t *b, int row)
+{
+	composer_job_t *job = &b->jobs[row];
+	composer_rc_t rc = COMPOSER_REFUSED;
+	batch_proto_t *p = NULL;
+	if (pp_db_value_ll(b->items, row, B_PRACTICE_OF_PERSON, 0) !=
+	        pp_db_value_ll(b->items, row, B_PRACTICE, 0) ||
+	    strcmp(value(b, row, B_KIND), "patient") != 0)
+		composer_refuse(job, "person %s is not a patient of practice %s",
+		                value(b, row, B_PERSON), value(b, row, B_PRACTICE));
+	else if (b->src->by_preference && strcmp(value(b, row, B_PREFERRED), "none") == 0)
+		composer_refuse(job, "patient %s wants no messages", value(b, row, B_PERSON));
+	else if ((p = batch_proto(db, b, row, batch_template(b, row))) == NULL)
+		return 1;
+	else if (p->rc == COMPOSER_DB_ERROR)
+		return -1;
+	else if (p->rc == COMPOSER_REFUSED)
+		pp_strlcpy(job->err, p->job.err, sizeof(job->err));
+	else {
+		batch_item_job(b, row, &p->job, job);
+		job->msg.id = b->ids[row];
+		rc = composer_message_build(job);
+	}
+	if (rc != COMPOSER_OK) {
+		b->errors[row] = xstrdup(job->err);
+		log_warnx("%s=%s state=failed error=\"%s\"", b->src->name, value(b, row, B_ITEM),
+		          job->err);
+	}
+	return 0;
+}
+
+/* batch_reserve_ids - one messages.id per item, in one statement. */
+static int batch_reserve_ids(pp_db_t *db, batch_t *b)
+{
+	char n[16];
+	snprintf(n, sizeof(n), "%d", b->n);
+	PGresult *res = pp_db_exec(db,
+	                           "SELECT nextval(pg_get_serial_sequence('messages', 'id')) "
+	                           "FROM generate_series(1, $1::int)",
+	                           PP_DB_ARGS(n));
+	if (res == NULL)
+		return -1;
+	for (int i = 0; i < b->n; i++)
+		b->ids[i] = pp_db_value_ll(res, i, 0, 0);
+	PQclear(res);
+	return 0;
+}
+
+/* batch_mark - items done (with their message) and failed (with why);
+ * items left waiting are neither. */
+static int batch_mark(pp_db_t *db, const batch_t *b, int *done, int *failed)
+{
+	pp_buf_t ok[2], bad[2];
+	*done = *failed = 0;
+	for (int i = 0; i < 2; i++) {
+		pp_buf_init(&ok[i]);
+		pp_buf_init(&bad[i]);
+		pp_buf_puts(&ok[i], "{");
+		pp_buf_puts(&bad[i], "{");
+	}
+	for (int i = 0; i < b->n; i++) {
+		if (b->errors[i] != NULL) {
+			composer_batch_array_add(&bad[0], value(b, i, B_ITEM));
+			composer_batch_array_add(&bad[1], b->errors[i]);
+			(*failed)++;
+		} else if (b->jobs[i].msg.body != NULL) {
+			composer_batch_array_add(&ok[0], value(b, i, B_ITEM));
+			composer_batch_array_ll(&ok[1], b->ids[i]);
+			(*done)++;
+		}
+	}
+	for (int i = 0; i < 2; i++) {
+		pp_buf_puts(&ok[i], "}");
+		pp_buf_puts(&bad[i], "}");
+	}
+	int rc = pp_db_command(db, b->src->done_sql, PP_DB_ARGS(ok[0].data, ok[1].data)) ||
+	         pp_db_command(db, b->src->failed_sql, PP_DB_ARGS(bad[0].data, bad[1].data));
+	for (int i = 0; i < 2; i++) {
+		pp_buf_free(&ok[i]);
+		pp_buf_free(&bad[i]);
+	}
+	return rc;
+}
+
+/* batch_compose - everything inside the chunk's transaction. */
+static int batch_compose(pp_db_t *db, batch_t *b, int *done, int *failed)
+{
+	b->jobs = xcalloc((size_t)b->n, sizeof(*b->jobs));
+	b->errors = xcalloc((size_t)b->n, sizeof(*b->errors));
+	b->ids = xcalloc((size_t)b->n, sizeof(*b->ids));
+	if (batch_reserve_ids(db, b) != 0)
+		return -1;
+	for (int i = 0; i < b->n; i++) {
+		int rc = batch_build(db, b, i);
+		if (rc < 0)
+			return -1;
+		b->waiting += rc;
+	}
+	if (composer_batch_store(db, b->jobs, b->errors, b->n) != 0)
+		return -1;
+	for (int i = 0; i < b->n; i++)
+		if (b->errors[i] != NULL && b->jobs[i].msg.body != NULL)
+			log_warnx("%s=%s state=failed error=\"%s\"", b->src->name,
+			          value(b, i, B_ITEM), b->errors[i]);
+	if (batch_mark(db, b, done, failed) != 0)
+		return -1;
+	return 0;
+}
+
+/* batch_log - one line per message made (as composer_request.c logs a
+ * request), after the commit. */
+static void batch_log(const batch_t *b)
+{
+	for (int i = 0; i < b->n; i++) {
+		const composer_job_t *j = &b->jobs[i];
+		if (b->errors[i] != NULL || j->msg.body == NULL)
+			continue;
+		log_info("%s=%s msg=%lld state=%s channel=%s template=%s size=%zu", b->src->name,
+		         value(b, i, B_ITEM), LL(j->msg.id), j->req.draft ? "draft" : "queued",
+		         j->msg.channel == COMPOSER_EMAIL ? "email" : "sms", j->req.template_code,
+		         j->msg.size);
+		if (!j->req.draft)
+			composer_auto_wake(j->msg.channel);
+	}
+}
+
+static void batch_free(batch_t *b)
+{
+	for (int i = 0; b->jobs != NULL && i < b->n; i++) {
+		composer_job_free(&b->jobs[i]);
+		free(b->errors[i]);
+	}
+	for (int i = 0; i < b->nprotos; i++)
+		composer_job_free(&b->protos[i].job);
+	free(b->jobs);
+	free(b->errors);
+	free(b->ids);
+	PQclear(b->items);
+}
+
+/* batch_forget - the claimed ids this chunk handled become 0, so the
+ * one-by-one path passes them over. */
+static void batch_forget(const batch_t *b, int64_t *ids, int n)
+{
+	for (int i = 0; ids != NULL && i < b->n; i++) {
+		if (b->errors[i] == NULL && b->jobs[i].msg.body == NULL)
+			continue; /* left waiting */
+		int64_t item = pp_db_value_ll(b->items, i, B_ITEM, 0);
+		for (int k = 0; k < n; k++)
+			if (ids[k] == item)
+				ids[k] = 0;
+	}
+}
+
+/* batch_chunk - one chunk of src in one transaction (claimed: the ids this
+ * instance holds, zeroed when handled): items handled, 0 when none wait,
+ * -1 on a database problem (rolled back, retried). */
+static int batch_chunk(pp_daemon_t *d, const batch_source_t *src, int chunk, int64_t *claimed,
+                       int nclaimed)
+{
+	pp_db_t *db = pp_daemon_db(d);
+	batch_t b;
+	char limit[16], *ids = NULL;
+	int done = 0, failed = 0, rc = -1;
+	int64_t started = pp_mono_ms();
+	memset(&b, 0, sizeof(b));
+	b.src = src;
+	snprintf(limit, sizeof(limit), "%d", chunk);
+	if (claimed != NULL)
+		ids = composer_auto_sql_ids(claimed, (size_t)nclaimed);
+	if (pp_db_begin(db) != 0) {
+		free(ids);
+		return -1;
+	}
+	b.items = pp_db_exec(db, src->chunk_sql, ids ? 3 : 1,
+	                     (const char *const[]){limit, ids, pp_daemon_instance(d)});
+	free(ids);
+	if (b.items == NULL)
+		goto fail;
+	if ((b.n = PQntuples(b.items)) == 0) {
+		rc = 0;
+		goto fail;
+	}
+	if (batch_compose(db, &b, &done, &failed) != 0 || pp_db_commit(db) != 0)
+		goto fail;
+	batch_log(&b);
+	batch_forget(&b, claimed, nclaimed);
+	log_info("%s chunk items=%d queued=%d failed=%d waiting=%d ms=%lld", src->name, b.n, done,
+	         failed, b.waiting, LL(pp_mono_ms() - started));
+	pp_daemon_count(d, done, failed);
+	rc = done + failed;
+	batch_free(&b);
+	return rc;
+fail:
+	pp_db_rollback(db);
+	batch_free(&b);
+	return rc;
+}
+
+int composer_batch_work(pp_daemon_t *d, int chunk)
+{
+	static const batch_source_t *const sources[] = {&request_source, &recall_source};
+	int64_t until = pp_mono_ms() + BATCH_ROUND_MS;
+	int total = 0;
+	for (size_t s = 0; s < sizeof(sources) / sizeof(sources[0]); s++) {
+		int rc;
+		do {
+			if ((rc = batch_chunk(d, sources[s], chunk, NULL, 0)) < 0)
+				return -1;
+			total += rc;
+			pp_daemon_tick(d);
+		} while (rc > 0 && pp_mono_ms() < until && !pp_daemon_stopping(d));
+	}
+	return total;
+}
+
+int composer_batch_claimed(pp_daemon_t *d, int64_t *ids, int n)
+{
+	int total = 0, rc;
+	if (n <= 0)
+		return 0;
+	do {
+		if ((rc = batch_chunk(d, &claimed_source, composer_auto_settings()->bulk_chunk, ids,
+		                      n)) < 0)
+			return -1;
+		total += rc;
+	} while (rc > 0 && !pp_daemon_stopping(d));
+	return total;
+}
