@@ -33,10 +33,13 @@ all: $(BINS)
 deps:
 	@./scripts/install-deps
 
-$(BUILD)/%.o: %.c $(wildcard common/*.h)
+# -MMD -MP: every object depends on exactly the headers it includes.
+$(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
-	@$(CC) $(CFLAGS) -c -o $@ $<
+	@$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 # The migrations are embedded with .incbin; rebuild when any SQL changes.
 $(BUILD)/common/pp_migrate.o: $(SQL_FILES)

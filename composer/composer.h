@@ -152,6 +152,7 @@ typedef struct {
 	composer_recipients_t rcpt;
 	composer_attachments_t files;
 	composer_message_t msg;
+	int parked; /* waits as pending_sync/sync_failed for its booking link */
 	char err[COMPOSER_ERR_MAX];
 } composer_job_t;
 

@@ -194,7 +194,12 @@ static const char *auto_choose(const composer_auto_msg_t *m, auto_choice_t *c, c
 /* auto_needs_link - the template merges {{appointment.booking_link}}. */
 static int auto_needs_link(const auto_choice_t *c)
 {
-	const char *texts[2] = {c->subject, c->body};
+	return composer_auto_needs_link(c->subject, c->body);
+}
+
+int composer_auto_needs_link(const char *subject, const char *body)
+{
+	const char *texts[2] = {subject, body};
 	int uses = 0;
 	for (int i = 0; i < 2 && !uses; i++) {
 		char err[64];

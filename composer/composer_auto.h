@@ -145,6 +145,10 @@ int composer_auto_remind(pp_daemon_t *d);
  * one row (recipient person id, appointment id merged, the list text). */
 PGresult *composer_auto_family(pp_db_t *db, const int64_t *appointments, size_t n);
 
+/* composer_auto_needs_link - true if the subject or body template merges
+ * {{appointment.booking_link}}. */
+int composer_auto_needs_link(const char *subject, const char *body);
+
 /* composer_auto_sync.c - messages waiting for their booking link. */
 int composer_auto_sync(pp_daemon_t *d);
 /* composer_auto_park - insert the pending_sync (or sync_failed) message

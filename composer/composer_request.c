@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "composer.h"
+#include "composer_auto.h"
 #include "pp_log.h"
 #include "pp_util.h"
 
@@ -189,11 +190,76 @@ composer_rc_t composer_job_compose(pp_db_t *db, composer_job_t *job)
 	return request_insert(db, job);
 }
 
+/* request_park - a template that merges the booking link of an appointment
+ * whose link is not set yet: instead of failing, the message waits as
+ * pending_sync (sync_failed if the practice software reported an error) and
+ * is composed into the same row when the link arrives (composer_auto_sync.c).
+ * Returns COMPOSER_REFUSED (job->err kept) when that does not apply. */
+static composer_rc_t request_park(pp_db_t *db, composer_job_t *job)
+{
+	const composer_request_t *r = &job->req;
+	if (r->template_code == NULL || job->fields.appointment_id == NULL ||
+	    !composer_auto_needs_link(job->tpl.subject, job->tpl.body))
+		return COMPOSER_REFUSED;
+	PGresult *res = pp_db_exec(db,
+	                           "SELECT booking_link IS NULL, booking_link_error FROM "
+	                           "appointments WHERE id = $1",
+	                           PP_DB_ARGS(job->fields.appointment_id));
+	if (res == NULL)
+		return COMPOSER_DB_ERROR;
+	int waiting = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	if (!waiting) {
+		PQclear(res);
+		return COMPOSER_REFUSED;
+	}
+	if (job->rcpt.n > 0 || job->files.n > 0) {
+		PQclear(res);
+		snprintf(job->err, sizeof(job->err),
+		         "appointment %s has no online-booking link yet, and a message with "
+		         "copies or attachments cannot wait for it",
+		         job->fields.appointment_id);
+		return COMPOSER_REFUSED;
+	}
+	composer_auto_msg_t m;
+	memset(&m, 0, sizeof(m));
+	m.kind = r->category && *r->category ? r->category : "compose";
+	m.practice_id = r->practice_id;
+	m.person_id = r->person_id;
+	m.appointment = job->fields.appointment_id;
+	m.deliver_after = r->deliver_after;
+	char err[COMPOSER_ERR_MAX];
+	composer_auto_rc_t arc = composer_auto_park(db, &m, r->template_code,
+	                                            pp_db_value(res, 0, 1), &job->msg.id, err,
+	                                            sizeof(err));
+	PQclear(res);
+	if (arc == AUTO_DB_ERROR)
+		return COMPOSER_DB_ERROR;
+	if (arc != AUTO_MADE) {
+		snprintf(job->err, sizeof(job->err), "%s", err);
+		return COMPOSER_REFUSED;
+	}
+	char req[24], id[24];
+	snprintf(req, sizeof(req), "%lld", (long long)r->id);
+	snprintf(id, sizeof(id), "%lld", (long long)job->msg.id);
+	if (pp_db_command(db,
+	                  "UPDATE compose_requests SET state = 'done', message_id = $2, error = "
+	                  "NULL, done_at = now(), claimed_by = NULL, lease_until = NULL WHERE "
+	                  "id = $1",
+	                  PP_DB_ARGS(req, id)) != 0)
+		return COMPOSER_DB_ERROR;
+	job->parked = 1;
+	return COMPOSER_OK;
+}
+
 /* request_compose - every step inside the open transaction. */
 static composer_rc_t request_compose(pp_daemon_t *d, composer_job_t *job, int64_t id)
 {
 	composer_rc_t rc = request_lock(d, job, id);
-	return rc == COMPOSER_OK ? composer_job_compose(pp_daemon_db(d), job) : rc;
+	if (rc == COMPOSER_OK)
+		rc = composer_job_compose(pp_daemon_db(d), job);
+	if (rc == COMPOSER_REFUSED)
+		rc = request_park(pp_daemon_db(d), job);
+	return rc;
 }
 
 /* first_line - the first line of a database error: the server's DETAIL
@@ -260,6 +326,11 @@ composer_rc_t composer_request_run(pp_daemon_t *d, int64_t id)
 		pp_db_rollback(db);
 	switch (rc) {
 	case COMPOSER_OK:
+		if (job.parked) {
+			log_info("request=%lld msg=%lld waiting for the booking link template=%s",
+			         (long long)id, (long long)job.msg.id, job.req.template_code);
+			break;
+		}
 		log_info("request=%lld msg=%lld state=%s channel=%s template=%s size=%zu",
 		         (long long)id, (long long)job.msg.id, job.req.draft ? "draft" : "queued",
 		         job.msg.channel == COMPOSER_EMAIL ? "email" : "sms",

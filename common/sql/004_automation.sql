@@ -203,3 +203,9 @@ BEGIN
 END $$;
 CREATE TRIGGER people_created AFTER INSERT ON people
     FOR EACH ROW WHEN (NEW.kind = 'patient') EXECUTE FUNCTION pp_patient_created();
+
+-- A message waiting for its booking link is completed by replacing its row
+-- under the same id inside one transaction; the compose request that made it
+-- keeps pointing at it, so the reference is checked at commit.
+ALTER TABLE compose_requests ALTER CONSTRAINT compose_requests_message_id_fkey
+    DEFERRABLE INITIALLY DEFERRED;

@@ -485,3 +485,43 @@ def test_auto_cli_refuses_wrong_templates(db, pp_tmp):
     r = run([pp_bin("practicepost"), "-c", conf, "--json", "auto", "list"])
     assert r.stdout.strip() == "[]"
     assert re.search(r"auto add", run([pp_bin("practicepost"), "help"]).stdout)
+
+
+def test_manual_compose_with_a_booking_link_template_waits_for_the_link(db, pp_tmp):
+    p = practice(db)
+    template(db, p, "manage", "Manage your appointment",
+             "Dear {{patient.first_name}}, change it online: {{appointment.booking_link}}")
+    conf = config(db, pp_tmp)
+    who = patient(db, p, "Greta")
+    appt = appointment(db, p, who, "5 days")
+    r = run([pp_bin("practicepost"), "-c", conf, "compose", "--template", "manage",
+             "--patient", str(who), "--appointment", str(appt)])
+    request = int(r.stdout.split()[-1]) if r.stdout.split() else None
+    compose(conf)
+    msgs = messages(db)
+    assert len(msgs) == 1 and msgs[0]["state"] == "pending_sync", msgs
+    mid = msgs[0]["id"]
+    # The compose request is done and points at the waiting message.
+    assert db.sql("SELECT state, message_id FROM compose_requests")[0] == ("done", mid), request
+    db.sql("UPDATE appointments SET booking_link = 'https://book.example/g/9' WHERE id = %s",
+           (appt,))
+    compose(conf)
+    m = messages(db)[0]
+    assert (m["id"], m["state"]) == (mid, "queued")
+    assert "Dear Greta, change it online: https://book.example/g/9" in text_of(m["body"])[1]
+
+
+def test_manual_compose_with_link_set_or_missing_other_value_still_fails(db, pp_tmp):
+    p = practice(db)
+    template(db, p, "manage", "Hi {{patient.last_name}}", "{{appointment.booking_link}}")
+    conf = config(db, pp_tmp)
+    who = patient(db, p, "Ida", last="")
+    appt = appointment(db, p, who, "5 days")
+    db.sql("UPDATE appointments SET booking_link = 'https://book.example/i/1' WHERE id = %s",
+           (appt,))
+    run([pp_bin("practicepost"), "-c", conf, "compose", "--template", "manage",
+         "--patient", str(who), "--appointment", str(appt)])
+    compose(conf)
+    assert messages(db) == []
+    state, error = db.sql("SELECT state, error FROM compose_requests")[0]
+    assert state == "failed" and "patient.last_name" in error
