@@ -301,8 +301,10 @@ int pp_outbox_claim(pp_outbox_t *ob, pp_outbox_batch_t *batch)
 	/* Waits are measured from the database clock as the query ran; this
 	 * local instant is no earlier, so a slot is never taken early. */
 	int64_t local_us = pp_outbox_now_us();
-	for (int r = 0; r < PQntuples(acc) && room > 0; r++) {
-		int n = outbox_claim_account(ob, batch, acc, r, room, local_us);
+	/* Each account gets a fair share of the room; what one leaves (its
+	 * rate quota, or a short queue) goes to those after it. */
+	for (int r = 0, left = PQntuples(acc); r < PQntuples(acc) && room > 0; r++, left--) {
+		int n = outbox_claim_account(ob, batch, acc, r, (room + left - 1) / left, local_us);
 		if (n < 0)
 			goto fail;
 		room -= n;

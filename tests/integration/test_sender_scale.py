@@ -5,10 +5,12 @@ Arrival times are the sink's own (the mtime of each stored message).
 """
 
 import os
+import re
 import time
 
 from conftest import Daemon
-from test_sender import config, make_account, make_practice, message_id, queue_many
+from test_sender import (config, make_account, make_practice, message_id, queue, queue_many,
+                         send_once)
 
 
 def wait_sent(db, n, daemons, timeout):
@@ -86,3 +88,21 @@ def test_two_senders_keep_the_rate_limit_between_them(db, pp_tmp, smtp_sink):
           "missed %d, busiest 1 s / 6 s windows %s, smallest gap %.1f ms"
           % (len(arrivals), count, span, ideal, per_sender, missed,
              [worst[w] for w in sorted(worst)], min(gaps) * 1000))
+
+
+def test_a_busy_account_does_not_starve_another(db, pp_tmp, smtp_sink):
+    # Each claim shares its room between the accounts with mail due: the
+    # first claim (20 messages) takes the quiet account's 5 with 15 of the
+    # busy one's 200, though those were queued first.
+    conf = config(db, pp_tmp, batch_size=20)
+    practice = make_practice(db)
+    busy = make_account(db, practice, smtp_sink)
+    quiet = make_account(db, practice, smtp_sink, name="quiet")
+    queue_many(db, practice, busy, 200)
+    for i in range(5):
+        queue(db, practice, quiet, n=1000 + i)
+    r = send_once(conf, "-v")
+    claimed = re.findall(r"msg=\d+ state=sending account=(\d+)", r.stderr)
+    assert len(claimed) == 205
+    assert [int(a) for a in claimed[:20]].count(quiet) == 5, claimed[:20]
+    assert db.sql("SELECT state::text, count(*) FROM messages GROUP BY 1") == [("sent", 205)]
