@@ -220,6 +220,34 @@ def pp_batch(pp, sink, n, cpu_groups):
             "send_rate": n / (t_sent - t1), "send_cpu": send_cpu}
 
 
+def pp_recall(pp, n, cpu_groups):
+    """The recall batch as an operator starts it: `practicepost recall
+    --patients-file` with n patient ids, composed with no sender running,
+    timed from the command to every item done and its message queued."""
+    pp.reset_queue()
+    pp.set_sender_instances(0)
+    first = pp.ids["first_patient"]
+    path = os.path.join(pp.base, "recall-patients.txt")
+    with open(path, "w") as f:
+        f.write("".join("%d\n" % (first + i) for i in range(n)))
+    cpu = Cpu(cpu_groups).start()
+    t0 = time.monotonic()
+    pp.ctl("recall", "--practice", str(pp.ids["practice"]), "--template", "recall",
+           "--patients-file", path, "--no-wait")
+    while pp.one("SELECT EXISTS (SELECT 1 FROM recall_items WHERE state = 'new')"):
+        time.sleep(0.02)
+    t_queued = time.monotonic()
+    compose_cpu = cpu.stop()
+    failed = pp.one("SELECT count(*) FROM recall_items WHERE state <> 'done'")
+    queued = pp.one("SELECT count(*) FROM messages WHERE state = 'queued'")
+    if failed or queued != n:
+        raise BenchError("recall command: %d items not done, %d of %d queued"
+                         % (failed, queued, n))
+    pp.reset_queue()
+    return {"n": n, "seconds": t_queued - t0, "rate": n / (t_queued - t0),
+            "cpu": compose_cpu}
+
+
 def postfix_run(postfix, sink, n, message_file, sessions, cpu_groups):
     """smtp-source submits n copies of message_file over `sessions`
     connections to the private Postfix, which relays them to the sink.
