@@ -161,8 +161,6 @@ static const char account_list_sql[] =
 
 static int cmd_account_list(ctl_t *ctl, int argc, char **argv)
 {
-	static const struct option opts[] = {{"practice", required_argument, NULL, 'p'},
-	                                     {NULL, 0, NULL, 0}};
 	static const ctl_column_t cols[] = {
 	    {"type", "TYPE", CTL_COL_TEXT, 0, CTL_COL_BOTH},
 	    {"id", "ID", CTL_COL_INT, 0, CTL_COL_BOTH},
@@ -190,14 +188,9 @@ static int cmd_account_list(ctl_t *ctl, int argc, char **argv)
 	};
 	int64_t practice = 0;
 	char pid[CTL_LL_LEN];
-	int ch;
-	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (ch != 'p')
-			return ctl_usage_line(ctl);
-		if (ctl_parse_id("--practice", optarg, &practice) != 0)
-			return CTL_USAGE;
-	}
-	CTL_NO_ARGS(ctl, argc, argv);
+	int rc = ctl_parse_practice_only(ctl, argc, argv, 0, &practice);
+	if (rc != 0)
+		return rc;
 	if (ctl_db(ctl) == NULL)
 		return CTL_FAIL;
 	PGresult *res = pp_db_exec(ctl->db, account_list_sql,

@@ -344,19 +344,11 @@ static void show_text(const PGresult *r, int64_t id)
 
 static int cmd_schedule_show(ctl_t *ctl, int argc, char **argv)
 {
-	static const struct option opts[] = {{"practice", required_argument, NULL, 'p'},
-	                                     {NULL, 0, NULL, 0}};
 	int64_t practice = 0;
 	char id[CTL_LL_LEN];
-	int ch;
-	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (ch != 'p')
-			return ctl_usage_line(ctl);
-		if (ctl_parse_id("--practice", optarg, &practice) != 0)
-			return CTL_USAGE;
-	}
-	CTL_NO_ARGS(ctl, argc, argv);
-	CTL_REQUIRE(ctl, practice ? "" : NULL, "--practice");
+	int rc = ctl_parse_practice_only(ctl, argc, argv, 1, &practice);
+	if (rc != 0)
+		return rc;
 	if (ctl_db(ctl) == NULL)
 		return CTL_FAIL;
 	PGresult *r = pp_db_exec(ctl->db, show_sql, PP_DB_ARGS(ctl_ll(id, practice)));

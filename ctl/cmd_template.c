@@ -195,8 +195,6 @@ fail:
 
 static int cmd_template_list(ctl_t *ctl, int argc, char **argv)
 {
-	static const struct option opts[] = {{"practice", required_argument, NULL, 'p'},
-	                                     {NULL, 0, NULL, 0}};
 	static const ctl_column_t cols[] = {
 	    {"id", "ID", CTL_COL_INT, 0, CTL_COL_BOTH},
 	    {"code", "CODE", CTL_COL_TEXT, 24, CTL_COL_BOTH},
@@ -211,15 +209,9 @@ static int cmd_template_list(ctl_t *ctl, int argc, char **argv)
 	};
 	int64_t practice = 0;
 	char pid[CTL_LL_LEN];
-	int ch;
-	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (ch != 'p')
-			return ctl_usage_line(ctl);
-		if (ctl_parse_id("--practice", optarg, &practice) != 0)
-			return CTL_USAGE;
-	}
-	CTL_NO_ARGS(ctl, argc, argv);
-	CTL_REQUIRE(ctl, practice ? "" : NULL, "--practice");
+	int rc = ctl_parse_practice_only(ctl, argc, argv, 1, &practice);
+	if (rc != 0)
+		return rc;
 	if (ctl_db(ctl) == NULL || ctl_practice_exists(ctl, practice) != 1)
 		return CTL_FAIL;
 	PGresult *res = pp_db_exec(ctl->db,

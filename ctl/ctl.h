@@ -89,6 +89,10 @@ int ctl_usage_line(const ctl_t *ctl);
 		if (optind < (argc))                                                               \
 			return ctl_usage((ctl), "unexpected argument \"%s\"", (argv)[optind]);     \
 	} while (0)
+/* ctl_parse_practice_only - the options of a command that takes only
+ * `--practice ID` (optional unless required) and no arguments: 0 with
+ * *practice set (0 when absent), else the exit code after printing why. */
+int ctl_parse_practice_only(ctl_t *ctl, int argc, char **argv, int required, int64_t *practice);
 /* ctl_parse_id - a positive 64-bit id; -1 after printing which option is bad. */
 int ctl_parse_id(const char *opt, const char *text, int64_t *out);
 /* ctl_parse_int - an integer in [min, max]; -1 after printing why. */

@@ -4,6 +4,7 @@
  * names, SQLSTATEs) into sentences an operator can act on.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,24 @@ int ctl_usage_line(const ctl_t *ctl)
 	if (ctl->cmd != NULL)
 		fprintf(stderr, "usage: practicepost %s %s\n", ctl->cmd_name, ctl->cmd->usage);
 	return CTL_USAGE;
+}
+
+int ctl_parse_practice_only(ctl_t *ctl, int argc, char **argv, int required, int64_t *practice)
+{
+	static const struct option opts[] = {{"practice", required_argument, NULL, 'p'},
+	                                     {NULL, 0, NULL, 0}};
+	int ch;
+	*practice = 0;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (ch != 'p')
+			return ctl_usage_line(ctl);
+		if (ctl_parse_id("--practice", optarg, practice) != 0)
+			return CTL_USAGE;
+	}
+	CTL_NO_ARGS(ctl, argc, argv);
+	if (required)
+		CTL_REQUIRE(ctl, *practice ? "" : NULL, "--practice");
+	return 0;
 }
 
 int ctl_parse_id(const char *opt, const char *text, int64_t *out)
