@@ -397,9 +397,9 @@ int pp_diag_raise(pp_db_t *db, const char *stage, const char *severity, const ch
 		  const char *text)
 {
 	char p[24], e[24], s[24];
-	snprintf(p, sizeof(p), "%lld", (long long)practice_id);
-	snprintf(e, sizeof(e), "%lld", (long long)email_account_id);
-	snprintf(s, sizeof(s), "%lld", (long long)sms_account_id);
+	pp_lltoa(p, practice_id);
+	pp_lltoa(e, email_account_id);
+	pp_lltoa(s, sms_account_id);
 	log_warnx("diagnostic code=%s severity=%s practice=%s email_account=%s sms_account=%s %s",
 		  code, severity, p, e, s, text);
 	return pp_db_command(db,

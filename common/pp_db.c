@@ -177,6 +177,11 @@ const char *pp_db_error(const pp_db_t *db)
 	return db->error;
 }
 
+int pp_db_error_is_data(const pp_db_t *db)
+{
+	return strncmp(db->sqlstate, "22", 2) == 0 || strncmp(db->sqlstate, "23", 2) == 0;
+}
+
 const char *pp_db_constraint(const pp_db_t *db)
 {
 	return db->constraint;

@@ -39,6 +39,9 @@ void pp_db_rollback(pp_db_t *db);
 
 const char *pp_db_error(const pp_db_t *db);
 const char *pp_db_sqlstate(const pp_db_t *db);
+/* pp_db_error_is_data - the last error is about the data (SQLSTATE class 22
+ * data exception or 23 integrity violation): a retry would fail the same. */
+int pp_db_error_is_data(const pp_db_t *db);
 /* pp_db_constraint - name of the constraint the last error violated, or "". */
 const char *pp_db_constraint(const pp_db_t *db);
 /* pp_db_set_quiet - do not log outages (tools that print their own errors). */

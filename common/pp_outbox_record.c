@@ -174,7 +174,7 @@ int pp_outbox_pause_account(pp_outbox_t *ob, pp_outbox_batch_t *batch, pp_outbox
 	PGresult *r = NULL;
 	char *others = NULL;
 
-	snprintf(acct, sizeof(acct), "%lld", (long long)item->account_id);
+	pp_lltoa(acct, item->account_id);
 	snprintf(item_ids, sizeof(item_ids), "{%lld}", (long long)item->id);
 	if (pp_db_begin(ob->db) != 0)
 		return -1;

@@ -163,6 +163,12 @@ int64_t pp_mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+const char *pp_lltoa(char buf[PP_LL_LEN], long long v)
+{
+	snprintf(buf, PP_LL_LEN, "%lld", v);
+	return buf;
+}
+
 int pp_parse_int64(const char *s, int64_t *out)
 {
 	char *end;

@@ -40,6 +40,10 @@ void pp_buf_free(pp_buf_t *buf);
 int64_t pp_now_ms(void);
 int64_t pp_mono_ms(void);
 
+/* pp_lltoa - v as decimal text in buf (e.g. a SQL parameter); returns buf. */
+#define PP_LL_LEN 24
+const char *pp_lltoa(char buf[PP_LL_LEN], long long v);
+
 /* pp_parse_int64 - strict decimal parse; -1 on any junk or overflow. */
 int pp_parse_int64(const char *s, int64_t *out);
 

@@ -30,6 +30,9 @@
 #define COMPOSER_ERR_MAX 512
 #define COMPOSER_MSGID_MAX 300
 
+/* LL - the printf argument for a 64-bit id with %lld. */
+#define LL(x) ((long long)(x))
+
 typedef struct {
 	int batch_size;    /* requests claimed at once */
 	int lease_seconds; /* how long a claim holds them */

@@ -11,7 +11,6 @@
 #include "composer.h"
 #include "pp_util.h"
 
-#define LL(x) ((long long)(x))
 
 /* attach_total - how many files and bytes the request carries. */
 static composer_rc_t attach_total(pp_db_t *db, composer_job_t *job, const char *req, int64_t *count)
@@ -35,7 +34,7 @@ composer_rc_t composer_attach_load(pp_db_t *db, composer_job_t *job)
 	int64_t count = 0;
 	if (job->req.id == 0)
 		return COMPOSER_OK;
-	snprintf(req, sizeof(req), "%lld", LL(job->req.id));
+	pp_lltoa(req, job->req.id);
 	composer_rc_t rc = attach_total(db, job, req, &count);
 	if (rc != COMPOSER_OK || count == 0)
 		return rc;
@@ -77,8 +76,8 @@ composer_rc_t composer_attach_store(pp_db_t *db, composer_job_t *job)
 {
 	const composer_message_t *m = &job->msg;
 	char id[24], req[24];
-	snprintf(id, sizeof(id), "%lld", LL(m->id));
-	snprintf(req, sizeof(req), "%lld", LL(job->req.id));
+	pp_lltoa(id, m->id);
+	pp_lltoa(req, job->req.id);
 	if (job->files.n > 0 &&
 	    pp_db_command(db,
 	                  "INSERT INTO attachments (message_id, filename, content_type, data) "

@@ -16,7 +16,6 @@
 #include "pp_log.h"
 #include "pp_util.h"
 
-#define LL(x) ((long long)(x))
 #define AUTO_LOCK_CLASS "7428160" /* advisory lock class of appointments */
 
 static composer_auto_settings_t settings;
@@ -80,7 +79,7 @@ int composer_auto_each(pp_daemon_t *d, const char *sql, const char *extra,
 int composer_auto_try_lock(pp_db_t *db, int64_t appointment_id)
 {
 	char id[24];
-	snprintf(id, sizeof(id), "%lld", LL(appointment_id % 2147483647));
+	pp_lltoa(id, appointment_id % 2147483647);
 	PGresult *res = pp_db_exec(
 	    db, "SELECT pg_try_advisory_xact_lock(" AUTO_LOCK_CLASS ", $1::int)", PP_DB_ARGS(id));
 	if (res == NULL)
@@ -99,8 +98,8 @@ int composer_auto_record(pp_db_t *db, const char *kind, int64_t rule_id, int64_t
 	size_t rows = n ? n : 1;
 	char *p = composer_auto_sql_ids(persons, rows);
 	char *a = composer_auto_sql_ids(n ? appointments : &none, rows);
-	snprintf(rule, sizeof(rule), "%lld", LL(rule_id));
-	snprintf(practice, sizeof(practice), "%lld", LL(practice_id));
+	pp_lltoa(rule, rule_id);
+	pp_lltoa(practice, practice_id);
 	PGresult *res = pp_db_exec(
 	    db,
 	    "INSERT INTO auto_sent (auto_message_id, kind, practice_id, person_id, appointment_id) "
@@ -130,7 +129,7 @@ int composer_auto_mark_sent(pp_db_t *db, const composer_auto_msg_t *m, int64_t m
 {
 	char id[24];
 	char *ids = composer_auto_sql_ids(m->sent_ids, m->nsent);
-	snprintf(id, sizeof(id), "%lld", LL(msg_id));
+	pp_lltoa(id, msg_id);
 	int rc =
 	    pp_db_command(db,
 	                  "UPDATE auto_sent SET message_id = nullif($2::bigint, 0), error = $3 "
@@ -259,8 +258,8 @@ composer_auto_rc_t composer_auto_make(pp_daemon_t *d, const composer_auto_msg_t 
 	composer_auto_rc_t rc;
 	memset(&c, 0, sizeof(c));
 	*msg_id = 0;
-	snprintf(practice, sizeof(practice), "%lld", LL(m->practice_id));
-	snprintf(person, sizeof(person), "%lld", LL(m->person_id));
+	pp_lltoa(practice, m->practice_id);
+	pp_lltoa(person, m->person_id);
 	c.res = pp_db_exec(
 	    db, choice_sql,
 	    PP_DB_ARGS(practice, person, m->email_template, m->sms_template, m->appointment));

@@ -15,7 +15,6 @@
 #include "pp_log.h"
 #include "pp_util.h"
 
-#define LL(x) ((long long)(x))
 
 /* Columns of the due query. */
 enum {
@@ -134,7 +133,7 @@ static composer_auto_rc_t remind_make(pp_daemon_t *d, const PGresult *due, int r
 	    .sent_ids = sent,
 	    .nsent = n,
 	};
-	snprintf(appt, sizeof(appt), "%lld", LL(kept[0]));
+	pp_lltoa(appt, kept[0]);
 	if (n == 1)
 		return composer_auto_make(d, &m, &msg, outcome, outlen);
 	PGresult *res = composer_auto_family(pp_daemon_db(d), kept, n);

@@ -16,7 +16,6 @@
 #include "pp_log.h"
 #include "pp_util.h"
 
-#define LL(x) ((long long)(x))
 #define SYNC_ERROR_MAX 400
 
 composer_auto_rc_t composer_auto_park(pp_db_t *db, const composer_auto_msg_t *m,
@@ -24,8 +23,8 @@ composer_auto_rc_t composer_auto_park(pp_db_t *db, const composer_auto_msg_t *m,
                                       int64_t *msg_id, char *err, size_t errlen)
 {
 	char practice[24], person[24], why[SYNC_ERROR_MAX + 64];
-	snprintf(practice, sizeof(practice), "%lld", LL(m->practice_id));
-	snprintf(person, sizeof(person), "%lld", LL(m->person_id));
+	pp_lltoa(practice, m->practice_id);
+	pp_lltoa(person, m->person_id);
 	if (link_error != NULL)
 		snprintf(why, sizeof(why), "the online-booking link could not be set: %.*s",
 		         SYNC_ERROR_MAX, link_error);

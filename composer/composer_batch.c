@@ -16,7 +16,6 @@
 #include "pp_log.h"
 #include "pp_util.h"
 
-#define LL(x) ((long long)(x))
 #define BATCH_PROTOS 16     /* templates in one chunk; the rest wait a chunk */
 #define BATCH_ROUND_MS 2000 /* chunks follow each other this long in one round */
 

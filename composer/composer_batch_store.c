@@ -129,20 +129,13 @@ static int store_insert(pp_db_t *db, const composer_job_t *jobs, char *const *er
 	return rc;
 }
 
-/* store_permanent - a data error the database will give again on a retry. */
-static int store_permanent(pp_db_t *db)
-{
-	const char *s = pp_db_sqlstate(db);
-	return strncmp(s, "22", 2) == 0 || strncmp(s, "23", 2) == 0;
-}
-
 int composer_batch_store(pp_db_t *db, const composer_job_t *jobs, char **errors, int n)
 {
 	if (pp_db_command(db, "SAVEPOINT batch_all", 0, NULL) != 0)
 		return -1;
 	if (store_insert(db, jobs, errors, 0, n) == 0)
 		return pp_db_command(db, "RELEASE SAVEPOINT batch_all", 0, NULL);
-	if (!store_permanent(db) ||
+	if (!pp_db_error_is_data(db) ||
 	    pp_db_command(db, "ROLLBACK TO SAVEPOINT batch_all", 0, NULL) != 0)
 		return -1;
 	for (int i = 0; i < n; i++) {
@@ -157,8 +150,7 @@ int composer_batch_store(pp_db_t *db, const composer_job_t *jobs, char **errors,
 		}
 		char first[256];
 		pp_strlcpy(first, pp_db_error(db), sizeof(first));
-		first[strcspn(first, "\r\n")] = '\0';
-		if (!store_permanent(db) ||
+		if (!pp_db_error_is_data(db) ||
 		    pp_db_command(db, "ROLLBACK TO SAVEPOINT batch_one", 0, NULL) != 0)
 			return -1;
 		errors[i] = xasprintf("the database refused the message: %s", first);

@@ -14,7 +14,6 @@
 #include "pp_log.h"
 #include "pp_util.h"
 
-#define LL(x) ((long long)(x))
 
 static int channel_parse(const char *text, composer_channel_t *out)
 {
@@ -55,7 +54,7 @@ composer_rc_t composer_template_load(pp_db_t *db, composer_job_t *job)
 	const composer_request_t *r = &job->req;
 	composer_template_t *t = &job->tpl;
 	char practice[24];
-	snprintf(practice, sizeof(practice), "%lld", LL(r->practice_id));
+	pp_lltoa(practice, r->practice_id);
 	t->alarm_minutes = 60;
 	if (r->template_code == NULL) {
 		t->subject = r->subject;
@@ -279,8 +278,8 @@ composer_rc_t composer_fields_load(pp_db_t *db, composer_job_t *job)
 	const composer_request_t *r = &job->req;
 	composer_fields_t *f = &job->fields;
 	char practice[24], person[24];
-	snprintf(practice, sizeof(practice), "%lld", LL(r->practice_id));
-	snprintf(person, sizeof(person), "%lld", LL(r->person_id));
+	pp_lltoa(practice, r->practice_id);
+	pp_lltoa(person, r->person_id);
 	f->res = pp_db_exec(
 	    db, fields_sql,
 	    PP_DB_ARGS(practice, person, r->appointment_id, r->provider_id, r->specialist_id));
@@ -317,7 +316,7 @@ composer_rc_t composer_account_load(pp_db_t *db, composer_job_t *job)
 	int email = job->channel == COMPOSER_EMAIL;
 	const char *wanted = email ? r->email_account_id : r->sms_account_id;
 	char practice[24];
-	snprintf(practice, sizeof(practice), "%lld", LL(r->practice_id));
+	pp_lltoa(practice, r->practice_id);
 	a->res =
 	    pp_db_exec(db,
 	               email ? "SELECT id, from_name, from_address, max_message_bytes "

@@ -12,7 +12,6 @@
 #include "composer.h"
 #include "pp_util.h"
 
-#define LL(x) ((long long)(x))
 #define ICAL_DEFAULT_SUMMARY "Appointment at {{practice.name}}"
 
 const char *composer_ical_filename(pp_ical_method_t method)

@@ -16,7 +16,6 @@
 #include "pp_mime.h"
 #include "pp_util.h"
 
-#define LL(x) ((long long)(x))
 
 static const char *message_lookup(void *ctx, pp_merge_field_t field)
 {

@@ -15,7 +15,6 @@
 #include "composer.h"
 #include "pp_util.h"
 
-#define LL(x) ((long long)(x))
 
 enum { R_PERSON, R_BCC, R_KIND, R_TITLE, R_FIRST, R_LAST, R_EMAIL, R_FAMILY, R_REFUSAL };
 
@@ -137,8 +136,8 @@ composer_rc_t composer_recipients_load(pp_db_t *db, composer_job_t *job)
 	const composer_request_t *r = &job->req;
 	char req[24], patient[24];
 	composer_rc_t rc;
-	snprintf(req, sizeof(req), "%lld", LL(r->id));
-	snprintf(patient, sizeof(patient), "%lld", LL(r->person_id));
+	pp_lltoa(req, r->id);
+	pp_lltoa(patient, r->person_id);
 	job->rcpt.res = pp_db_exec(
 	    db, recipients_sql,
 	    PP_DB_ARGS(req, patient, r->copy_specialist ? job->fields.specialist_id : NULL));

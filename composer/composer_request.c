@@ -80,7 +80,7 @@ static int flag(const PGresult *res, int col)
 static composer_rc_t request_lock(pp_daemon_t *d, composer_job_t *job, int64_t id)
 {
 	char ids[24];
-	snprintf(ids, sizeof(ids), "%lld", (long long)id);
+	pp_lltoa(ids, id);
 	PGresult *res = pp_db_exec(
 	    pp_daemon_db(d),
 	    "SELECT id, practice_id, person_id, template_code, channel, appointment_id, "
@@ -141,11 +141,11 @@ static composer_rc_t request_insert(pp_db_t *db, composer_job_t *job)
 	const composer_request_t *r = &job->req;
 	char id[24], req[24], size[24], practice[24], person[24];
 	const char *state = r->state ? r->state : r->draft ? "draft" : "queued";
-	snprintf(id, sizeof(id), "%lld", (long long)m->id);
-	snprintf(req, sizeof(req), "%lld", (long long)r->id);
+	pp_lltoa(id, m->id);
+	pp_lltoa(req, r->id);
 	snprintf(size, sizeof(size), "%zu", m->size);
-	snprintf(practice, sizeof(practice), "%lld", (long long)r->practice_id);
-	snprintf(person, sizeof(person), "%lld", (long long)r->person_id);
+	pp_lltoa(practice, r->practice_id);
+	pp_lltoa(person, r->person_id);
 	int email = m->channel == COMPOSER_EMAIL;
 	if (pp_db_command(
 	        db,
@@ -239,8 +239,8 @@ static composer_rc_t request_park(pp_db_t *db, composer_job_t *job)
 		return COMPOSER_REFUSED;
 	}
 	char req[24], id[24];
-	snprintf(req, sizeof(req), "%lld", (long long)r->id);
-	snprintf(id, sizeof(id), "%lld", (long long)job->msg.id);
+	pp_lltoa(req, r->id);
+	pp_lltoa(id, job->msg.id);
 	if (pp_db_command(db,
 	                  "UPDATE compose_requests SET state = 'done', message_id = $2, error = "
 	                  "NULL, done_at = now(), claimed_by = NULL, lease_until = NULL WHERE "
@@ -262,40 +262,20 @@ static composer_rc_t request_compose(pp_daemon_t *d, composer_job_t *job, int64_
 	return rc;
 }
 
-/* first_line - the first line of a database error: the server's DETAIL
- * lines may quote row values (patient data, the message body). */
-static void first_line(const char *s, char *out, size_t outlen)
-{
-	size_t n = strcspn(s, "\r\n");
-	if (n >= outlen)
-		n = outlen - 1;
-	memcpy(out, s, n);
-	out[n] = '\0';
-}
-
-/* request_permanent_db_error - a data error the database will give again
- * on every retry (class 22 data exception, 23 integrity violation). */
-static int request_permanent_db_error(pp_db_t *db)
-{
-	const char *s = pp_db_sqlstate(db);
-	return strncmp(s, "22", 2) == 0 || strncmp(s, "23", 2) == 0;
-}
-
 /* request_fail - record why the request cannot be composed (autocommit,
  * after the compose transaction was rolled back). */
 static int request_fail(pp_daemon_t *d, int64_t id, const char *error)
 {
 	char ids[24];
-	snprintf(ids, sizeof(ids), "%lld", (long long)id);
+	pp_lltoa(ids, id);
 	PGresult *res = pp_db_exec(pp_daemon_db(d),
 	                           "UPDATE compose_requests SET state = 'failed', error = $2, "
 	                           "done_at = now(), claimed_by = NULL, lease_until = NULL "
 	                           "WHERE id = $1 AND state = 'new' AND claimed_by = $3",
 	                           PP_DB_ARGS(ids, error, pp_daemon_instance(d)));
 	if (res == NULL) {
-		char dberr[256];
-		first_line(pp_db_error(pp_daemon_db(d)), dberr, sizeof(dberr));
-		log_warnx("request=%lld cannot record failure: %s", (long long)id, dberr);
+		log_warnx("request=%lld cannot record failure: %s", (long long)id,
+		          pp_db_error(pp_daemon_db(d)));
 		return -1;
 	}
 	int n = atoi(PQcmdTuples(res));
@@ -312,11 +292,9 @@ composer_rc_t composer_request_run(pp_daemon_t *d, int64_t id)
 {
 	pp_db_t *db = pp_daemon_db(d);
 	composer_job_t job;
-	char dberr[256];
 	memset(&job, 0, sizeof(job));
 	if (pp_db_begin(db) != 0) {
-		first_line(pp_db_error(db), dberr, sizeof(dberr));
-		log_warnx("request=%lld begin failed: %s", (long long)id, dberr);
+		log_warnx("request=%lld begin failed: %s", (long long)id, pp_db_error(db));
 		return COMPOSER_DB_ERROR;
 	}
 	composer_rc_t rc = request_compose(d, &job, id);
@@ -347,15 +325,16 @@ composer_rc_t composer_request_run(pp_daemon_t *d, int64_t id)
 		log_info("request=%lld no longer held by this instance; skipped", (long long)id);
 		break;
 	case COMPOSER_DB_ERROR:
-		first_line(pp_db_error(db), dberr, sizeof(dberr));
-		if (request_permanent_db_error(db)) {
+		/* pp_db keeps only the server's one-line primary message: no
+		 * DETAIL line can carry row data into the request's error. */
+		if (pp_db_error_is_data(db)) {
 			snprintf(job.err, sizeof(job.err), "the database refused the message: %s",
-			         dberr);
+			         pp_db_error(db));
 			rc = request_fail(d, id, job.err) == 0 ? COMPOSER_REFUSED
 			                                       : COMPOSER_DB_ERROR;
 		} else {
 			log_warnx("request=%lld database error, will retry: %s", (long long)id,
-			          dberr);
+			          pp_db_error(db));
 		}
 		break;
 	}

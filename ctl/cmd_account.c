@@ -114,7 +114,7 @@ static int sms_parse(ctl_t *ctl, int argc, char **argv, sms_opts_t *o)
 static int cmd_account_add_sms(ctl_t *ctl, int argc, char **argv)
 {
 	sms_opts_t o;
-	char practice[CTL_LL_LEN], rate[CTL_LL_LEN];
+	char practice[PP_LL_LEN], rate[PP_LL_LEN];
 	char *secret = NULL;
 	int rc = sms_parse(ctl, argc, argv, &o);
 	if (rc != CTL_OK)
@@ -129,9 +129,9 @@ static int cmd_account_add_sms(ctl_t *ctl, int argc, char **argv)
 	    "INSERT INTO sms_accounts (practice_id, name, url, username, secret, sender_id, "
 	    "ca_file, verify, per_minute) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
 	    "RETURNING id",
-	    PP_DB_ARGS(ctl_ll(practice, o.practice), o.name, o.url, o.user ? o.user : "", secret,
+	    PP_DB_ARGS(pp_lltoa(practice, o.practice), o.name, o.url, o.user ? o.user : "", secret,
 	               o.sender_id ? o.sender_id : "", o.ca_file, o.no_verify ? "f" : "t",
-	               ctl_ll(rate, o.per_minute)));
+	               pp_lltoa(rate, o.per_minute)));
 	free(secret);
 	if (res == NULL)
 		return ctl_db_fail(ctl, "add the SMS account");
@@ -187,14 +187,14 @@ static int cmd_account_list(ctl_t *ctl, int argc, char **argv)
 	    {"paused_reason", "PAUSED BECAUSE", CTL_COL_TEXT, 40, CTL_COL_BOTH},
 	};
 	int64_t practice = 0;
-	char pid[CTL_LL_LEN];
+	char pid[PP_LL_LEN];
 	int rc = ctl_parse_practice_only(ctl, argc, argv, 0, &practice);
 	if (rc != 0)
 		return rc;
 	if (ctl_db(ctl) == NULL)
 		return CTL_FAIL;
 	PGresult *res = pp_db_exec(ctl->db, account_list_sql,
-	                           PP_DB_ARGS(practice ? ctl_ll(pid, practice) : NULL));
+	                           PP_DB_ARGS(practice ? pp_lltoa(pid, practice) : NULL));
 	if (res == NULL)
 		return ctl_db_fail(ctl, "list the accounts");
 	ctl_print_rows(ctl, res, cols, (int)(sizeof(cols) / sizeof(cols[0])));
@@ -206,7 +206,7 @@ static int cmd_account_list(ctl_t *ctl, int argc, char **argv)
  * diagnostics. Prints the outcome. */
 static int account_resume(ctl_t *ctl, int64_t id, int sms)
 {
-	char idtext[CTL_LL_LEN];
+	char idtext[PP_LL_LEN];
 	const char *table = sms ? "sms_accounts" : "email_accounts";
 	const char *what = sms ? "SMS account" : "email account";
 	char *update = xasprintf("WITH old AS (SELECT id, paused_at, paused_reason FROM %s "
@@ -219,7 +219,7 @@ static int account_resume(ctl_t *ctl, int64_t id, int sms)
 	                          sms ? "sms_account_id" : "email_account_id");
 	PGresult *res = NULL, *diag = NULL;
 	int rc = CTL_FAIL;
-	ctl_ll(idtext, id);
+	pp_lltoa(idtext, id);
 	if (pp_db_begin(ctl->db) != 0 ||
 	    (res = pp_db_exec(ctl->db, update, PP_DB_ARGS(idtext))) == NULL ||
 	    (PQntuples(res) == 1 &&

@@ -283,8 +283,8 @@ static int email_parse(ctl_t *ctl, int argc, char **argv, email_opts_t *o)
 static PGresult *email_insert(pp_db_t *db, const email_opts_t *o, const char *smtp_secret,
                               const char *in_secret)
 {
-	char practice[CTL_LL_LEN], sport[CTL_LL_LEN], iport[CTL_LL_LEN], poll[CTL_LL_LEN];
-	char rate[CTL_LL_LEN], cap[CTL_LL_LEN], par[CTL_LL_LEN], max[CTL_LL_LEN];
+	char practice[PP_LL_LEN], sport[PP_LL_LEN], iport[PP_LL_LEN], poll[PP_LL_LEN];
+	char rate[PP_LL_LEN], cap[PP_LL_LEN], par[PP_LL_LEN], max[PP_LL_LEN];
 	int in = o->in_protocol != IN_NONE;
 	int in_tls = o->in_tls < 0 ? TLS_IMPLICIT : o->in_tls;
 	return pp_db_exec(
@@ -296,16 +296,16 @@ static PGresult *email_insert(pp_db_t *db, const email_opts_t *o, const char *sm
 	    "daily_cap, parallel_connections, max_message_bytes) VALUES ($1, $2, $3, $4, $5, "
 	    "$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, "
 	    "$23, $24, $25, $26) RETURNING id",
-	    PP_DB_ARGS(ctl_ll(practice, o->practice), o->name, o->from,
-	               o->from_name ? o->from_name : "", o->smtp_host, ctl_ll(sport, o->smtp_port),
+	    PP_DB_ARGS(pp_lltoa(practice, o->practice), o->name, o->from,
+	               o->from_name ? o->from_name : "", o->smtp_host, pp_lltoa(sport, o->smtp_port),
 	               tls_modes[o->smtp_tls], o->no_auth ? "f" : "t",
 	               o->no_auth ? "" : o->smtp_user, smtp_secret, o->ca_file,
 	               o->no_verify ? "f" : "t", in_protocols[o->in_protocol], in ? o->in_host : "",
-	               in ? ctl_ll(iport, o->in_port) : "993", tls_modes[in_tls],
+	               in ? pp_lltoa(iport, o->in_port) : "993", tls_modes[in_tls],
 	               in ? o->in_user : "", in_secret, o->in_ca_file, o->in_no_verify ? "f" : "t",
-	               o->in_mailbox ? o->in_mailbox : "INBOX", ctl_ll(poll, o->in_poll),
-	               ctl_ll(rate, o->per_minute), o->daily_cap ? ctl_ll(cap, o->daily_cap) : NULL,
-	               ctl_ll(par, o->parallel), ctl_ll(max, o->max_bytes)));
+	               o->in_mailbox ? o->in_mailbox : "INBOX", pp_lltoa(poll, o->in_poll),
+	               pp_lltoa(rate, o->per_minute), o->daily_cap ? pp_lltoa(cap, o->daily_cap) : NULL,
+	               pp_lltoa(par, o->parallel), pp_lltoa(max, o->max_bytes)));
 }
 
 int ctl_account_add_email(ctl_t *ctl, int argc, char **argv)

@@ -128,13 +128,13 @@ static int auto_parse(ctl_t *ctl, int argc, char **argv, auto_opts_t *o)
 static int auto_check_template(ctl_t *ctl, int64_t practice, const char *opt, const char *code,
                                const char *channel)
 {
-	char prac[CTL_LL_LEN];
+	char prac[PP_LL_LEN];
 	if (code == NULL || *code == '\0')
 		return 0;
 	PGresult *res = pp_db_exec(ctl->db,
 	                           "SELECT channel::text FROM templates WHERE practice_id = $1 "
 	                           "AND code = $2",
-	                           PP_DB_ARGS(ctl_ll(prac, practice), code));
+	                           PP_DB_ARGS(pp_lltoa(prac, practice), code));
 	if (res == NULL)
 		return ctl_db_fail(ctl, "check the template"), -1;
 	int rc = -1;
@@ -182,15 +182,15 @@ static int auto_db_fail(ctl_t *ctl, const char *doing, const char *kind)
 	return ctl_db_fail(ctl, doing);
 }
 
-static const char *num(char buf[CTL_LL_LEN], int64_t v)
+static const char *num(char buf[PP_LL_LEN], int64_t v)
 {
-	return v < 0 ? NULL : ctl_ll(buf, v);
+	return v < 0 ? NULL : pp_lltoa(buf, v);
 }
 
 static int cmd_auto_add(ctl_t *ctl, int argc, char **argv)
 {
 	auto_opts_t o;
-	char prac[CTL_LL_LEN], delay[CTL_LL_LEN], window[CTL_LL_LEN], before[CTL_LL_LEN];
+	char prac[PP_LL_LEN], delay[PP_LL_LEN], window[PP_LL_LEN], before[PP_LL_LEN];
 	int rc = auto_parse(ctl, argc, argv, &o);
 	if (rc != CTL_OK)
 		return rc;
@@ -214,7 +214,7 @@ static int cmd_auto_add(ctl_t *ctl, int argc, char **argv)
 	    "family_sms_template_code, family_window_minutes) VALUES ($1, $2, $3, nullif($4, ''), "
 	    "$5::boolean, coalesce($6::int, 0), coalesce($7::int, 10), nullif($8, ''), "
 	    "nullif($9, ''), coalesce($10::int, 60)) RETURNING id",
-	    PP_DB_ARGS(ctl_ll(prac, o.practice), o.kind, o.tpl, o.sms, o.enabled == 0 ? "f" : "t",
+	    PP_DB_ARGS(pp_lltoa(prac, o.practice), o.kind, o.tpl, o.sms, o.enabled == 0 ? "f" : "t",
 	               num(before, o.before), num(delay, o.delay), o.family, o.family_sms,
 	               num(window, o.window)));
 	if (res == NULL)
@@ -227,7 +227,7 @@ static int cmd_auto_add(ctl_t *ctl, int argc, char **argv)
 static int cmd_auto_set(ctl_t *ctl, int argc, char **argv)
 {
 	auto_opts_t o;
-	char id[CTL_LL_LEN], delay[CTL_LL_LEN], window[CTL_LL_LEN], before[CTL_LL_LEN];
+	char id[PP_LL_LEN], delay[PP_LL_LEN], window[PP_LL_LEN], before[PP_LL_LEN];
 	int rc = auto_parse(ctl, argc, argv, &o);
 	if (rc != CTL_OK)
 		return rc;
@@ -245,7 +245,7 @@ static int cmd_auto_set(ctl_t *ctl, int argc, char **argv)
 	if (ctl_db(ctl) == NULL)
 		return CTL_FAIL;
 	PGresult *res = pp_db_exec(ctl->db, "SELECT practice_id FROM auto_messages WHERE id = $1",
-	                           PP_DB_ARGS(ctl_ll(id, o.id)));
+	                           PP_DB_ARGS(pp_lltoa(id, o.id)));
 	if (res == NULL)
 		return ctl_db_fail(ctl, "find the automatic message");
 	int64_t practice = PQntuples(res) ? pp_db_value_ll(res, 0, 0, 0) : 0;
@@ -294,7 +294,7 @@ static int cmd_auto_list(ctl_t *ctl, int argc, char **argv)
 	    {"family_window_minutes", "WINDOW(MIN)", CTL_COL_INT, 0, CTL_COL_BOTH},
 	};
 	auto_opts_t o;
-	char prac[CTL_LL_LEN];
+	char prac[PP_LL_LEN];
 	int rc = auto_parse(ctl, argc, argv, &o);
 	if (rc != CTL_OK)
 		return rc;
@@ -310,7 +310,7 @@ static int cmd_auto_list(ctl_t *ctl, int argc, char **argv)
 	    "family_sms_template, CASE WHEN kind = 'reminder' THEN family_window_minutes END AS "
 	    "family_window_minutes FROM auto_messages WHERE ($1::bigint IS NULL OR practice_id = "
 	    "$1::bigint) ORDER BY practice_id, kind, offset_minutes DESC, id",
-	    PP_DB_ARGS(o.practice ? ctl_ll(prac, o.practice) : NULL));
+	    PP_DB_ARGS(o.practice ? pp_lltoa(prac, o.practice) : NULL));
 	if (res == NULL)
 		return ctl_db_fail(ctl, "list the automatic messages");
 	ctl_print_rows(ctl, res, cols, (int)(sizeof(cols) / sizeof(cols[0])));
@@ -320,7 +320,7 @@ static int cmd_auto_list(ctl_t *ctl, int argc, char **argv)
 
 static int cmd_auto_remove(ctl_t *ctl, int argc, char **argv)
 {
-	char id[CTL_LL_LEN];
+	char id[PP_LL_LEN];
 	int64_t v;
 	if (argc != 2)
 		return ctl_usage(ctl, "give the id of one automatic message");
@@ -329,7 +329,7 @@ static int cmd_auto_remove(ctl_t *ctl, int argc, char **argv)
 	if (ctl_db(ctl) == NULL)
 		return CTL_FAIL;
 	PGresult *res = pp_db_exec(ctl->db, "DELETE FROM auto_messages WHERE id = $1 RETURNING id",
-	                           PP_DB_ARGS(ctl_ll(id, v)));
+	                           PP_DB_ARGS(pp_lltoa(id, v)));
 	if (res == NULL)
 		return ctl_db_fail(ctl, "remove the automatic message");
 	int n = PQntuples(res);

@@ -245,12 +245,12 @@ static PGresult *req_query(ctl_t *ctl, const char *sql, const char *a, const cha
 /* req_check_person - id (if given) is a person of that kind in the practice. */
 static int req_check_person(ctl_t *ctl, const req_t *r, int64_t id, const char *kind)
 {
-	char idtext[CTL_LL_LEN], prac[CTL_LL_LEN];
+	char idtext[PP_LL_LEN], prac[PP_LL_LEN];
 	if (id == 0)
 		return 0;
 	PGresult *res = req_query(
 	    ctl, "SELECT kind::text FROM people WHERE id = $1 AND practice_id = $2",
-	    ctl_ll(idtext, id), ctl_ll(prac, r->practice), "no person %lld in practice %s", id);
+	    pp_lltoa(idtext, id), pp_lltoa(prac, r->practice), "no person %lld in practice %s", id);
 	if (res == NULL)
 		return -1;
 	int rc = strcmp(pp_db_value(res, 0, 0), kind) == 0 ? 0 : -1;
@@ -265,12 +265,12 @@ static int req_check_person(ctl_t *ctl, const req_t *r, int64_t id, const char *
  * channel has an address and an account to go out through. */
 static int req_check_patient(ctl_t *ctl, req_t *r)
 {
-	char id[CTL_LL_LEN];
+	char id[PP_LL_LEN];
 	PGresult *res =
 	    req_query(ctl,
 	              "SELECT practice_id, kind::text, email, mobile FROM people "
 	              "WHERE id = $1",
-	              ctl_ll(id, r->patient), NULL, "no person with id %lld", r->patient);
+	              pp_lltoa(id, r->patient), NULL, "no person with id %lld", r->patient);
 	if (res == NULL)
 		return -1;
 	int64_t practice = pp_db_value_ll(res, 0, 0, 0);
@@ -291,7 +291,7 @@ static int req_check_patient(ctl_t *ctl, req_t *r)
 /* req_check_channel - an address for the channel and an account to send from. */
 static int req_check_channel(ctl_t *ctl, const req_t *r, const char *channel)
 {
-	char id[CTL_LL_LEN], prac[CTL_LL_LEN];
+	char id[PP_LL_LEN], prac[PP_LL_LEN];
 	int email = strcmp(channel, "email") == 0;
 	long long patient = (long long)r->patient, practice = (long long)r->practice;
 	PGresult *res = pp_db_exec(
@@ -300,7 +300,7 @@ static int req_check_channel(ctl_t *ctl, const req_t *r, const char *channel)
 	            "practice_id = $2 AND enabled) FROM people WHERE id = $1"
 	          : "SELECT mobile IS NOT NULL, EXISTS (SELECT 1 FROM sms_accounts WHERE "
 	            "practice_id = $2 AND enabled) FROM people WHERE id = $1",
-	    PP_DB_ARGS(ctl_ll(id, r->patient), ctl_ll(prac, r->practice)));
+	    PP_DB_ARGS(pp_lltoa(id, r->patient), pp_lltoa(prac, r->practice)));
 	if (res == NULL)
 		return ctl_db_fail(ctl, "check the request"), -1;
 	int has_address = strcmp(pp_db_value(res, 0, 0), "t") == 0;
@@ -324,10 +324,10 @@ static int req_check_channel(ctl_t *ctl, const req_t *r, const char *channel)
 /* req_check_refs - template, appointment, provider and specialist. */
 static int req_check_refs(ctl_t *ctl, const req_t *r)
 {
-	char prac[CTL_LL_LEN], id[CTL_LL_LEN], pat[CTL_LL_LEN];
+	char prac[PP_LL_LEN], id[PP_LL_LEN], pat[PP_LL_LEN];
 	PGresult *res;
 	const char *channel = r->channel;
-	ctl_ll(prac, r->practice);
+	pp_lltoa(prac, r->practice);
 	if (r->template_code != NULL) {
 		res = req_query(ctl,
 		                "SELECT channel::text FROM templates WHERE practice_id = $1 AND "
@@ -353,7 +353,7 @@ static int req_check_refs(ctl_t *ctl, const req_t *r)
 		    "(p.family_id IS NOT NULL AND p.family_id = (SELECT family_id FROM "
 		    "people WHERE id = $3))) FROM appointments a JOIN people p ON "
 		    "p.id = a.patient_id WHERE a.id = $1",
-		    PP_DB_ARGS(ctl_ll(id, r->appointment), prac, ctl_ll(pat, r->patient)));
+		    PP_DB_ARGS(pp_lltoa(id, r->appointment), prac, pp_lltoa(pat, r->patient)));
 		if (res == NULL)
 			return ctl_db_fail(ctl, "check the appointment"), -1;
 		const char *ok = PQntuples(res) ? pp_db_value(res, 0, 0) : NULL;
@@ -374,17 +374,17 @@ static int req_check_refs(ctl_t *ctl, const req_t *r)
 
 static int64_t req_insert_row(ctl_t *ctl, const req_t *r)
 {
-	char prac[CTL_LL_LEN], pat[CTL_LL_LEN], app[CTL_LL_LEN], prov[CTL_LL_LEN], spec[CTL_LL_LEN];
+	char prac[PP_LL_LEN], pat[PP_LL_LEN], app[PP_LL_LEN], prov[PP_LL_LEN], spec[PP_LL_LEN];
 	PGresult *res = pp_db_exec(
 	    ctl->db,
 	    "INSERT INTO compose_requests (practice_id, template_code, channel, person_id, "
 	    "appointment_id, provider_id, specialist_id, subject, body, category, description, "
 	    "add_signature, draft, send_now, copy_specialist, attach_ics) VALUES ($1, $2, $3, $4, "
 	    "$5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
-	    PP_DB_ARGS(ctl_ll(prac, r->practice), r->template_code, r->channel,
-	               ctl_ll(pat, r->patient), r->appointment ? ctl_ll(app, r->appointment) : NULL,
-	               r->provider ? ctl_ll(prov, r->provider) : NULL,
-	               r->specialist ? ctl_ll(spec, r->specialist) : NULL, r->subject, r->body,
+	    PP_DB_ARGS(pp_lltoa(prac, r->practice), r->template_code, r->channel,
+	               pp_lltoa(pat, r->patient), r->appointment ? pp_lltoa(app, r->appointment) : NULL,
+	               r->provider ? pp_lltoa(prov, r->provider) : NULL,
+	               r->specialist ? pp_lltoa(spec, r->specialist) : NULL, r->subject, r->body,
 	               r->category ? r->category : "", r->description ? r->description : "",
 	               r->signature ? "t" : "f", r->draft ? "t" : "f", r->send_now ? "t" : "f",
 	               r->cc_specialist ? "t" : "f", r->ics));
@@ -454,9 +454,9 @@ static int req_report(const ctl_t *ctl, int64_t id, const PGresult *res)
 /* req_wait - poll until the composer has handled the request. */
 static int req_wait(ctl_t *ctl, int64_t id, int64_t seconds)
 {
-	char idtext[CTL_LL_LEN];
+	char idtext[PP_LL_LEN];
 	int64_t deadline = pp_mono_ms() + seconds * 1000;
-	ctl_ll(idtext, id);
+	pp_lltoa(idtext, id);
 	for (;;) {
 		PGresult *res = pp_db_exec(ctl->db,
 		                           "SELECT state, error, message_id FROM compose_requests "

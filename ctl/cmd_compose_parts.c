@@ -109,13 +109,13 @@ static int parts_files(compose_parts_t *p, int64_t *total)
 /* parts_fit - the files fit the account the composer will use. */
 static int parts_fit(ctl_t *ctl, int64_t practice, int64_t total)
 {
-	char prac[CTL_LL_LEN];
+	char prac[PP_LL_LEN];
 	if (total == 0)
 		return 0;
 	PGresult *res = pp_db_exec(ctl->db,
 	                           "SELECT id, max_message_bytes FROM email_accounts WHERE "
 	                           "practice_id = $1 AND enabled ORDER BY id LIMIT 1",
-	                           PP_DB_ARGS(ctl_ll(prac, practice)));
+	                           PP_DB_ARGS(pp_lltoa(prac, practice)));
 	if (res == NULL)
 		return ctl_db_fail(ctl, "check the attachments"), -1;
 	int rc = 0;
@@ -144,7 +144,7 @@ static char *parts_people(const compose_parts_t *p)
 
 static int parts_recipients(ctl_t *ctl, const compose_parts_t *p, int64_t patient)
 {
-	char pat[CTL_LL_LEN];
+	char pat[PP_LL_LEN];
 	if (p->ncc + p->nbcc == 0)
 		return 0;
 	char *ids = parts_people(p);
@@ -152,7 +152,7 @@ static int parts_recipients(ctl_t *ctl, const compose_parts_t *p, int64_t patien
 	                           "SELECT r.id, pp_recipient_refusal($1, r.id), "
 	                           "coalesce(p.email, '') <> '' FROM unnest($2::bigint[]) "
 	                           "AS r(id) LEFT JOIN people p ON p.id = r.id",
-	                           PP_DB_ARGS(ctl_ll(pat, patient), ids));
+	                           PP_DB_ARGS(pp_lltoa(pat, patient), ids));
 	free(ids);
 	if (res == NULL)
 		return ctl_db_fail(ctl, "check the recipients"), -1;
@@ -185,8 +185,8 @@ int compose_parts_check(ctl_t *ctl, compose_parts_t *p, int64_t practice, int64_
 
 int compose_parts_insert(ctl_t *ctl, const compose_parts_t *p, int64_t request_id)
 {
-	char req[CTL_LL_LEN], person[CTL_LL_LEN];
-	ctl_ll(req, request_id);
+	char req[PP_LL_LEN], person[PP_LL_LEN];
+	pp_lltoa(req, request_id);
 	for (size_t i = 0; i < p->ncc + p->nbcc; i++) {
 		int bcc = i >= p->ncc;
 		if (pp_db_command(
@@ -194,7 +194,7 @@ int compose_parts_insert(ctl_t *ctl, const compose_parts_t *p, int64_t request_i
 		        "INSERT INTO compose_request_recipients (request_id, kind, "
 		        "person_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
 		        PP_DB_ARGS(req, bcc ? "bcc" : "cc",
-		                   ctl_ll(person, bcc ? p->bcc[i - p->ncc] : p->cc[i]))) != 0)
+		                   pp_lltoa(person, bcc ? p->bcc[i - p->ncc] : p->cc[i]))) != 0)
 			return ctl_db_fail(ctl, "store the recipients"), -1;
 	}
 	for (size_t i = 0; i < p->nfiles; i++)

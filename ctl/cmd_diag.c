@@ -28,7 +28,7 @@ static int cmd_diagnostics(ctl_t *ctl, int argc, char **argv)
 	    {"resolved_at", "RESOLVED", CTL_COL_TIME, 0, CTL_COL_BOTH},
 	};
 	int64_t limit = 200;
-	char ltext[CTL_LL_LEN];
+	char ltext[PP_LL_LEN];
 	int ch, all = 0;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (ch == 'a')
@@ -48,7 +48,7 @@ static int cmd_diagnostics(ctl_t *ctl, int argc, char **argv)
 	    "AS account, email_account_id, sms_account_id, code, text, "
 	    "to_json(resolved_at) #>> '{}' AS resolved_at FROM diagnostics "
 	    "WHERE $1 OR resolved_at IS NULL ORDER BY created_at DESC, id DESC LIMIT $2::bigint",
-	    PP_DB_ARGS(all ? "t" : "f", ctl_ll(ltext, limit)));
+	    PP_DB_ARGS(all ? "t" : "f", pp_lltoa(ltext, limit)));
 	if (res == NULL)
 		return ctl_db_fail(ctl, "list the diagnostics");
 	ctl_print_rows(ctl, res, cols, (int)(sizeof(cols) / sizeof(cols[0])));

@@ -150,7 +150,7 @@ static int cmd_message_show(ctl_t *ctl, int argc, char **argv)
 	static const struct option opts[] = {{"body", no_argument, NULL, 'b'}, {NULL, 0, NULL, 0}};
 	int ch, with_body = 0;
 	int64_t id;
-	char idtext[CTL_LL_LEN];
+	char idtext[PP_LL_LEN];
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (ch != 'b')
 			return ctl_usage_line(ctl);
@@ -162,7 +162,7 @@ static int cmd_message_show(ctl_t *ctl, int argc, char **argv)
 		return CTL_USAGE;
 	if (ctl_db(ctl) == NULL)
 		return CTL_FAIL;
-	ctl_ll(idtext, id);
+	pp_lltoa(idtext, id);
 	PGresult *res = pp_db_exec(ctl->db, message_sql, PP_DB_ARGS(idtext, with_body ? "t" : "f"));
 	if (res == NULL)
 		return ctl_db_fail(ctl, "read the message");

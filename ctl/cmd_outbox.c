@@ -125,7 +125,7 @@ static int cmd_outbox(ctl_t *ctl, int argc, char **argv)
 	    {"server_reply", "REPLY", CTL_COL_TEXT, 0, CTL_COL_JSON_ONLY},
 	};
 	outbox_opts_t o;
-	char practice[CTL_LL_LEN], limit[CTL_LL_LEN], account[CTL_LL_LEN];
+	char practice[PP_LL_LEN], limit[PP_LL_LEN], account[PP_LL_LEN];
 	int rc = outbox_parse(ctl, argc, argv, &o);
 	if (rc != CTL_OK)
 		return rc;
@@ -154,9 +154,9 @@ static int cmd_outbox(ctl_t *ctl, int argc, char **argv)
 	    o.desc ? "DESC" : "ASC");
 	PGresult *res = pp_db_exec(ctl->db, sql,
 	                           PP_DB_ARGS(o.state, o.channel,
-	                                      o.practice ? ctl_ll(practice, o.practice) : NULL,
-	                                      o.flagged ? "t" : "f", ctl_ll(limit, o.limit),
-	                                      o.account ? ctl_ll(account, o.account) : NULL));
+	                                      o.practice ? pp_lltoa(practice, o.practice) : NULL,
+	                                      o.flagged ? "t" : "f", pp_lltoa(limit, o.limit),
+	                                      o.account ? pp_lltoa(account, o.account) : NULL));
 	free(sql);
 	if (res == NULL)
 		return ctl_db_fail(ctl, "list the outbox");
@@ -188,7 +188,7 @@ static int cmd_inbox(ctl_t *ctl, int argc, char **argv)
 	};
 	int64_t practice = 0, limit = LIST_DEFAULT_LIMIT;
 	const char *channel = NULL;
-	char ptext[CTL_LL_LEN], ltext[CTL_LL_LEN];
+	char ptext[PP_LL_LEN], ltext[PP_LL_LEN];
 	int ch, unfiled = 0;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (ch == 'p' && ctl_parse_id("--practice", optarg, &practice) != 0)
@@ -218,8 +218,8 @@ static int cmd_inbox(ctl_t *ctl, int argc, char **argv)
 	    "WHERE m.direction = 'in' AND ($1::bigint IS NULL OR m.practice_id = $1::bigint) "
 	    "AND (NOT $2 OR m.person_id IS NULL) AND ($3::text IS NULL OR m.channel::text = $3) "
 	    "ORDER BY COALESCE(m.received_at, m.created_at) DESC, m.id DESC LIMIT $4::bigint",
-	    PP_DB_ARGS(practice ? ctl_ll(ptext, practice) : NULL, unfiled ? "t" : "f", channel,
-	               ctl_ll(ltext, limit)));
+	    PP_DB_ARGS(practice ? pp_lltoa(ptext, practice) : NULL, unfiled ? "t" : "f", channel,
+	               pp_lltoa(ltext, limit)));
 	if (res == NULL)
 		return ctl_db_fail(ctl, "list the inbox");
 	ctl_print_rows(ctl, res, cols, (int)(sizeof(cols) / sizeof(cols[0])));
@@ -277,7 +277,7 @@ static int cmd_contacts(ctl_t *ctl, int argc, char **argv)
 	    {"created", "CREATED", CTL_COL_TIME, 0, CTL_COL_JSON_ONLY},
 	};
 	int64_t patient = 0, limit = LIST_DEFAULT_LIMIT;
-	char ptext[CTL_LL_LEN], ltext[CTL_LL_LEN];
+	char ptext[PP_LL_LEN], ltext[PP_LL_LEN];
 	int ch;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (ch == 'p' && ctl_parse_id("--patient", optarg, &patient) != 0)
@@ -291,10 +291,10 @@ static int cmd_contacts(ctl_t *ctl, int argc, char **argv)
 	CTL_REQUIRE(ctl, patient ? "" : NULL, "--patient");
 	if (ctl_db(ctl) == NULL)
 		return CTL_FAIL;
-	int found = contacts_patient(ctl, ctl_ll(ptext, patient));
+	int found = contacts_patient(ctl, pp_lltoa(ptext, patient));
 	if (found <= 0)
 		return CTL_FAIL;
-	PGresult *res = pp_db_exec(ctl->db, contacts_sql, PP_DB_ARGS(ptext, ctl_ll(ltext, limit)));
+	PGresult *res = pp_db_exec(ctl->db, contacts_sql, PP_DB_ARGS(ptext, pp_lltoa(ltext, limit)));
 	if (res == NULL)
 		return ctl_db_fail(ctl, "list the patient's contacts");
 	ctl_print_rows(ctl, res, cols, (int)(sizeof(cols) / sizeof(cols[0])));

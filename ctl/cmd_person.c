@@ -103,7 +103,7 @@ static int person_parse(int argc, char **argv, person_opts_t *o)
 static int cmd_person_add(ctl_t *ctl, int argc, char **argv)
 {
 	person_opts_t o;
-	char practice[CTL_LL_LEN], family[CTL_LL_LEN];
+	char practice[PP_LL_LEN], family[PP_LL_LEN];
 	int rc = person_parse(argc, argv, &o);
 	if (rc != 0)
 		return rc == -1 ? ctl_usage_line(ctl) : CTL_USAGE;
@@ -120,9 +120,9 @@ static int cmd_person_add(ctl_t *ctl, int argc, char **argv)
 	    "INSERT INTO people (practice_id, kind, first_name, last_name, title, email, "
 	    "mobile, family_id, preferred_channel, external_id) VALUES ($1, $2, $3, $4, $5, "
 	    "NULLIF($6, ''), NULLIF($7, ''), $8, $9, $10) RETURNING id",
-	    PP_DB_ARGS(ctl_ll(practice, o.practice), o.kind ? o.kind : "patient", o.first, o.last,
+	    PP_DB_ARGS(pp_lltoa(practice, o.practice), o.kind ? o.kind : "patient", o.first, o.last,
 	               o.title ? o.title : "", o.email, o.mobile,
-	               o.family ? ctl_ll(family, o.family) : NULL, o.prefer ? o.prefer : "email",
+	               o.family ? pp_lltoa(family, o.family) : NULL, o.prefer ? o.prefer : "email",
 	               o.external_id));
 	if (res == NULL)
 		return ctl_db_fail(ctl, "add the person");
@@ -135,7 +135,7 @@ static int cmd_person_add(ctl_t *ctl, int argc, char **argv)
 static int cmd_person_set(ctl_t *ctl, int argc, char **argv)
 {
 	person_opts_t o;
-	char id[CTL_LL_LEN], family[CTL_LL_LEN];
+	char id[PP_LL_LEN], family[PP_LL_LEN];
 	int64_t person;
 	int rc = person_parse(argc, argv, &o);
 	if (rc != 0)
@@ -158,8 +158,8 @@ static int cmd_person_set(ctl_t *ctl, int argc, char **argv)
 	    "family_id = CASE WHEN $11 THEN NULL ELSE COALESCE($8::bigint, family_id) END, "
 	    "preferred_channel = COALESCE($9, preferred_channel), "
 	    "external_id = COALESCE($10, external_id) WHERE id = $1 RETURNING id",
-	    PP_DB_ARGS(ctl_ll(id, person), o.kind, o.first, o.last, o.title, o.email, o.mobile,
-	               o.family ? ctl_ll(family, o.family) : NULL, o.prefer, o.external_id,
+	    PP_DB_ARGS(pp_lltoa(id, person), o.kind, o.first, o.last, o.title, o.email, o.mobile,
+	               o.family ? pp_lltoa(family, o.family) : NULL, o.prefer, o.external_id,
 	               o.clear_family ? "t" : "f"));
 	if (res == NULL)
 		return ctl_db_fail(ctl, "change the person");
@@ -191,7 +191,7 @@ static int cmd_person_list(ctl_t *ctl, int argc, char **argv)
 	};
 	int64_t practice = 0;
 	const char *kind = NULL;
-	char pid[CTL_LL_LEN];
+	char pid[PP_LL_LEN];
 	int ch;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (ch == 'p' && ctl_parse_id("--practice", optarg, &practice) != 0)
@@ -214,7 +214,7 @@ static int cmd_person_list(ctl_t *ctl, int argc, char **argv)
 	    "email, mobile, family_id, preferred_channel, external_id FROM people "
 	    "WHERE practice_id = $1 AND ($2::person_kind IS NULL OR kind = $2::person_kind) "
 	    "ORDER BY last_name, first_name, id",
-	    PP_DB_ARGS(ctl_ll(pid, practice), kind));
+	    PP_DB_ARGS(pp_lltoa(pid, practice), kind));
 	if (res == NULL)
 		return ctl_db_fail(ctl, "list the people");
 	ctl_print_rows(ctl, res, cols, (int)(sizeof(cols) / sizeof(cols[0])));

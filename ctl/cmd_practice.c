@@ -94,9 +94,9 @@ static int cmd_practice_add(ctl_t *ctl, int argc, char **argv)
 
 int ctl_practice_exists(ctl_t *ctl, int64_t practice_id)
 {
-	char id[CTL_LL_LEN];
+	char id[PP_LL_LEN];
 	PGresult *res = pp_db_exec(ctl->db, "SELECT 1 FROM practices WHERE id = $1",
-	                           PP_DB_ARGS(ctl_ll(id, practice_id)));
+	                           PP_DB_ARGS(pp_lltoa(id, practice_id)));
 	if (res == NULL)
 		return ctl_db_fail(ctl, "look up the practice"), -1;
 	int found = PQntuples(res) > 0;

@@ -100,7 +100,7 @@ static int cmd_reset_failed(ctl_t *ctl, int argc, char **argv)
 	                                     {"all", no_argument, NULL, 'A'},
 	                                     {NULL, 0, NULL, 0}};
 	int64_t account = 0, sms_account = 0;
-	char atext[CTL_LL_LEN], stext[CTL_LL_LEN];
+	char atext[PP_LL_LEN], stext[PP_LL_LEN];
 	int ch, all = 0, rc = CTL_USAGE;
 	pp_buf_t ids;
 	pp_buf_init(&ids);
@@ -132,8 +132,8 @@ static int cmd_reset_failed(ctl_t *ctl, int argc, char **argv)
 	if (ctl_db(ctl) == NULL)
 		goto fail;
 	PGresult *res = pp_db_exec(ctl->db, reset_sql,
-	                           PP_DB_ARGS(ids.data, account ? ctl_ll(atext, account) : NULL,
-	                                      sms_account ? ctl_ll(stext, sms_account) : NULL,
+	                           PP_DB_ARGS(ids.data, account ? pp_lltoa(atext, account) : NULL,
+	                                      sms_account ? pp_lltoa(stext, sms_account) : NULL,
 	                                      all ? "t" : "f"));
 	if (res == NULL) {
 		ctl_db_fail(ctl, "reset the messages");
@@ -197,7 +197,7 @@ static int send_now_parse(ctl_t *ctl, int argc, char **argv, pp_buf_t *ids, send
 
 static int cmd_send_now(ctl_t *ctl, int argc, char **argv)
 {
-	char atext[CTL_LL_LEN], stext[CTL_LL_LEN], ptext[CTL_LL_LEN];
+	char atext[PP_LL_LEN], stext[PP_LL_LEN], ptext[PP_LL_LEN];
 	send_now_sel_t sel;
 	pp_buf_t ids;
 	pp_buf_init(&ids);
@@ -210,9 +210,9 @@ static int cmd_send_now(ctl_t *ctl, int argc, char **argv)
 		goto fail;
 	PGresult *res = pp_db_exec(
 	    ctl->db, send_now_sql,
-	    PP_DB_ARGS(ids.data, sel.account ? ctl_ll(atext, sel.account) : NULL,
-	               sel.sms_account ? ctl_ll(stext, sel.sms_account) : NULL,
-	               sel.practice ? ctl_ll(ptext, sel.practice) : NULL, sel.all ? "t" : "f"));
+	    PP_DB_ARGS(ids.data, sel.account ? pp_lltoa(atext, sel.account) : NULL,
+	               sel.sms_account ? pp_lltoa(stext, sel.sms_account) : NULL,
+	               sel.practice ? pp_lltoa(ptext, sel.practice) : NULL, sel.all ? "t" : "f"));
 	if (res == NULL) {
 		ctl_db_fail(ctl, "mark the messages");
 		goto fail;

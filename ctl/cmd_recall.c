@@ -187,9 +187,9 @@ static int recall_check(ctl_t *ctl, const recall_opts_t *o, const char *prac, co
  * out (and counted). */
 static int64_t recall_insert(ctl_t *ctl, const recall_opts_t *o, const char *ids, long listed)
 {
-	char prac[CTL_LL_LEN], source[128];
+	char prac[PP_LL_LEN], source[128];
 	int64_t batch = -1;
-	ctl_ll(prac, o->practice);
+	pp_lltoa(prac, o->practice);
 	if (o->file != NULL)
 		snprintf(source, sizeof(source), "patients-file (%ld ids)", listed);
 	else
@@ -261,11 +261,11 @@ static void recall_bar(long long done, long long failed, long long total, int la
  * timeout passes; exit code (failed items make it 1, listed by reason). */
 static int recall_follow(ctl_t *ctl, int64_t batch, int64_t timeout_s)
 {
-	char id[CTL_LL_LEN];
+	char id[PP_LL_LEN];
 	int64_t deadline = pp_mono_ms() + timeout_s * 1000, moved = pp_mono_ms();
 	long long done = 0, failed = 0, total = 0, last = -1;
 	int warned = 0;
-	ctl_ll(id, batch);
+	pp_lltoa(id, batch);
 	for (;;) {
 		PGresult *res = pp_db_exec(
 		    ctl->db,

@@ -174,13 +174,13 @@ static void schedule_arrays(const schedule_opts_t *o, pp_buf_t a[4])
  * interval, its windows and preset times replaced. 1 if no such practice. */
 static int schedule_store(pp_db_t *db, const schedule_opts_t *o)
 {
-	char id[CTL_LL_LEN], every[CTL_LL_LEN];
+	char id[PP_LL_LEN], every[PP_LL_LEN];
 	pp_buf_t a[4];
 	int rc = -1;
 	/* Preset times without an interval: checks at those times only. */
 	int64_t check = o->check_given ? o->check_minutes : o->ntimes ? 0 : 5;
 	schedule_arrays(o, a);
-	ctl_ll(id, o->practice);
+	pp_lltoa(id, o->practice);
 	PGresult *res = NULL;
 	if (pp_db_begin(db) != 0 ||
 	    (res = pp_db_exec(db,
@@ -188,7 +188,7 @@ static int schedule_store(pp_db_t *db, const schedule_opts_t *o)
 	                      "schedule_check_minutes = CASE WHEN $2::boolean THEN "
 	                      "schedule_check_minutes ELSE nullif($3::int, 0) END WHERE id = $1 "
 	                      "RETURNING id",
-	                      PP_DB_ARGS(id, o->immediate ? "t" : "f", ctl_ll(every, check)))) ==
+	                      PP_DB_ARGS(id, o->immediate ? "t" : "f", pp_lltoa(every, check)))) ==
 	        NULL)
 		goto done;
 	if (PQntuples(res) == 0) {
@@ -345,13 +345,13 @@ static void show_text(const PGresult *r, int64_t id)
 static int cmd_schedule_show(ctl_t *ctl, int argc, char **argv)
 {
 	int64_t practice = 0;
-	char id[CTL_LL_LEN];
+	char id[PP_LL_LEN];
 	int rc = ctl_parse_practice_only(ctl, argc, argv, 1, &practice);
 	if (rc != 0)
 		return rc;
 	if (ctl_db(ctl) == NULL)
 		return CTL_FAIL;
-	PGresult *r = pp_db_exec(ctl->db, show_sql, PP_DB_ARGS(ctl_ll(id, practice)));
+	PGresult *r = pp_db_exec(ctl->db, show_sql, PP_DB_ARGS(pp_lltoa(id, practice)));
 	if (r == NULL)
 		return ctl_db_fail(ctl, "read the schedule");
 	if (PQntuples(r) == 0) {
@@ -371,14 +371,14 @@ static int cmd_schedule_show(ctl_t *ctl, int argc, char **argv)
  * (24 when it sends immediately or has no windows); -1 after printing. */
 static double practice_hours(ctl_t *ctl, int64_t practice)
 {
-	char id[CTL_LL_LEN];
+	char id[PP_LL_LEN];
 	PGresult *r = pp_db_exec(
 	    ctl->db,
 	    "SELECT CASE WHEN p.send_immediately OR NOT EXISTS (SELECT 1 FROM send_windows w "
 	    "WHERE w.practice_id = p.id) THEN 24 ELSE (SELECT max(h) FROM (SELECT "
 	    "sum(extract(epoch FROM w.ends - w.starts)) / 3600 AS h FROM send_windows w WHERE "
 	    "w.practice_id = p.id GROUP BY w.weekday) d) END FROM practices p WHERE p.id = $1",
-	    PP_DB_ARGS(ctl_ll(id, practice)));
+	    PP_DB_ARGS(pp_lltoa(id, practice)));
 	if (r == NULL)
 		return ctl_db_fail(ctl, "read the send windows"), -1;
 	double hours = PQntuples(r) ? strtod(PQgetvalue(r, 0, 0), NULL) : -1;
@@ -392,12 +392,12 @@ static double practice_hours(ctl_t *ctl, int64_t practice)
 /* rate_apply - store the figure (and the daily limit as the cap). */
 static int rate_apply(ctl_t *ctl, int64_t account, int64_t per_minute, int64_t daily)
 {
-	char id[CTL_LL_LEN], rate[CTL_LL_LEN], cap[CTL_LL_LEN];
+	char id[PP_LL_LEN], rate[PP_LL_LEN], cap[PP_LL_LEN];
 	PGresult *r = pp_db_exec(
 	    ctl->db,
 	    "UPDATE email_accounts SET per_minute = $2, daily_cap = $3 "
 	    "WHERE id = $1 RETURNING id",
-	    PP_DB_ARGS(ctl_ll(id, account), ctl_ll(rate, per_minute), ctl_ll(cap, daily)));
+	    PP_DB_ARGS(pp_lltoa(id, account), pp_lltoa(rate, per_minute), pp_lltoa(cap, daily)));
 	if (r == NULL)
 		return ctl_db_fail(ctl, "store the rate");
 	int found = PQntuples(r) == 1;

@@ -19,7 +19,7 @@ static int cmd_set_signature(ctl_t *ctl, int argc, char **argv)
 	int64_t practice = 0;
 	const char *code = NULL;
 	int none = 0, ch;
-	char prac[CTL_LL_LEN];
+	char prac[PP_LL_LEN];
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (ch == 'p' && ctl_parse_id("--practice", optarg, &practice) != 0)
 			return CTL_USAGE;
@@ -36,7 +36,7 @@ static int cmd_set_signature(ctl_t *ctl, int argc, char **argv)
 		return ctl_usage(ctl, "give exactly one of --template and --none");
 	if (ctl_db(ctl) == NULL || ctl_practice_exists(ctl, practice) != 1)
 		return CTL_FAIL;
-	ctl_ll(prac, practice);
+	pp_lltoa(prac, practice);
 	PGresult *res = pp_db_exec(
 	    ctl->db,
 	    "WITH t AS (SELECT id, channel FROM templates WHERE practice_id = $1 AND code = $2) "

@@ -108,14 +108,14 @@ static void status_json(const PGresult *res, long long diags, int answered, cons
 
 static int cmd_status(ctl_t *ctl, int argc, char **argv)
 {
-	char limit[CTL_LL_LEN], err[512];
+	char limit[PP_LL_LEN], err[512];
 	pp_msg_reply_t reply;
 	if (argc != 1)
 		return ctl_usage(ctl, "unexpected argument \"%s\"", argv[1]);
 	if (ctl_db(ctl) == NULL)
 		return CTL_FAIL;
 	PGresult *res =
-	    pp_db_exec(ctl->db, status_sql, PP_DB_ARGS(ctl_ll(limit, status_down_after_ms(ctl))));
+	    pp_db_exec(ctl->db, status_sql, PP_DB_ARGS(pp_lltoa(limit, status_down_after_ms(ctl))));
 	if (res == NULL)
 		return ctl_db_fail(ctl, "read the check-ins");
 	PGresult *diag = pp_db_exec(

@@ -145,7 +145,7 @@ static int template_validate(const char *what, const char *text)
 static int cmd_template_add(ctl_t *ctl, int argc, char **argv)
 {
 	template_opts_t o;
-	char practice[CTL_LL_LEN];
+	char practice[PP_LL_LEN];
 	char *file_body = NULL;
 	int rc = template_parse(ctl, argc, argv, &o);
 	if (rc != CTL_OK)
@@ -175,7 +175,7 @@ static int cmd_template_add(ctl_t *ctl, int argc, char **argv)
 	    "attach_ics = EXCLUDED.attach_ics, ics_alarm_minutes = EXCLUDED.ics_alarm_minutes, "
 	    "ics_summary = EXCLUDED.ics_summary, updated_at = now() "
 	    "RETURNING id, (xmax = 0) AS inserted",
-	    PP_DB_ARGS(ctl_ll(practice, o.practice), o.code, o.channel,
+	    PP_DB_ARGS(pp_lltoa(practice, o.practice), o.code, o.channel,
 	               o.description ? o.description : "", o.subject ? o.subject : "", body,
 	               o.format, o.attach_ics, o.ics_alarm, o.ics_summary));
 	if (res == NULL) {
@@ -208,7 +208,7 @@ static int cmd_template_list(ctl_t *ctl, int argc, char **argv)
 	    {"updated_at", "UPDATED", CTL_COL_TIME, 0, CTL_COL_BOTH},
 	};
 	int64_t practice = 0;
-	char pid[CTL_LL_LEN];
+	char pid[PP_LL_LEN];
 	int rc = ctl_parse_practice_only(ctl, argc, argv, 1, &practice);
 	if (rc != 0)
 		return rc;
@@ -221,7 +221,7 @@ static int cmd_template_list(ctl_t *ctl, int argc, char **argv)
 	                           "octet_length(body) AS body_bytes, "
 	                           "to_json(updated_at) #>> '{}' AS updated_at FROM templates "
 	                           "WHERE practice_id = $1 ORDER BY code",
-	                           PP_DB_ARGS(ctl_ll(pid, practice)));
+	                           PP_DB_ARGS(pp_lltoa(pid, practice)));
 	if (res == NULL)
 		return ctl_db_fail(ctl, "list the templates");
 	ctl_print_rows(ctl, res, cols, (int)(sizeof(cols) / sizeof(cols[0])));

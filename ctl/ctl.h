@@ -119,8 +119,6 @@ void ctl_print_id(const ctl_t *ctl, long long id);
 /* ctl_sleep_ms - sleep, restarting after signals. */
 void ctl_sleep_ms(int64_t ms);
 /* CTL_LL - format a long long into a caller's buffer for SQL parameters. */
-#define CTL_LL_LEN 24
-const char *ctl_ll(char buf[CTL_LL_LEN], long long v);
 
 /* ---- ctl_json.c: JSON output ---- */
 

@@ -211,12 +211,6 @@ int ctl_db_fail(ctl_t *ctl, const char *doing)
 	return ctl_err("cannot %s: %s", doing, first);
 }
 
-const char *ctl_ll(char buf[CTL_LL_LEN], long long v)
-{
-	snprintf(buf, CTL_LL_LEN, "%lld", v);
-	return buf;
-}
-
 void ctl_print_id(const ctl_t *ctl, long long id)
 {
 	if (ctl->json)

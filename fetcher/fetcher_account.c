@@ -10,6 +10,7 @@
 
 #include "fetcher.h"
 #include "pp_log.h"
+#include "pp_util.h"
 
 /* Diagnostics about one message, not the account: a good poll leaves them. */
 #define FETCHER_DIAG_MESSAGE_CODE "fetch_message_too_large"
@@ -23,7 +24,7 @@ static char *account_dup(const PGresult *res, int col)
 int fetcher_account_claim(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_account_t *acct)
 {
 	char lease[24];
-	snprintf(lease, sizeof(lease), "%lld", (long long)s->lease_s);
+	pp_lltoa(lease, s->lease_s);
 	memset(acct, 0, sizeof(*acct));
 	PGresult *res = pp_db_exec(
 	    pp_daemon_db(d),
@@ -68,8 +69,8 @@ int fetcher_account_renew(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_a
 	char id[24], lease[24];
 	if (pp_mono_ms() < acct->lease_renew_ms)
 		return 0;
-	snprintf(id, sizeof(id), "%lld", (long long)acct->id);
-	snprintf(lease, sizeof(lease), "%lld", (long long)s->lease_s);
+	pp_lltoa(id, acct->id);
+	pp_lltoa(lease, s->lease_s);
 	PGresult *res = pp_db_exec(pp_daemon_db(d),
 	                           "UPDATE email_accounts SET in_lease_until = now() + "
 	                           "$3::int * interval '1 second' WHERE id = $1 AND "
@@ -91,7 +92,7 @@ int fetcher_account_renew(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_a
 int fetcher_account_release(pp_daemon_t *d, const fetcher_account_t *acct, int poll_again_now)
 {
 	char id[24];
-	snprintf(id, sizeof(id), "%lld", (long long)acct->id);
+	pp_lltoa(id, acct->id);
 	int rc = pp_db_command(pp_daemon_db(d),
 	                       "UPDATE email_accounts SET in_claimed_by = NULL, "
 	                       "in_lease_until = NULL, in_next_poll = CASE WHEN $3::boolean "
@@ -142,7 +143,7 @@ int fetcher_account_report(pp_daemon_t *d, const fetcher_account_t *acct,
 {
 	pp_db_t *db = pp_daemon_db(d);
 	char id[24];
-	snprintf(id, sizeof(id), "%lld", (long long)acct->id);
+	pp_lltoa(id, acct->id);
 	if (poll->status != FETCHER_POLL_ACCOUNT_ERR)
 		return poll->listed ? account_resolve(db, acct, id) : 0;
 	int open = account_diag_open(db, id, poll->code);

@@ -11,6 +11,7 @@
 
 #include "fetcher.h"
 #include "pp_log.h"
+#include "pp_util.h"
 
 typedef struct {
 	int64_t *uids;
@@ -113,8 +114,8 @@ static int imap_mailbox_state(pp_db_t *db, const fetcher_account_t *acct, int64_
                               int64_t *last_uid)
 {
 	char id[24], uv[24];
-	snprintf(id, sizeof(id), "%lld", (long long)acct->id);
-	snprintf(uv, sizeof(uv), "%lld", (long long)uidvalidity);
+	pp_lltoa(id, acct->id);
+	pp_lltoa(uv, uidvalidity);
 	PGresult *res = pp_db_exec(db,
 	                           "SELECT uidvalidity, last_uid FROM mailbox_state "
 	                           "WHERE email_account_id = $1 AND mailbox = $2",
@@ -198,7 +199,7 @@ static int imap_fetch_one(pp_daemon_t *d, fetcher_session_t *sess, fetcher_accou
                           fetcher_poll_t *poll)
 {
 	char uidtext[24];
-	snprintf(uidtext, sizeof(uidtext), "%lld", (long long)uid);
+	pp_lltoa(uidtext, uid);
 	fetcher_source_t src = {acct->mailbox, uidvalidity, uidtext, uid, 0};
 	char *url = xasprintf("%s%s;UIDVALIDITY=%lld/;UID=%lld", sess->base_url, mailbox_url,
 	                      (long long)uidvalidity, (long long)uid);

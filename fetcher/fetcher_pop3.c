@@ -10,6 +10,7 @@
 
 #include "fetcher.h"
 #include "pp_log.h"
+#include "pp_util.h"
 
 /* POP3 has one maildrop; this names it in messages.source_mailbox. */
 #define POP3_MAILBOX "POP3"
@@ -82,7 +83,7 @@ static long pop3_new_indexes(pp_db_t *db, const fetcher_account_t *acct, const p
 	*out = NULL;
 	if (list->count == 0)
 		return 0;
-	snprintf(id, sizeof(id), "%lld", (long long)acct->id);
+	pp_lltoa(id, acct->id);
 	pp_buf_init(&joined);
 	for (size_t i = 0; i < list->count; i++) {
 		if (i)

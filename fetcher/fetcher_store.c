@@ -25,6 +25,7 @@
 
 #include "fetcher.h"
 #include "pp_log.h"
+#include "pp_util.h"
 
 typedef struct {
 	int64_t person_id; /* 0: unfiled */
@@ -103,7 +104,7 @@ static int store_file(pp_db_t *db, const fetcher_account_t *acct, const fetcher_
                       store_filing_t *f)
 {
 	char practice[24];
-	snprintf(practice, sizeof(practice), "%lld", (long long)acct->practice_id);
+	pp_lltoa(practice, acct->practice_id);
 	f->person_id = 0;
 	f->how = "none";
 	f->why[0] = '\0';
@@ -117,15 +118,15 @@ static int store_file(pp_db_t *db, const fetcher_account_t *acct, const fetcher_
 static int store_advance(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src)
 {
 	char id[24], uv[24], uid[24];
-	snprintf(id, sizeof(id), "%lld", (long long)acct->id);
+	pp_lltoa(id, acct->id);
 	if (src->pop3)
 		return pp_db_command(
 		    db,
 		    "INSERT INTO pop3_seen (email_account_id, uidl) VALUES ($1, $2) "
 		    "ON CONFLICT DO NOTHING",
 		    PP_DB_ARGS(id, src->uid));
-	snprintf(uv, sizeof(uv), "%lld", (long long)src->uidvalidity);
-	snprintf(uid, sizeof(uid), "%lld", (long long)src->imap_uid);
+	pp_lltoa(uv, src->uidvalidity);
+	pp_lltoa(uid, src->imap_uid);
 	return pp_db_command(db,
 	                     "UPDATE mailbox_state SET last_uid = greatest(last_uid, $4::bigint), "
 	                     "updated_at = now() WHERE email_account_id = $1 AND mailbox = $2 "
@@ -139,12 +140,12 @@ static int store_insert(pp_db_t *db, const fetcher_account_t *acct, const fetche
                         int64_t *msg_id)
 {
 	char practice[24], account[24], person[24], size[24], date[24], uv[24];
-	snprintf(practice, sizeof(practice), "%lld", (long long)acct->practice_id);
-	snprintf(account, sizeof(account), "%lld", (long long)acct->id);
-	snprintf(person, sizeof(person), "%lld", (long long)f->person_id);
-	snprintf(size, sizeof(size), "%lld", (long long)(len > INT_MAX ? INT_MAX : len));
-	snprintf(date, sizeof(date), "%lld", (long long)p->date_unix);
-	snprintf(uv, sizeof(uv), "%lld", (long long)src->uidvalidity);
+	pp_lltoa(practice, acct->practice_id);
+	pp_lltoa(account, acct->id);
+	pp_lltoa(person, f->person_id);
+	pp_lltoa(size, (len > INT_MAX ? INT_MAX : len));
+	pp_lltoa(date, p->date_unix);
+	pp_lltoa(uv, src->uidvalidity);
 	PGresult *res = pp_db_exec(
 	    db,
 	    "INSERT INTO messages (practice_id, direction, channel, state, email_account_id, "
@@ -168,7 +169,7 @@ static int store_insert(pp_db_t *db, const fetcher_account_t *acct, const fetche
 static int store_original(pp_db_t *db, int64_t msg_id, const char *raw, size_t len)
 {
 	char id[24];
-	snprintf(id, sizeof(id), "%lld", (long long)msg_id);
+	pp_lltoa(id, msg_id);
 	gchar *b64 = g_base64_encode((const guchar *)raw, len);
 	int rc =
 	    pp_db_command(db,

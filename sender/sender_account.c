@@ -201,7 +201,7 @@ int sender_account_get(sender_accounts_t *accts, pp_db_t *db, int64_t id, uint64
 		*out = a;
 		return 0;
 	}
-	snprintf(idtext, sizeof(idtext), "%lld", (long long)id);
+	pp_lltoa(idtext, id);
 	PGresult *res = pp_db_exec(db, account_sql, PP_DB_ARGS(idtext));
 	if (res == NULL) {
 		log_warnx("account=%lld cannot be read: %s", (long long)id, pp_db_error(db));

@@ -233,14 +233,14 @@ static int checkin_write_row(wd_checkin_t *ck, const checkin_entry_t *e)
 {
 	char pid[24], started[24], hb[24], restarts[24], processed[24], failed[24], pending[24],
 	    uptime[24];
-	snprintf(pid, sizeof(pid), "%lld", (long long)e->pid);
-	snprintf(started, sizeof(started), "%lld", (long long)e->started_wall_ms);
-	snprintf(hb, sizeof(hb), "%lld", (long long)e->heartbeat_wall_ms);
-	snprintf(restarts, sizeof(restarts), "%lld", (long long)e->restarts);
-	snprintf(processed, sizeof(processed), "%lld", (long long)e->processed);
-	snprintf(failed, sizeof(failed), "%lld", (long long)e->failed);
-	snprintf(pending, sizeof(pending), "%lld", (long long)e->pending);
-	snprintf(uptime, sizeof(uptime), "%lld", (long long)e->uptime_s);
+	pp_lltoa(pid, e->pid);
+	pp_lltoa(started, e->started_wall_ms);
+	pp_lltoa(hb, e->heartbeat_wall_ms);
+	pp_lltoa(restarts, e->restarts);
+	pp_lltoa(processed, e->processed);
+	pp_lltoa(failed, e->failed);
+	pp_lltoa(pending, e->pending);
+	pp_lltoa(uptime, e->uptime_s);
 	return pp_db_command(ck->db, checkin_upsert_sql,
 	                     PP_DB_ARGS(e->stage, e->instance, e->host, pid, e->state, started, hb,
 	                                restarts, processed, failed, pending, uptime));
