@@ -5,7 +5,7 @@ CC      ?= cc
 BUILD   ?= build
 PREFIX  ?= /usr/local
 DESTDIR ?=
-PKGS     = libzmq msgpack libcurl openssl libpq gmime-3.0 libical inih
+PKGS     = libzmq msgpack libcurl openssl libpq gmime-3.0 libical inih libxml-2.0
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -63,6 +63,13 @@ $(BUILD)/bin/practicepost: $(CTL_OBJ) $(BUILD)/libppcommon.a
 	@mkdir -p $(dir $@)
 	@echo "  LD    $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Unit tests named test_fetcher_* also link the fetcher's modules.
+FETCHER_LIB_OBJ = $(filter-out $(BUILD)/fetcher/fetcher_main.o,$(fetcher_OBJ))
+$(BUILD)/tests/test_fetcher_%: tests/unit/test_fetcher_%.c $(FETCHER_LIB_OBJ) $(BUILD)/libppcommon.a
+	@mkdir -p $(dir $@)
+	@echo "  LD    $@"
+	@$(CC) $(CFLAGS) -Ifetcher $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libppcommon.a
 	@mkdir -p $(dir $@)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -37,6 +38,7 @@ struct pp_daemon {
 	int64_t heartbeat_ms;
 	int64_t next_heartbeat;
 	int wake_pending;
+	int wake_fd; /* eventfd: pp_daemon_wake_self from any thread */
 	int reloading;
 	int initialised; /* ops->init succeeded: state is valid */
 	void *state;
@@ -212,9 +214,14 @@ static void daemon_wait(pp_daemon_t *d, int64_t timeout_ms)
 		if (t < 0)
 			t = 0;
 		if (d->control != NULL) {
-			zmq_pollitem_t item = {d->control, 0, ZMQ_POLLIN, 0};
-			if (zmq_poll(&item, 1, (long)t) < 0 && errno != EINTR)
+			zmq_pollitem_t items[2] = {{d->control, 0, ZMQ_POLLIN, 0},
+						   {NULL, d->wake_fd, ZMQ_POLLIN, 0}};
+			if (zmq_poll(items, d->wake_fd >= 0 ? 2 : 1, (long)t) < 0 && errno != EINTR)
 				log_warnx("zmq_poll: %s", zmq_strerror(errno));
+			uint64_t wakes;
+			if (d->wake_fd >= 0 && (items[1].revents & ZMQ_POLLIN) &&
+			    read(d->wake_fd, &wakes, sizeof(wakes)) == sizeof(wakes))
+				d->wake_pending = 1;
 			for (;;) {
 				pp_msg_t msg;
 				char err[256];
@@ -361,6 +368,9 @@ int pp_daemon_main(int argc, char **argv, const pp_stage_ops_t *ops)
 		snprintf(d->instance, sizeof(d->instance), "%s@%s:%d", ops->stage, pp_hostname(),
 			 (int)getpid());
 	d->started_ms = pp_mono_ms();
+	d->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (d->wake_fd < 0)
+		fatal("eventfd");
 	d->poll_ms = pp_daemon_int(d, "poll_interval_ms", 1000, 10, 3600000);
 	char hb_err[256];
 	if (pp_config_get_int(d->cfg, "watchdog", "heartbeat_interval_ms", 1000, 50, 600000,
@@ -387,9 +397,17 @@ int pp_daemon_main(int argc, char **argv, const pp_stage_ops_t *ops)
 	daemon_heartbeat(d, "stopped");
 	pp_zmq_close(&d->control);
 	pp_zmq_shutdown();
+	close(d->wake_fd);
 	pp_db_free(&d->db);
 	pp_config_free(&d->cfg);
 	return exit_code;
+}
+
+void pp_daemon_wake_self(pp_daemon_t *d)
+{
+	uint64_t one = 1;
+	if (write(d->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("eventfd write");
 }
 
 int pp_diag_raise(pp_db_t *db, const char *stage, const char *severity, const char *code,

@@ -56,6 +56,9 @@ void pp_daemon_tick(pp_daemon_t *d);
 void pp_daemon_count(pp_daemon_t *d, int64_t processed, int64_t failed);
 /* pp_daemon_wake - ask another stage (through the watchdog) to look now. */
 void pp_daemon_wake(pp_daemon_t *d, const char *stage, int64_t message_id);
+/* pp_daemon_wake_self - end the current wait and run work() again; safe
+ * to call from any thread (a stage's helper thread that saw new work). */
+void pp_daemon_wake_self(pp_daemon_t *d);
 /* pp_daemon_selftest - report one self-test result to the watchdog. */
 void pp_daemon_selftest(pp_daemon_t *d, const char *check, int ok, const char *detail);
 

@@ -21,6 +21,7 @@ PP_INCBIN(pp_sql_001, "common/sql/001_schema.sql");
 PP_INCBIN(pp_sql_002, "common/sql/002_sender.sql");
 PP_INCBIN(pp_sql_003, "common/sql/003_composer.sql");
 PP_INCBIN(pp_sql_004, "common/sql/004_automation.sql");
+PP_INCBIN(pp_sql_005, "common/sql/005_inbox.sql");
 
 static const struct {
 	int version;
@@ -31,6 +32,7 @@ static const struct {
 	{2, "002_sender", pp_sql_002},
 	{3, "003_composer", pp_sql_003},
 	{4, "004_automation", pp_sql_004},
+	{5, "005_inbox", pp_sql_005},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))

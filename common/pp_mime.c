@@ -1,8 +1,9 @@
 /*
- * pp_mime.c - the MIME writer: checks every header value, then lets GMime 3
- * encode headers (RFC 2047) and bodies (quoted-printable) and write the
- * message with CRLF line endings; the result is checked once more on the
- * wire rules before it is handed out. Owns GMime's initialisation.
+ * pp_mime.c - the MIME writer: checks every header value (pp_mime_check.c),
+ * then lets GMime 3 encode headers (RFC 2047) and bodies (quoted-printable)
+ * and write the message with CRLF line endings; the result is checked once
+ * more on the wire rules before it is handed out. Owns GMime's
+ * initialisation and the randomness of ids, tokens and boundaries.
  */
 #include "pp_mime.h"
 
@@ -15,6 +16,7 @@
 
 #include "pp_log.h"
 #include "pp_merge.h"
+#include "pp_mime_priv.h"
 #include "pp_util.h"
 
 #define MIME_ZONE_CACHE 32 /* time zones kept loaded (a group has a few) */
@@ -75,57 +77,6 @@ static GTimeZone *mime_zone(const char *name)
 	return tz;
 }
 
-static int mime_domain_valid(const char *d, size_t len)
-{
-	size_t label = 0;
-	if (len == 0 || len > 253 || d[0] == '.' || d[len - 1] == '.' || d[0] == '-')
-		return 0;
-	for (size_t i = 0; i < len; i++) {
-		char c = d[i];
-		if (c == '.') {
-			if (label == 0 || d[i - 1] == '-')
-				return 0;
-			label = 0;
-			continue;
-		}
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '-'))
-			return 0;
-		if (label == 0 && c == '-')
-			return 0;
-		if (++label > 63)
-			return 0;
-	}
-	return 1;
-}
-
-int pp_mime_address_valid(const char *addr)
-{
-	static const char atext_special[] = "!#$%&'*+-/=?^_`{|}~";
-	if (addr == NULL)
-		return 0;
-	size_t len = strlen(addr);
-	const char *at = strchr(addr, '@');
-	if (len == 0 || len > PP_MIME_ADDR_MAX || at == NULL || at == addr ||
-	    strchr(at + 1, '@') != NULL)
-		return 0;
-	size_t llen = (size_t)(at - addr);
-	if (llen > 64 || addr[0] == '.' || addr[llen - 1] == '.')
-		return 0;
-	for (size_t i = 0; i < llen; i++) {
-		char c = addr[i];
-		if (c == '.') {
-			if (addr[i + 1] == '.')
-				return 0;
-			continue;
-		}
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      (c != '\0' && strchr(atext_special, c) != NULL)))
-			return 0;
-	}
-	return mime_domain_valid(at + 1, len - llen - 1);
-}
-
 /* mime_test_seed - the test-only PP_TEST_SEED (read once): 1 and *seed
  * when it is set to a number, else 0. */
 static int mime_test_seed(uint64_t *seed)
@@ -140,7 +91,8 @@ static int mime_test_seed(uint64_t *seed)
 			set = *end == '\0';
 		}
 		if (set)
-			log_warnx("PP_TEST_SEED is set: Message-IDs and MIME boundaries are not random");
+			log_warnx(
+			    "PP_TEST_SEED is set: Message-IDs and MIME boundaries are not random");
 		loaded = 1;
 	}
 	*seed = value;
@@ -174,7 +126,7 @@ static int mime_random(unsigned char *out, size_t n, uint64_t key)
 int pp_mime_message_id(char *out, size_t outlen, int64_t id, const char *domain)
 {
 	unsigned char rnd[8];
-	if (!mime_domain_valid(domain, strlen(domain)) ||
+	if (!pp_mime_domain_valid(domain, strlen(domain)) ||
 	    mime_random(rnd, sizeof(rnd), (uint64_t)id) != 0)
 		return -1;
 	int n =
@@ -183,127 +135,18 @@ int pp_mime_message_id(char *out, size_t outlen, int64_t id, const char *domain)
 	return n > 0 && (size_t)n < outlen ? 0 : -1;
 }
 
-static int mime_check_address(const char *what, const pp_mime_address_t *a, char *err,
-                              size_t errlen)
-{
-	char label[64];
-	if (!pp_mime_address_valid(a->addr)) {
-		snprintf(err, errlen, "%s address is not a valid email address", what);
-		return -1;
-	}
-	snprintf(label, sizeof(label), "%s display name", what);
-	return a->name ? pp_merge_check_text(label, a->name, 0, err, errlen) : 0;
-}
+/* The token's random bytes under PP_TEST_SEED come from the key mixed with
+ * this, so they never repeat a Message-ID's. */
+#define MIME_TOKEN_SALT 0x756E737562736372ULL /* "unsubscr" */
 
-static int mime_check_message_id(const char *id, char *err, size_t errlen)
+int pp_mime_token(char *out, size_t outlen, int64_t key)
 {
-	size_t len = id ? strlen(id) : 0;
-	if (len < 5 || len > PP_MIME_MSGID_MAX || id[0] != '<' || id[len - 1] != '>')
-		goto bad;
-	const char *at = memchr(id, '@', len);
-	if (at == NULL || at == id + 1 || at == id + len - 2 ||
-	    memchr(at + 1, '@', len - (size_t)(at - id) - 1))
-		goto bad;
-	for (size_t i = 1; i + 1 < len; i++)
-		if (id[i] <= ' ' || id[i] >= 0x7F || id[i] == '<' || id[i] == '>')
-			goto bad;
-	return 0;
-bad:
-	snprintf(err, errlen, "Message-ID is not of the form <left@right>");
-	return -1;
-}
-
-int pp_mime_filename_valid(const char *name, char *err, size_t errlen)
-{
-	size_t len = name ? strlen(name) : 0;
-	if (len == 0 || len > PP_MIME_FILENAME_MAX) {
-		snprintf(err, errlen, "the file name is %s",
-		         len ? "longer than 255 bytes" : "empty");
+	unsigned char rnd[PP_MIME_TOKEN_LEN / 2];
+	if (outlen < PP_MIME_TOKEN_LEN + 1 ||
+	    mime_random(rnd, sizeof(rnd), mime_mix((uint64_t)key ^ MIME_TOKEN_SALT)) != 0)
 		return -1;
-	}
-	if (pp_merge_check_text("the file name", name, 0, err, errlen) != 0)
-		return -1;
-	if (strpbrk(name, "/\\") != NULL || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
-		snprintf(err, errlen, "the file name must not be a path");
-		return -1;
-	}
-	return 0;
-}
-
-/* mime_check_content_type - printable ASCII that GMime reads back as a
- * single-part type/subtype (parameters allowed). */
-static int mime_check_content_type(const char *ct)
-{
-	for (const char *p = ct; *p; p++)
-		if (*p < 0x20 || *p > 0x7E)
-			return -1;
-	GMimeContentType *t = g_mime_content_type_parse(NULL, ct);
-	if (t == NULL)
-		return -1;
-	const char *type = g_mime_content_type_get_media_type(t);
-	const char *sub = g_mime_content_type_get_media_subtype(t);
-	int ok = strchr(ct, '/') != NULL && type && sub && *type && *sub &&
-	         strcasecmp(type, "multipart") != 0 && strcasecmp(type, "message") != 0;
-	g_object_unref(t);
-	return ok ? 0 : -1;
-}
-
-static int mime_check_attachment(size_t n, const pp_mime_attachment_t *a, char *err, size_t errlen)
-{
-	char why[160];
-	if (pp_mime_filename_valid(a->filename, why, sizeof(why)) != 0) {
-		snprintf(err, errlen, "attachment %zu: %s", n, why);
-		return -1;
-	}
-	if (a->content_type == NULL || mime_check_content_type(a->content_type) != 0) {
-		snprintf(err, errlen, "attachment %zu: the content type is not a MIME type", n);
-		return -1;
-	}
-	if (a->data == NULL && a->len > 0) {
-		snprintf(err, errlen, "attachment %zu has no data", n);
-		return -1;
-	}
-	return 0;
-}
-
-static int mime_check_spec(const pp_mime_spec_t *s, char *err, size_t errlen)
-{
-	char what[32];
-	if (mime_check_address("from", &s->from, err, errlen) != 0)
-		return -1;
-	if (s->nto == 0) {
-		snprintf(err, errlen, "the message has no To recipient");
-		return -1;
-	}
-	for (size_t i = 0; i < s->nto; i++) {
-		snprintf(what, sizeof(what), "to %zu", i + 1);
-		if (mime_check_address(what, &s->to[i], err, errlen) != 0)
-			return -1;
-	}
-	for (size_t i = 0; i < s->ncc; i++) {
-		snprintf(what, sizeof(what), "cc %zu", i + 1);
-		if (mime_check_address(what, &s->cc[i], err, errlen) != 0)
-			return -1;
-	}
-	if (s->subject == NULL || pp_merge_check_text("subject", s->subject, 0, err, errlen) != 0) {
-		if (s->subject == NULL)
-			snprintf(err, errlen, "the message has no subject");
-		return -1;
-	}
-	if (mime_check_message_id(s->message_id, err, errlen) != 0)
-		return -1;
-	if (s->text == NULL && s->html == NULL) {
-		snprintf(err, errlen, "the message has no body");
-		return -1;
-	}
-	if ((s->text && !pp_merge_utf8_valid(s->text, strlen(s->text))) ||
-	    (s->html && !pp_merge_utf8_valid(s->html, strlen(s->html)))) {
-		snprintf(err, errlen, "the body is not valid UTF-8");
-		return -1;
-	}
-	for (size_t i = 0; i < s->nattachments; i++)
-		if (mime_check_attachment(i + 1, &s->attachments[i], err, errlen) != 0)
-			return -1;
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(out + 2 * i, 3, "%02x", rnd[i]);
 	return 0;
 }
 
@@ -490,6 +333,37 @@ static int mime_set_date(GMimeMessage *m, int64_t date, const char *zone, char *
 	return local ? 0 : -1;
 }
 
+/* mime_raw_header - name with value written exactly as given (checked
+ * before: printable ASCII), so GMime neither encodes nor refolds it. */
+static void mime_raw_header(GMimeMessage *m, const char *name, const char *value)
+{
+	GMimeObject *obj = GMIME_OBJECT(m);
+	g_mime_object_append_header(obj, name, value, NULL);
+	GMimeHeader *h = g_mime_header_list_get_header(g_mime_object_get_header_list(obj), name);
+	char *raw = xasprintf(" %s\n", value);
+	g_mime_header_set_raw_value(h, raw);
+	free(raw);
+}
+
+/* mime_optional_headers - In-Reply-To, References (one id a line) and
+ * List-Unsubscribe, when the spec has them. */
+static void mime_optional_headers(GMimeMessage *m, const pp_mime_spec_t *s)
+{
+	if (s->in_reply_to != NULL)
+		mime_raw_header(m, "In-Reply-To", s->in_reply_to);
+	if (s->references != NULL) {
+		pp_buf_t b;
+		pp_buf_init(&b);
+		for (const char *p = s->references; *p; p++)
+			pp_buf_append(&b, *p == ' ' ? "\n\t" : p, *p == ' ' ? 2 : 1);
+		pp_buf_append(&b, "", 1);
+		mime_raw_header(m, "References", b.data);
+		pp_buf_free(&b);
+	}
+	if (s->list_unsubscribe != NULL)
+		mime_raw_header(m, "List-Unsubscribe", s->list_unsubscribe);
+}
+
 /* mime_write - serialise with CRLF line endings into owned memory. */
 static char *mime_write(GMimeMessage *m, size_t *len)
 {
@@ -516,7 +390,7 @@ char *pp_mime_build(const pp_mime_spec_t *spec, size_t *len, char *err, size_t e
 	GMimeObject *body = NULL;
 	size_t n = 0;
 	mime_init();
-	if (mime_check_spec(spec, err, errlen) != 0)
+	if (pp_mime_check_spec(spec, err, errlen) != 0)
 		return NULL;
 	GMimeMessage *m = g_mime_message_new(FALSE);
 	mime_add_addresses(m, GMIME_ADDRESS_TYPE_FROM, &spec->from, 1);
@@ -528,6 +402,7 @@ char *pp_mime_build(const pp_mime_spec_t *spec, size_t *len, char *err, size_t e
 		goto fail;
 	id = xstrndup(spec->message_id + 1, strlen(spec->message_id) - 2);
 	g_mime_message_set_message_id(m, id);
+	mime_optional_headers(m, spec);
 	body = mime_body(spec, mime_key(spec->message_id));
 	g_mime_message_set_mime_part(m, body);
 	msg = mime_write(m, &n);
@@ -544,77 +419,4 @@ fail:
 	free(subject);
 	g_object_unref(m);
 	return msg;
-}
-
-int pp_mime_check_wire(const char *msg, size_t len, char *err, size_t errlen)
-{
-	size_t line = 1, col = 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)msg[i];
-		if (c == '\r') {
-			if (i + 1 >= len || msg[i + 1] != '\n') {
-				snprintf(err, errlen, "line %zu has a bare CR", line);
-				return -1;
-			}
-			i++;
-			line++;
-			col = 0;
-			continue;
-		}
-		if (c == '\n') {
-			snprintf(err, errlen, "line %zu ends with a bare LF", line);
-			return -1;
-		}
-		if (c == 0 || c >= 0x80) {
-			snprintf(err, errlen, "line %zu has a byte that is not 7-bit text", line);
-			return -1;
-		}
-		if (++col > PP_MIME_LINE_MAX) {
-			snprintf(err, errlen, "line %zu is longer than %d octets", line,
-			         PP_MIME_LINE_MAX);
-			return -1;
-		}
-	}
-	return 0;
-}
-
-const char *pp_mime_type_for_name(const char *name)
-{
-	static const struct {
-		const char *ext, *type;
-	} types[] = {
-	    {"pdf", "application/pdf"},
-	    {"jpg", "image/jpeg"},
-	    {"jpeg", "image/jpeg"},
-	    {"png", "image/png"},
-	    {"gif", "image/gif"},
-	    {"webp", "image/webp"},
-	    {"tif", "image/tiff"},
-	    {"tiff", "image/tiff"},
-	    {"bmp", "image/bmp"},
-	    {"svg", "image/svg+xml"},
-	    {"dcm", "application/dicom"},
-	    {"txt", "text/plain"},
-	    {"csv", "text/csv"},
-	    {"htm", "text/html"},
-	    {"html", "text/html"},
-	    {"ics", "text/calendar"},
-	    {"vcf", "text/vcard"},
-	    {"rtf", "application/rtf"},
-	    {"xml", "application/xml"},
-	    {"json", "application/json"},
-	    {"zip", "application/zip"},
-	    {"doc", "application/msword"},
-	    {"docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"},
-	    {"xls", "application/vnd.ms-excel"},
-	    {"xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"},
-	    {"odt", "application/vnd.oasis.opendocument.text"},
-	    {"ods", "application/vnd.oasis.opendocument.spreadsheet"},
-	};
-	const char *dot = name ? strrchr(name, '.') : NULL;
-	if (dot != NULL && dot != name)
-		for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-			if (strcasecmp(dot + 1, types[i].ext) == 0)
-				return types[i].type;
-	return "application/octet-stream";
 }

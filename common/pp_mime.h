@@ -12,9 +12,14 @@
  * to a number: then it is derived from the seed and the message, so a
  * message can be compared byte for byte with a golden file.
  *
+ * Optional headers for replies and bulk mail: In-Reply-To and References
+ * (RFC 5322 3.6.4; References folded one id a line) and List-Unsubscribe
+ * (RFC 2369), written as given once checked.
+ *
  * Every message it returns has CRLF line endings only, is 7-bit, and has
  * no line longer than 998 octets; header values are checked first (no CR,
- * LF or control characters, valid UTF-8, plain addr-spec addresses).
+ * LF or control characters, valid UTF-8, plain addr-spec addresses, ids of
+ * the form <left@right>). The checks live in pp_mime_check.c.
  */
 #ifndef PP_MIME_H
 #define PP_MIME_H
@@ -25,6 +30,8 @@
 #define PP_MIME_LINE_MAX 998 /* RFC 5322 2.1.1 MUST, without CRLF */
 #define PP_MIME_ADDR_MAX 254 /* RFC 5321 path limit less the brackets */
 #define PP_MIME_MSGID_MAX 250
+#define PP_MIME_REFERENCES_MAX 8000 /* bytes of References (about 100 ids) */
+#define PP_MIME_TOKEN_LEN 32        /* hex digits of pp_mime_token() */
 
 typedef struct {
 	const char *name; /* display name, UTF-8; NULL or "" for none */
@@ -56,6 +63,10 @@ typedef struct {
 	const char *html;       /* text/html body or NULL; with text: multipart/alternative */
 	const pp_mime_attachment_t *attachments; /* after the body, in this order */
 	size_t nattachments;
+	/* Optional headers, NULL: not written. */
+	const char *in_reply_to;      /* "<left@right>" */
+	const char *references;       /* "<a@b> <c@d>": ids, one space between two */
+	const char *list_unsubscribe; /* "<mailto:...>" or "<uri>, <uri>" */
 } pp_mime_spec_t;
 
 /* pp_mime_build - the complete message, owned (free()), NUL-terminated,
@@ -71,6 +82,17 @@ int pp_mime_address_valid(const char *addr);
  * 0, or -1 if domain is not a valid domain or out is too small. Under
  * PP_TEST_SEED the random part depends only on the seed and id. */
 int pp_mime_message_id(char *out, size_t outlen, int64_t id, const char *domain);
+
+/* pp_mime_msgid_valid - 1 if id[0..len) is one Message-ID of the form
+ * <left@right> (printable ASCII, no space, one '@', at most
+ * PP_MIME_MSGID_MAX bytes), else 0. */
+int pp_mime_msgid_valid(const char *id, size_t len);
+
+/* pp_mime_token - PP_MIME_TOKEN_LEN lowercase hex digits (16 random bytes,
+ * e.g. an unsubscribe token) and a NUL into out (at least
+ * PP_MIME_TOKEN_LEN + 1 bytes); 0, or -1 without randomness. Under
+ * PP_TEST_SEED the digits depend only on the seed and key (a message id). */
+int pp_mime_token(char *out, size_t outlen, int64_t key);
 
 /* pp_mime_check_wire - 0 if msg[0..len) has only CRLF line endings, only
  * 7-bit bytes, no NUL and no line over PP_MIME_LINE_MAX; else -1 and err. */

@@ -4,6 +4,8 @@
  */
 #include "pp_util.h"
 
+#include <openssl/sha.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -188,4 +190,16 @@ const char *pp_hostname(void)
 	if (name[0] == '\0' && gethostname(name, sizeof(name) - 1) != 0)
 		pp_strlcpy(name, "localhost", sizeof(name));
 	return name;
+}
+
+void pp_sha256_hex(const void *data, size_t len, char out[PP_SHA256_HEX_LEN])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	SHA256(data, len, md);
+	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[2 * SHA256_DIGEST_LENGTH] = '\0';
 }

@@ -47,6 +47,10 @@ const char *pp_lltoa(char buf[PP_LL_LEN], long long v);
 /* pp_parse_int64 - strict decimal parse; -1 on any junk or overflow. */
 int pp_parse_int64(const char *s, int64_t *out);
 
+/* pp_sha256_hex - the SHA-256 of data as 64 lowercase hex digits in out. */
+#define PP_SHA256_HEX_LEN 65
+void pp_sha256_hex(const void *data, size_t len, char out[PP_SHA256_HEX_LEN]);
+
 /* pp_hostname - this host's name (static storage). */
 const char *pp_hostname(void);
 

@@ -9,6 +9,11 @@
  * be composed (refused: marked failed with the reason) from a database
  * problem (temporary: the request is retried).
  *
+ * A request may answer or forward an incoming message (reply_to_message_id,
+ * forward_of_message_id: composer_reply.c) and may go to an address
+ * instead of the person's own (to_address); every address passes the same
+ * confidentiality rule (composer_recipients.c).
+ *
  * Entry point for other parts of the composer (automatic messages):
  * composer_job_compose() composes and inserts one message inside the
  * caller's open transaction; with req.attach_ics "request" or "cancel" (or
@@ -60,11 +65,14 @@ typedef struct {
 	const char *email_account_id, *sms_account_id;
 	const char *subject, *body;
 	const char *category, *description;
-	const char *deliver_after;       /* NULL: now */
-	const char *attach_ics;          /* "none"/"request"/"cancel"; NULL: the template's */
-	const char *state;               /* messages.state; NULL: draft or queued by the flag */
-	const char *family_appointments; /* {{family.appointments}}; NULL: no value */
+	const char *deliver_after;         /* NULL: now */
+	const char *attach_ics;            /* "none"/"request"/"cancel"; NULL: the template's */
+	const char *state;                 /* messages.state; NULL: draft or queued by the flag */
+	const char *family_appointments;   /* {{family.appointments}}; NULL: no value */
+	const char *reply_to, *forward_of; /* incoming messages.id (text), or NULL */
+	const char *to_address;            /* send here instead of the person's address */
 	int add_signature, draft, send_now, copy_specialist;
+	int quote; /* a reply quotes the original */
 } composer_request_t;
 
 /* Merge values and the facts about the patient, practice and appointment
@@ -82,8 +90,21 @@ typedef struct {
 	int appointment_cancelled;
 	const char *provider_id; /* the provider whose fields are merged, or NULL */
 	const char *specialist_id;
-	int64_t now_epoch; /* the transaction's now() (PP_TEST_FIXED_TIME in tests) */
+	int64_t now_epoch;       /* the transaction's now() (PP_TEST_FIXED_TIME in tests) */
+	const char *person_kind; /* "patient", or for a reply "specialist", ... */
+	const char *bounced_on;  /* the person's current address bounced then (see
+	                            COMPOSER_BOUNCED_ON), or NULL */
+	const char *bounce_status;
+	const char *optout_kind; /* pp_optout_kind(category); "general": no List-Unsubscribe */
 } composer_fields_t;
+
+/* COMPOSER_BOUNCED_ON(p, tz) - SQL: when person p's current address was
+ * flagged as bounced, as text in zone tz; NULL when it is not (or the flag
+ * is for an address p no longer has). */
+#define COMPOSER_BOUNCED_ON(p, tz)                                                                 \
+	"CASE WHEN " p ".email_bounced_at IS NOT NULL AND lower(" p ".email_bounce_address) = "    \
+	"lower(" p ".email) THEN to_char(" p ".email_bounced_at AT TIME ZONE " tz                  \
+	", 'YYYY-MM-DD HH24:MI') END"
 
 typedef struct {
 	PGresult *res;
@@ -144,7 +165,26 @@ typedef struct {
 	char *ics; /* the .ics attached, or NULL */
 	size_t ics_len;
 	pp_ical_method_t ics_method;
+	char unsubscribe_token[PP_MIME_TOKEN_LEN + 1]; /* "" for none */
 } composer_message_t;
+
+typedef enum { COMPOSER_NEW = 0, COMPOSER_REPLY, COMPOSER_FORWARD } composer_kind_t;
+
+/* A reply or forward (composer_reply.c): the incoming message (borrowed
+ * from res) and what it adds to the message (owned). */
+typedef struct {
+	composer_kind_t kind;
+	PGresult *res;       /* the original */
+	PGresult *files_res; /* forward: the original's attachments */
+	char *subject;       /* "Re: ..." / "Fwd: ..." */
+	char *quote;         /* text after the operator's (and the signature), or NULL */
+	const char *in_reply_to;
+	char *references;            /* "<a@b> <c@d>", or NULL */
+	pp_mime_attachment_t *files; /* forward: after the request's files */
+	const char **file_ids;       /* attachments.id of each (text) */
+	char **names;                /* the file name of each (owned) */
+	size_t nfiles;
+} composer_reply_t;
 
 typedef struct {
 	composer_request_t req;
@@ -154,6 +194,7 @@ typedef struct {
 	composer_account_t account;
 	composer_recipients_t rcpt;
 	composer_attachments_t files;
+	composer_reply_t reply;
 	composer_message_t msg;
 	int parked; /* waits as pending_sync/sync_failed for its booking link */
 	char err[COMPOSER_ERR_MAX];
@@ -185,6 +226,13 @@ composer_rc_t composer_account_load(pp_db_t *db, composer_job_t *job);
 
 /* composer_recipients.c - Cc/Bcc loaded and checked against the rules. */
 composer_rc_t composer_recipients_load(pp_db_t *db, composer_job_t *job);
+/* composer_to_address - where the message goes: the request's to_address,
+ * else the person's address (may be NULL). Borrowed. */
+const char *composer_to_address(const composer_job_t *job);
+/* composer_refuse_bounced - the refusal for an address flagged as bounced
+ * (who: "patient", "person"...). */
+composer_rc_t composer_refuse_bounced(composer_job_t *job, const char *who, long long id,
+                                      const char *addr, const char *on, const char *status);
 /* composer_check_address - who ("patient", "person") id has a usable
  * address, else refused saying how to set it. */
 composer_rc_t composer_check_address(composer_job_t *job, const char *who, long long id,
@@ -196,6 +244,17 @@ composer_rc_t composer_recipients_check(composer_job_t *job);
 /* composer_attach.c - the request's files; copies onto the message. */
 composer_rc_t composer_attach_load(pp_db_t *db, composer_job_t *job);
 composer_rc_t composer_attach_store(pp_db_t *db, composer_job_t *job);
+
+/* composer_reply.c - replies and forwards of incoming messages. */
+/* composer_reply_load - for a request that answers or forwards a message:
+ * the original (incoming, of the request's practice, filed to the
+ * request's person), the subject, the quoted or forwarded text, the
+ * threading headers and (forward) the original's attachments. Nothing to
+ * do for other requests. */
+composer_rc_t composer_reply_load(pp_db_t *db, composer_job_t *job);
+/* composer_reply_store - the forwarded attachments onto the message. */
+composer_rc_t composer_reply_store(pp_db_t *db, composer_job_t *job);
+void composer_reply_free(composer_reply_t *reply);
 
 /* composer_message.c - merge and build the message (no database). */
 composer_rc_t composer_message_build(composer_job_t *job);

@@ -45,12 +45,21 @@ enum {
 	B_DESCRIPTION,
 	B_DELIVER_AFTER,
 	B_SEND_NOW,
-	B_DRAFT
+	B_DRAFT,
+	B_OPTOUT_KIND,
+	B_BOUNCED_ON,
+	B_BOUNCE_STATUS
 };
 
 #define PATIENT_COLUMNS                                                                            \
 	"pe.id, pe.practice_id, pe.kind::text, pe.preferred_channel, pe.family_id, pe.title, "     \
 	"pe.first_name, pe.last_name, pe.email, pe.mobile, l.name, l.address, l.phone, "
+/* The patient's bounce flag (the last columns, after the category's
+ * opt-out type that decides List-Unsubscribe). */
+#define BATCH_BOUNCED_ON                                                                           \
+	COMPOSER_BOUNCED_ON("pe", "(SELECT time_zone FROM practices z WHERE z.id = "               \
+	                          "pe.practice_id)")
+#define BOUNCE_COLUMNS ", " BATCH_BOUNCED_ON ", pe.email_bounce_status "
 
 /* Where a chunk comes from and where its outcome goes. */
 typedef struct {
@@ -64,7 +73,8 @@ typedef struct {
 static const batch_source_t recall_source = {
     "recall_item",
     "SELECT ri.id, " PATIENT_COLUMNS "b.practice_id, b.template_code, b.sms_template_code, "
-    "NULL, NULL, NULL, b.category, '', NULL, false, false "
+    "NULL, NULL, NULL, b.category, '', NULL, false, false, "
+    "pp_optout_kind(b.category)" BOUNCE_COLUMNS
     "FROM recall_items ri JOIN recall_batches b ON b.id = ri.batch_id "
     "JOIN people pe ON pe.id = ri.person_id "
     "LEFT JOIN locations l ON l.id = pe.preferred_location_id "
@@ -80,19 +90,23 @@ static const batch_source_t recall_source = {
 
 /* Plain requests only: a template (without a calendar) for the practice's
  * own patient, nothing else that composer_request.c would load (no
- * appointment, provider, specialist, signature, copies or files), so every
- * refusal reads as the one-by-one path words it. Everything else stays for
- * that path. Taken either unleased (request_source) or among those this
- * instance has just claimed (claimed_source: $2 ids, $3 instance). */
+ * appointment, provider, specialist, signature, copies, files, reply,
+ * forward or other address), so every refusal reads as the one-by-one path
+ * words it. Everything else stays for that path. Taken either unleased
+ * (request_source) or among those this instance has just claimed
+ * (claimed_source: $2 ids, $3 instance). */
 #define REQUEST_SELECT                                                                             \
 	"SELECT r.id, " PATIENT_COLUMNS "r.practice_id, r.template_code, NULL, r.channel::text, "  \
 	"r.email_account_id, r.sms_account_id, r.category, r.description, "                        \
-	"r.deliver_after::text, r.send_now, r.draft FROM compose_requests r "                      \
+	"r.deliver_after::text, r.send_now, r.draft, pp_optout_kind(r.category)" BOUNCE_COLUMNS    \
+	"FROM compose_requests r "                                                                 \
 	"JOIN people pe ON pe.id = r.person_id "                                                   \
 	"LEFT JOIN locations l ON l.id = pe.preferred_location_id WHERE r.state = 'new' "          \
 	"AND r.template_code IS NOT NULL AND r.appointment_id IS NULL "                            \
 	"AND r.provider_id IS NULL AND r.specialist_id IS NULL AND NOT r.add_signature "           \
 	"AND NOT r.copy_specialist AND coalesce(r.attach_ics, 'none') = 'none' "                   \
+	"AND r.reply_to_message_id IS NULL AND r.forward_of_message_id IS NULL "                   \
+	"AND r.to_address IS NULL "                                                                \
 	"AND pe.practice_id = r.practice_id AND pe.kind = 'patient' "                              \
 	"AND NOT EXISTS (SELECT 1 FROM templates t WHERE t.practice_id = r.practice_id AND "       \
 	"t.code = r.template_code AND t.attach_ics <> 'none') "                                    \
@@ -244,6 +258,10 @@ static void batch_item_job(const batch_t *b, int row, const composer_job_t *p, c
 	job->fields.mail_domain = p->fields.mail_domain;
 	job->fields.now_epoch = p->fields.now_epoch;
 	job->fields.patient_family = value(b, row, B_FAMILY);
+	job->fields.person_kind = value(b, row, B_KIND);
+	job->fields.optout_kind = value(b, row, B_OPTOUT_KIND);
+	job->fields.bounced_on = value(b, row, B_BOUNCED_ON);
+	job->fields.bounce_status = value(b, row, B_BOUNCE_STATUS);
 	for (int f = 0; f < PP_FIELD_COUNT; f++)
 		if (pp_merge_field_info((pp_merge_field_t)f)->group == PP_MERGE_GROUP_PRACTICE)
 			job->fields.values[f] = p->fields.values[f];

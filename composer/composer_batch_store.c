@@ -58,20 +58,22 @@ enum {
 	C_SIZE,
 	C_SEND_NOW,
 	C_AFTER,
+	C_TOKEN,
 	C_COUNT
 };
 
 static const char insert_sql[] =
     "INSERT INTO messages (id, practice_id, direction, channel, state, email_account_id, "
     "sms_account_id, person_id, template_id, category, description, from_addr, to_addr, "
-    "subject, body, message_id_header, size_bytes, send_now, deliver_after) "
+    "subject, body, message_id_header, size_bytes, send_now, deliver_after, "
+    "unsubscribe_token) "
     "SELECT u.id, u.pr, 'out', u.ch::message_channel, u.st::message_state, u.ea, u.sa, u.pe, "
-    "u.tp, u.ca, u.de, u.fr, u.rc, u.su, u.bo, u.mi, u.sz, u.sn, coalesce(u.da, now()) "
+    "u.tp, u.ca, u.de, u.fr, u.rc, u.su, u.bo, u.mi, u.sz, u.sn, coalesce(u.da, now()), u.tk "
     "FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], "
     "$6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[], "
     "$12::text[], $13::text[], $14::text[], $15::text[], $16::int[], $17::boolean[], "
-    "$18::timestamptz[]) AS u(id, pr, ch, st, ea, sa, pe, tp, ca, de, fr, rc, su, bo, mi, sz, "
-    "sn, da)";
+    "$18::timestamptz[], $19::text[]) AS u(id, pr, ch, st, ea, sa, pe, tp, ca, de, fr, rc, su, "
+    "bo, mi, sz, sn, da, tk)";
 
 /* store_row - one built message as the next element of every column. */
 static void store_row(pp_buf_t *cols, const composer_job_t *j)
@@ -97,6 +99,8 @@ static void store_row(pp_buf_t *cols, const composer_job_t *j)
 	composer_batch_array_ll(&cols[C_SIZE], (long long)m->size);
 	composer_batch_array_add(&cols[C_SEND_NOW], j->req.send_now ? "t" : "f");
 	composer_batch_array_add(&cols[C_AFTER], j->req.deliver_after);
+	composer_batch_array_add(&cols[C_TOKEN],
+	                         m->unsubscribe_token[0] ? m->unsubscribe_token : NULL);
 }
 
 /* store_insert - the built messages of jobs [from, to) in one INSERT. */
@@ -116,14 +120,14 @@ static int store_insert(pp_db_t *db, const composer_job_t *jobs, char *const *er
 		}
 	for (int i = 0; i < C_COUNT; i++)
 		pp_buf_puts(&c[i], "}");
-	int rc =
-	    rows == 0
-	        ? 0
-	        : pp_db_command(db, insert_sql,
-	                        PP_DB_ARGS(c[0].data, c[1].data, c[2].data, c[3].data, c[4].data,
-	                                   c[5].data, c[6].data, c[7].data, c[8].data, c[9].data,
-	                                   c[10].data, c[11].data, c[12].data, c[13].data,
-	                                   c[14].data, c[15].data, c[16].data, c[17].data));
+	int rc = rows == 0
+	             ? 0
+	             : pp_db_command(db, insert_sql,
+	                             PP_DB_ARGS(c[0].data, c[1].data, c[2].data, c[3].data,
+	                                        c[4].data, c[5].data, c[6].data, c[7].data,
+	                                        c[8].data, c[9].data, c[10].data, c[11].data,
+	                                        c[12].data, c[13].data, c[14].data, c[15].data,
+	                                        c[16].data, c[17].data, c[18].data));
 	for (int i = 0; i < C_COUNT; i++)
 		pp_buf_free(&c[i]);
 	return rc;

@@ -2,8 +2,9 @@
  * composer_fields.c - reads what one compose request needs, inside its
  * transaction: the template (or the free text), the merge values of every
  * group (one query; appointment times formatted by PostgreSQL in the
- * practice's time zone) and the sending account. Owns the checks that keep
- * one patient's data out of another patient's message, and the test-only
+ * practice's time zone; the person's bounce flag; the opt-out type of the
+ * category) and the sending account. Owns the checks that keep one
+ * patient's data out of another patient's message, and the test-only
  * PP_TEST_FIXED_TIME (seconds since the epoch) that stands for now().
  */
 #include <stdio.h>
@@ -13,7 +14,6 @@
 #include "composer.h"
 #include "pp_log.h"
 #include "pp_util.h"
-
 
 static int channel_parse(const char *text, composer_channel_t *out)
 {
@@ -140,8 +140,14 @@ enum {
 	F_PL_NAME,
 	F_PL_ADDRESS,
 	F_PL_PHONE,
-	F_NOW
+	F_NOW,
+	F_PE_BOUNCED_ON,
+	F_PE_BOUNCE_STATUS,
+	F_OPTOUT_KIND
 };
+
+/* The person's bounce flag, in the practice's zone. */
+#define FIELDS_BOUNCED_ON COMPOSER_BOUNCED_ON("pe", "pr.time_zone")
 
 static const char fields_sql[] =
     "SELECT pr.name, pr.site, pr.phone, pr.address, pr.time_zone, pr.mail_domain, "
@@ -155,7 +161,8 @@ static const char fields_sql[] =
     "pv.id, pv.practice_id, pv.kind, pv.title, pv.first_name, pv.last_name, "
     "sp.id, sp.practice_id, sp.kind, sp.title, sp.first_name, sp.last_name, sp.email, "
     "l.name, l.address, l.phone, pl.name, pl.address, pl.phone, "
-    "floor(extract(epoch FROM now()))::bigint "
+    "floor(extract(epoch FROM now()))::bigint, " FIELDS_BOUNCED_ON ", "
+    "pe.email_bounce_status, pp_optout_kind($6::text) "
     "FROM practices pr "
     "JOIN people pe ON pe.id = $2::bigint "
     "LEFT JOIN appointments a ON a.id = $3::bigint "
@@ -231,7 +238,11 @@ static composer_rc_t fields_check(composer_job_t *job, const PGresult *res)
 	if (pp_db_value_ll(res, 0, F_PE_PRACTICE, 0) != r->practice_id)
 		return composer_refuse(job, "person %lld is not a patient of practice %lld",
 		                       LL(r->person_id), LL(r->practice_id));
-	if (strcmp(pp_db_value(res, 0, F_PE_KIND), "patient") != 0)
+	/* A reply or forward goes from the person its original is filed to
+	 * (a specialist too); its addresses are checked in
+	 * composer_recipients.c. */
+	if (strcmp(pp_db_value(res, 0, F_PE_KIND), "patient") != 0 && r->reply_to == NULL &&
+	    r->forward_of == NULL)
 		return composer_refuse(job,
 		                       "refused: person %lld is a %s; a message goes to a patient "
 		                       "(copy others with Cc)",
@@ -280,9 +291,9 @@ composer_rc_t composer_fields_load(pp_db_t *db, composer_job_t *job)
 	char practice[24], person[24];
 	pp_lltoa(practice, r->practice_id);
 	pp_lltoa(person, r->person_id);
-	f->res = pp_db_exec(
-	    db, fields_sql,
-	    PP_DB_ARGS(practice, person, r->appointment_id, r->provider_id, r->specialist_id));
+	f->res = pp_db_exec(db, fields_sql,
+	                    PP_DB_ARGS(practice, person, r->appointment_id, r->provider_id,
+	                               r->specialist_id, r->category));
 	if (f->res == NULL)
 		return COMPOSER_DB_ERROR;
 	if (PQntuples(f->res) != 1)
@@ -304,6 +315,10 @@ composer_rc_t composer_fields_load(pp_db_t *db, composer_job_t *job)
 	f->provider_id = pp_db_value(f->res, 0, F_PV_ID);
 	f->specialist_id = pp_db_value(f->res, 0, F_SP_ID);
 	f->now_epoch = fields_now(pp_db_value_ll(f->res, 0, F_NOW, 0));
+	f->person_kind = pp_db_value(f->res, 0, F_PE_KIND);
+	f->bounced_on = pp_db_value(f->res, 0, F_PE_BOUNCED_ON);
+	f->bounce_status = pp_db_value(f->res, 0, F_PE_BOUNCE_STATUS);
+	f->optout_kind = pp_db_value(f->res, 0, F_OPTOUT_KIND);
 	return COMPOSER_OK;
 }
 

@@ -6,16 +6,20 @@
  * the choice of parts: text/plain always; text/html too (as
  * multipart/alternative) when the template or the signature is HTML, the
  * text part then read from the HTML before the merge; then the request's
- * files and the .ics.
+ * files, a forward's files and the .ics. A reply or forward appends the
+ * original's text (composer_reply.c) after the merged text and the
+ * signature, never merged. Mail of a category whose opt-out type is not
+ * "general" carries a List-Unsubscribe header with the message's token.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "composer.h"
+#include "pp_log.h"
+#include "pp_merge.h"
 #include "pp_mime.h"
 #include "pp_util.h"
-
 
 static const char *message_lookup(void *ctx, pp_merge_field_t field)
 {
@@ -69,8 +73,23 @@ static composer_rc_t message_render(composer_job_t *job, const char *what, const
 	return rc;
 }
 
+/* message_quote - a reply's or forward's original after what is in buf:
+ * as it is (plain) or escaped with <br> (HTML), never merged. */
+static void message_quote(const char *quote, int html, pp_buf_t *buf)
+{
+	if (!html)
+		while (buf->len > 0 && buf->data[buf->len - 1] == '\n')
+			buf->len--;
+	if (buf->len > 0)
+		pp_buf_puts(buf, html ? "\n<br><br>\n" : "\n\n");
+	if (html)
+		pp_merge_text_to_html(buf, quote);
+	else
+		pp_buf_puts(buf, quote);
+}
+
 /* message_body - the merged body, then the merged signature if asked for,
- * as HTML (html) or plain text. */
+ * then a reply's or forward's original, as HTML (html) or plain text. */
 static composer_rc_t message_body(composer_job_t *job, int html, char **out)
 {
 	char what[160];
@@ -90,6 +109,8 @@ static composer_rc_t message_body(composer_job_t *job, int html, char **out)
 		pp_buf_free(&buf);
 		return rc;
 	}
+	if (job->reply.quote != NULL)
+		message_quote(job->reply.quote, html, &buf);
 	pp_buf_append(&buf, "", 0);
 	*out = pp_buf_steal(&buf);
 	return COMPOSER_OK;
@@ -115,10 +136,17 @@ static char *message_from(const char *name, const char *addr)
 	return pp_buf_steal(&buf);
 }
 
+/* message_subject - the merged subject; a reply's or forward's own
+ * ("Re: ...", "Fwd: ...", from outside: never merged) unless the request
+ * gives one. */
 static composer_rc_t message_subject(composer_job_t *job)
 {
 	char what[160];
 	pp_buf_t buf;
+	if (job->reply.subject != NULL && (job->req.subject == NULL || *job->req.subject == '\0')) {
+		job->msg.subject = xstrdup(job->reply.subject);
+		return COMPOSER_OK;
+	}
 	message_source(job, "subject", what, sizeof(what));
 	if (job->tpl.subject == NULL || *job->tpl.subject == '\0')
 		return composer_refuse(job, "%s is empty", what);
@@ -145,15 +173,19 @@ static composer_rc_t message_parts(composer_job_t *job, char **text, char **html
 }
 
 /* message_mime - the MIME text of the finished parts; err on failure. */
-static composer_rc_t message_mime(composer_job_t *job, const char *text, const char *html)
+static composer_rc_t message_mime(composer_job_t *job, const char *text, const char *html,
+                                  const char *unsubscribe)
 {
 	composer_message_t *m = &job->msg;
 	char err[COMPOSER_ERR_MAX - 64];
 	size_t nfiles = job->files.n, ncc = 0;
-	pp_mime_attachment_t *files = xcalloc(nfiles + 1, sizeof(*files));
+	pp_mime_attachment_t *files = xcalloc(nfiles + job->reply.nfiles + 1, sizeof(*files));
 	pp_mime_address_t *cc = xcalloc(job->rcpt.n + 1, sizeof(*cc));
 	if (nfiles > 0)
 		memcpy(files, job->files.list, nfiles * sizeof(*files));
+	if (job->reply.nfiles > 0)
+		memcpy(files + nfiles, job->reply.files, job->reply.nfiles * sizeof(*files));
+	nfiles += job->reply.nfiles;
 	if (m->ics != NULL)
 		files[nfiles++] = (pp_mime_attachment_t){composer_ical_filename(m->ics_method),
 		                                         composer_ical_content_type(m->ics_method),
@@ -162,7 +194,7 @@ static composer_rc_t message_mime(composer_job_t *job, const char *text, const c
 		if (!job->rcpt.list[i].bcc)
 			cc[ncc++] =
 			    (pp_mime_address_t){job->rcpt.list[i].name, job->rcpt.list[i].addr};
-	pp_mime_address_t rcpt = {NULL, job->fields.values[PP_FIELD_PATIENT_EMAIL]};
+	pp_mime_address_t rcpt = {NULL, composer_to_address(job)};
 	pp_mime_spec_t spec = {
 	    .from = {job->account.from_name, job->account.from_addr},
 	    .to = &rcpt,
@@ -177,6 +209,9 @@ static composer_rc_t message_mime(composer_job_t *job, const char *text, const c
 	    .html = html,
 	    .attachments = files,
 	    .nattachments = nfiles,
+	    .in_reply_to = job->reply.in_reply_to,
+	    .references = job->reply.references,
+	    .list_unsubscribe = unsubscribe,
 	};
 	m->body = pp_mime_build(&spec, &m->size, err, sizeof(err));
 	free(files);
@@ -191,16 +226,63 @@ static composer_rc_t message_mime(composer_job_t *job, const char *text, const c
 	return COMPOSER_OK;
 }
 
+/* message_check_to - the To address: the request's to_address (its
+ * people were checked with the copies), or the person's own, which must
+ * be set, valid and not flagged as bounced. */
+static composer_rc_t message_check_to(composer_job_t *job, const char *to)
+{
+	const composer_fields_t *f = &job->fields;
+	const char *who = f->person_kind != NULL ? f->person_kind : "patient";
+	long long id = LL(job->req.person_id);
+	if (job->req.to_address != NULL) {
+		if (!pp_mime_address_valid(to))
+			return composer_refuse(job, "the address to send to (%s) is not valid", to);
+		return COMPOSER_OK;
+	}
+	composer_rc_t rc = composer_check_address(job, who, id, to);
+	if (rc == COMPOSER_OK && f->bounced_on != NULL)
+		rc = composer_refuse_bounced(job, who, id, to, f->bounced_on, f->bounce_status);
+	return rc;
+}
+
+/* message_unsubscribe - mail of a category with an opt-out type of its
+ * own (pp_optout_kind: reminders, confirmations, recalls, welcome) gets a
+ * token, stored on the row, and the List-Unsubscribe value
+ * "<mailto:FROM?subject=unsubscribe%20TOKEN>" (owned); else NULL. */
+static char *message_unsubscribe(composer_job_t *job)
+{
+	static const char keep[] = "-._~@";
+	const char *kind = job->fields.optout_kind;
+	const char *from = job->account.from_addr;
+	if (kind == NULL || strcmp(kind, "general") == 0)
+		return NULL;
+	if (pp_mime_token(job->msg.unsubscribe_token, sizeof(job->msg.unsubscribe_token),
+	                  job->msg.id) != 0)
+		fatalx("no randomness for an unsubscribe token");
+	pp_buf_t b;
+	pp_buf_init(&b);
+	pp_buf_puts(&b, "<mailto:");
+	for (const unsigned char *p = (const unsigned char *)from; *p; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || strchr(keep, *p) != NULL)
+			pp_buf_append(&b, p, 1);
+		else
+			pp_buf_printf(&b, "%%%02X", *p);
+	}
+	pp_buf_printf(&b, "?subject=unsubscribe%%20%s>", job->msg.unsubscribe_token);
+	pp_buf_append(&b, "", 1);
+	return pp_buf_steal(&b);
+}
+
 /* message_email - the complete MIME message, Message-ID in the practice's
  * mail domain carrying the messages row id. */
 static composer_rc_t message_email(composer_job_t *job)
 {
 	composer_message_t *m = &job->msg;
-	const char *to = job->fields.values[PP_FIELD_PATIENT_EMAIL];
-	char *text = NULL, *html = NULL;
+	const char *to = composer_to_address(job);
+	char *text = NULL, *html = NULL, *unsubscribe = NULL;
 	composer_rc_t rc;
-	if ((rc = composer_check_address(job, "patient", LL(job->req.person_id), to)) !=
-	        COMPOSER_OK ||
+	if ((rc = message_check_to(job, to)) != COMPOSER_OK ||
 	    (rc = composer_ical_build(job)) != COMPOSER_OK ||
 	    (rc = message_subject(job)) != COMPOSER_OK ||
 	    (rc = message_parts(job, &text, &html)) != COMPOSER_OK ||
@@ -212,13 +294,15 @@ static composer_rc_t message_email(composer_job_t *job)
 		                     LL(job->req.practice_id));
 		goto done;
 	}
-	if ((rc = message_mime(job, text, html)) != COMPOSER_OK)
+	unsubscribe = message_unsubscribe(job);
+	if ((rc = message_mime(job, text, html, unsubscribe)) != COMPOSER_OK)
 		goto done;
 	m->from_addr = message_from(job->account.from_name, job->account.from_addr);
 	m->to_addr = xstrdup(to);
 done:
 	free(text);
 	free(html);
+	free(unsubscribe);
 	return rc;
 }
 
@@ -226,6 +310,9 @@ static composer_rc_t message_sms(composer_job_t *job)
 {
 	composer_message_t *m = &job->msg;
 	const char *to = job->fields.values[PP_FIELD_PATIENT_MOBILE];
+	if (job->req.to_address != NULL)
+		return composer_refuse(job, "an SMS goes to the patient's mobile number, not to an "
+		                            "email address");
 	if (to == NULL || *to == '\0')
 		return composer_refuse(job, "patient %lld has no mobile number",
 		                       LL(job->req.person_id));

@@ -86,7 +86,8 @@ static composer_rc_t request_lock(pp_daemon_t *d, composer_job_t *job, int64_t i
 	    "SELECT id, practice_id, person_id, template_code, channel, appointment_id, "
 	    "provider_id, specialist_id, email_account_id, sms_account_id, subject, body, "
 	    "category, description, deliver_after, add_signature, draft, send_now, "
-	    "copy_specialist, attach_ics FROM compose_requests "
+	    "copy_specialist, attach_ics, reply_to_message_id, forward_of_message_id, "
+	    "to_address, quote FROM compose_requests "
 	    "WHERE id = $1 AND state = 'new' AND claimed_by = $2 FOR UPDATE",
 	    PP_DB_ARGS(ids, pp_daemon_instance(d)));
 	if (res == NULL)
@@ -115,6 +116,10 @@ static composer_rc_t request_lock(pp_daemon_t *d, composer_job_t *job, int64_t i
 	r->send_now = flag(res, 17);
 	r->copy_specialist = flag(res, 18);
 	r->attach_ics = pp_db_value(res, 0, 19);
+	r->reply_to = pp_db_value(res, 0, 20);
+	r->forward_of = pp_db_value(res, 0, 21);
+	r->to_address = pp_db_value(res, 0, 22);
+	r->quote = flag(res, 23);
 	return COMPOSER_OK;
 }
 
@@ -152,19 +157,21 @@ static composer_rc_t request_insert(pp_db_t *db, composer_job_t *job)
 	        "INSERT INTO messages (id, practice_id, direction, channel, state, "
 	        "email_account_id, sms_account_id, person_id, appointment_id, template_id, "
 	        "category, description, from_addr, to_addr, cc_addrs, bcc_addrs, subject, body, "
-	        "message_id_header, size_bytes, send_now, deliver_after) "
+	        "message_id_header, size_bytes, send_now, deliver_after, unsubscribe_token) "
 	        "VALUES ($1, $2, 'out', $3::message_channel, $4::message_state, $5, $6, $7, "
 	        "$8, $9, coalesce($10, ''), coalesce($11, ''), $12, $13, $14, $15, $16, $17, "
-	        "$18, $19, $20::boolean, coalesce($21::timestamptz, now()))",
+	        "$18, $19, $20::boolean, coalesce($21::timestamptz, now()), nullif($22, ''))",
 	        PP_DB_ARGS(id, practice, email ? "email" : "sms", state,
 	                   email ? job->account.id : NULL, email ? NULL : job->account.id, person,
 	                   job->fields.appointment_id, job->tpl.id, r->category, r->description,
 	                   m->from_addr, m->to_addr, m->cc_addrs ? m->cc_addrs : "",
 	                   m->bcc_addrs ? m->bcc_addrs : "", m->subject, m->body,
 	                   email ? m->message_id : NULL, size, r->send_now ? "true" : "false",
-	                   r->deliver_after)) != 0)
+	                   r->deliver_after, m->unsubscribe_token)) != 0)
 		return COMPOSER_DB_ERROR;
 	composer_rc_t rc = composer_attach_store(db, job);
+	if (rc == COMPOSER_OK)
+		rc = composer_reply_store(db, job);
 	if (rc != COMPOSER_OK || r->id == 0)
 		return rc;
 	if (pp_db_command(
@@ -182,6 +189,7 @@ composer_rc_t composer_job_compose(pp_db_t *db, composer_job_t *job)
 	if ((rc = composer_template_load(db, job)) != COMPOSER_OK ||
 	    (rc = composer_fields_load(db, job)) != COMPOSER_OK ||
 	    (rc = composer_account_load(db, job)) != COMPOSER_OK ||
+	    (rc = composer_reply_load(db, job)) != COMPOSER_OK ||
 	    (rc = composer_recipients_load(db, job)) != COMPOSER_OK ||
 	    (rc = composer_attach_load(db, job)) != COMPOSER_OK ||
 	    (rc = request_next_message_id(db, job)) != COMPOSER_OK ||
@@ -194,11 +202,14 @@ composer_rc_t composer_job_compose(pp_db_t *db, composer_job_t *job)
  * whose link is not set yet: instead of failing, the message waits as
  * pending_sync (sync_failed if the practice software reported an error) and
  * is composed into the same row when the link arrives (composer_auto_sync.c).
+ * A reply, a forward or a message to another address never waits: the
+ * parked row would not remember them.
  * Returns COMPOSER_REFUSED (job->err kept) when that does not apply. */
 static composer_rc_t request_park(pp_db_t *db, composer_job_t *job)
 {
 	const composer_request_t *r = &job->req;
-	if (r->template_code == NULL || job->fields.appointment_id == NULL ||
+	if (r->template_code == NULL || job->fields.appointment_id == NULL || r->reply_to != NULL ||
+	    r->forward_of != NULL || r->to_address != NULL ||
 	    !composer_auto_needs_link(job->tpl.subject, job->tpl.body))
 		return COMPOSER_REFUSED;
 	PGresult *res = pp_db_exec(db,
@@ -228,9 +239,8 @@ static composer_rc_t request_park(pp_db_t *db, composer_job_t *job)
 	m.appointment = job->fields.appointment_id;
 	m.deliver_after = r->deliver_after;
 	char err[COMPOSER_ERR_MAX];
-	composer_auto_rc_t arc = composer_auto_park(db, &m, r->template_code,
-	                                            pp_db_value(res, 0, 1), &job->msg.id, err,
-	                                            sizeof(err));
+	composer_auto_rc_t arc = composer_auto_park(
+	    db, &m, r->template_code, pp_db_value(res, 0, 1), &job->msg.id, err, sizeof(err));
 	PQclear(res);
 	if (arc == AUTO_DB_ERROR)
 		return COMPOSER_DB_ERROR;
@@ -366,6 +376,7 @@ void composer_job_free(composer_job_t *job)
 		PQfreemem((void *)job->files.list[i].data);
 	free(job->files.list);
 	PQclear(job->files.res);
+	composer_reply_free(&job->reply);
 	free(job->msg.from_addr);
 	free(job->msg.to_addr);
 	free(job->msg.cc_addrs);

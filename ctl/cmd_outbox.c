@@ -1,9 +1,10 @@
 /*
- * cmd_outbox.c - `practicepost outbox`, `inbox` and `contacts`: the
- * listings of outgoing messages (everything not yet sent, or one state, the
- * sent ones with the server's reply), of incoming ones with the patient
- * each was filed against, and one patient's contact log (both directions,
- * both channels, newest first). Never bodies.
+ * cmd_outbox.c - `practicepost outbox` and `contacts`: the listings of
+ * outgoing messages (everything not yet sent, or one state, the sent ones
+ * with the server's reply and what happened after), and one patient's
+ * contact log (both directions, both channels, newest first, including
+ * messages filed to them as a family's guarantor or listing them).
+ * Never bodies. The inbox is in cmd_inbox.c.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -112,6 +113,7 @@ static int cmd_outbox(ctl_t *ctl, int argc, char **argv)
 	    {"subject", "SUBJECT", CTL_COL_TEXT, 30, CTL_COL_BOTH},
 	    {"deliver_after", "DELIVER AFTER", CTL_COL_TIME, 0, CTL_COL_BOTH},
 	    {"status", "STATUS", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+	    {"delivery_code", "DELIVERY CODE", CTL_COL_TEXT, 0, CTL_COL_JSON_ONLY},
 	    {"attempts", "TRIES", CTL_COL_INT, 0, CTL_COL_BOTH},
 	    {"last_code", "CODE", CTL_COL_INT, 0, CTL_COL_JSON_ONLY},
 	    {"last_error", "LAST ERROR", CTL_COL_TEXT, 40, CTL_COL_JSON_ONLY},
@@ -137,7 +139,8 @@ static int cmd_outbox(ctl_t *ctl, int argc, char **argv)
 	    "'N' END, CASE WHEN state = 'draft' THEN 'D' END), '') AS flag, flagged, send_now, "
 	    "channel::text AS channel, to_json(created_at) #>> '{}' AS created, "
 	    "from_addr AS \"from\", to_addr AS \"to\", subject, "
-	    "to_json(deliver_after) #>> '{}' AS deliver_after, state::text AS status, attempts, "
+	    "to_json(deliver_after) #>> '{}' AS deliver_after, COALESCE(delivery, state::text) AS "
+	    "status, delivery_code, attempts, "
 	    "last_code, CASE WHEN last_code IS NOT NULL THEN last_code || ' ' END || last_error "
 	    "AS last_error, CASE WHEN state = 'sent' THEN server_reply ELSE CASE WHEN last_code IS "
 	    "NOT NULL THEN last_code || ' ' END || last_error END AS result, "
@@ -166,77 +169,17 @@ static int cmd_outbox(ctl_t *ctl, int argc, char **argv)
 	return CTL_OK;
 }
 
-static int cmd_inbox(ctl_t *ctl, int argc, char **argv)
-{
-	static const struct option opts[] = {{"practice", required_argument, NULL, 'p'},
-	                                     {"unfiled", no_argument, NULL, 'u'},
-	                                     {"channel", required_argument, NULL, 'c'},
-	                                     {"limit", required_argument, NULL, 'l'},
-	                                     {NULL, 0, NULL, 0}};
-	static const ctl_column_t cols[] = {
-	    {"id", "ID", CTL_COL_INT, 0, CTL_COL_BOTH},
-	    {"received", "RECEIVED", CTL_COL_TIME, 0, CTL_COL_BOTH},
-	    {"channel", "CHANNEL", CTL_COL_TEXT, 0, CTL_COL_BOTH},
-	    {"from", "FROM", CTL_COL_TEXT, 30, CTL_COL_BOTH},
-	    {"subject", "SUBJECT", CTL_COL_TEXT, 40, CTL_COL_BOTH},
-	    {"patient", "PATIENT", CTL_COL_TEXT, 28, CTL_COL_BOTH},
-	    {"person_id", "PERSON", CTL_COL_INT, 0, CTL_COL_JSON_ONLY},
-	    {"practice_id", "PRACTICE", CTL_COL_INT, 0, CTL_COL_JSON_ONLY},
-	    {"account_id", "ACCOUNT", CTL_COL_INT, 0, CTL_COL_JSON_ONLY},
-	    {"to", "TO", CTL_COL_TEXT, 0, CTL_COL_JSON_ONLY},
-	    {"message_id_header", "MESSAGE-ID", CTL_COL_TEXT, 0, CTL_COL_JSON_ONLY},
-	};
-	int64_t practice = 0, limit = LIST_DEFAULT_LIMIT;
-	const char *channel = NULL;
-	char ptext[PP_LL_LEN], ltext[PP_LL_LEN];
-	int ch, unfiled = 0;
-	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (ch == 'p' && ctl_parse_id("--practice", optarg, &practice) != 0)
-			return CTL_USAGE;
-		if (ch == 'l' && ctl_parse_int("--limit", optarg, 1, 1000000, &limit) != 0)
-			return CTL_USAGE;
-		if (ch == 'c' && ctl_parse_choice("--channel", optarg, channels) < 0)
-			return CTL_USAGE;
-		if (ch == 'c')
-			channel = optarg;
-		if (ch == 'u')
-			unfiled = 1;
-		if (ch == '?' || ch == ':')
-			return ctl_usage_line(ctl);
-	}
-	CTL_NO_ARGS(ctl, argc, argv);
-	if (ctl_db(ctl) == NULL)
-		return CTL_FAIL;
-	PGresult *res = pp_db_exec(
-	    ctl->db,
-	    "SELECT m.id, to_json(COALESCE(m.received_at, m.created_at)) #>> '{}' AS received, "
-	    "m.channel::text AS channel, m.from_addr AS \"from\", m.subject, "
-	    "NULLIF(concat_ws(' ', p.first_name, p.last_name), '') AS patient, m.person_id, "
-	    "m.practice_id, COALESCE(m.email_account_id, m.sms_account_id) AS account_id, "
-	    "m.to_addr AS \"to\", m.message_id_header, count(*) OVER () AS total "
-	    "FROM messages m LEFT JOIN people p ON p.id = m.person_id "
-	    "WHERE m.direction = 'in' AND ($1::bigint IS NULL OR m.practice_id = $1::bigint) "
-	    "AND (NOT $2 OR m.person_id IS NULL) AND ($3::text IS NULL OR m.channel::text = $3) "
-	    "ORDER BY COALESCE(m.received_at, m.created_at) DESC, m.id DESC LIMIT $4::bigint",
-	    PP_DB_ARGS(practice ? pp_lltoa(ptext, practice) : NULL, unfiled ? "t" : "f", channel,
-	               pp_lltoa(ltext, limit)));
-	if (res == NULL)
-		return ctl_db_fail(ctl, "list the inbox");
-	ctl_print_rows(ctl, res, cols, (int)(sizeof(cols) / sizeof(cols[0])));
-	note_truncated(ctl, res, limit);
-	PQclear(res);
-	return CTL_OK;
-}
-
 static const char contacts_sql[] =
     "SELECT m.id, to_json(COALESCE(m.sent_at, m.received_at, m.created_at)) #>> '{}' AS at, "
-    "m.direction::text AS direction, m.channel::text AS channel, m.state::text AS status, "
+    "m.direction::text AS direction, m.channel::text AS channel, "
+    "COALESCE(m.delivery, m.state::text) AS status, "
     "m.from_addr AS \"from\", m.to_addr AS \"to\", m.subject, m.category, m.attempts, "
     "m.last_code, m.last_error, m.server_reply, CASE WHEN m.state = 'sent' THEN "
     "m.server_reply ELSE CASE WHEN m.last_code IS NOT NULL THEN m.last_code || ' ' END || "
     "m.last_error END AS result, m.appointment_id, m.message_id_header, "
     "to_json(m.created_at) #>> '{}' AS created, count(*) OVER () AS total "
-    "FROM messages m WHERE m.person_id = $1 "
+    "FROM messages m WHERE (m.person_id = $1 OR EXISTS (SELECT 1 FROM message_people mp "
+    "WHERE mp.message_id = m.id AND mp.person_id = $1)) "
     "ORDER BY COALESCE(m.sent_at, m.received_at, m.created_at) DESC, m.id DESC LIMIT $2::bigint";
 
 /* contacts_patient - 1 if the person exists, 0 (printed) if not, -1. */
@@ -309,8 +252,6 @@ const ctl_command_t ctl_outbox_commands[] = {
      "[--sort created|deliver_after] [--desc] [--limit N]",
      "list outgoing messages (default: all not yet sent; --state sent: the Sent list with "
      "each server's reply; FLAG: F flagged, N send now, D draft)"},
-    {NULL, "inbox", cmd_inbox, "[--practice ID] [--unfiled] [--channel email|sms] [--limit N]",
-     "list incoming messages, newest first, with the patient each is filed against"},
     {NULL, "contacts", cmd_contacts, "--patient ID [--limit N]",
      "a patient's contact log: every message to or from them, both channels, newest "
      "first"},

@@ -1,12 +1,17 @@
 /*
- * cmd_person.c - `practicepost person add|set|list`: patients, providers,
- * specialists and staff of a practice, with the addresses messages go to.
+ * cmd_person.c - `practicepost person add|set|list|show|clear-bounce`:
+ * patients, providers, specialists and staff of a practice, with the
+ * addresses messages go to, the bounce flag a hard bounce puts on an
+ * address (the composer refuses it until the address changes or the flag
+ * is cleared, audited) and the person's opt-outs.
  */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ctl.h"
+#include "pp_audit.h"
 
 static const char *const person_kinds[] = {"patient", "provider", "specialist", "staff", NULL};
 static const char *const channels[] = {"email", "sms", "none", NULL};
@@ -222,6 +227,141 @@ static int cmd_person_list(ctl_t *ctl, int argc, char **argv)
 	return CTL_OK;
 }
 
+static const ctl_column_t show_cols[] = {
+    {"id", "id", CTL_COL_INT, 0, CTL_COL_BOTH},
+    {"practice_id", "practice", CTL_COL_INT, 0, CTL_COL_BOTH},
+    {"kind", "kind", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+    {"title", "title", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+    {"first_name", "first name", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+    {"last_name", "last name", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+    {"email", "email", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+    {"mobile", "mobile", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+    {"family_id", "family", CTL_COL_INT, 0, CTL_COL_BOTH},
+    {"preferred_channel", "prefer", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+    {"external_id", "external id", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+    {"email_bounced", "email bounced", CTL_COL_BOOL, 0, CTL_COL_BOTH},
+    {"email_bounced_at", "bounced at", CTL_COL_TIME, 0, CTL_COL_BOTH},
+    {"email_bounce_address", "bounced addr", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+    {"email_bounce_status", "bounce status", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+    {"optouts", "opted out of", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+};
+#define N_SHOW_COLS ((int)(sizeof(show_cols) / sizeof(show_cols[0])))
+
+/* email_bounced: the flag stops mail to the current address (it is for
+ * that address; an address changed since is not refused). */
+static const char show_sql[] =
+    "SELECT id, practice_id, kind::text AS kind, title, first_name, last_name, email, mobile, "
+    "family_id, preferred_channel, external_id, "
+    "(email_bounced_at IS NOT NULL AND lower(email_bounce_address) = lower(email)) "
+    "AS email_bounced, to_json(email_bounced_at) #>> '{}' AS email_bounced_at, "
+    "email_bounce_address, email_bounce_status, "
+    "(SELECT string_agg(o.kind || ' (' || o.channel || ')', ', ' ORDER BY o.kind, o.channel) "
+    "FROM optouts o WHERE o.person_id = people.id) AS optouts "
+    "FROM people WHERE id = $1";
+
+static void show_json(const PGresult *res)
+{
+	ctl_json_t j;
+	ctl_json_init(&j);
+	ctl_json_begin_object(&j);
+	for (int c = 0; c < N_SHOW_COLS; c++) {
+		ctl_json_key(&j, show_cols[c].key);
+		ctl_json_cell(&j, pp_db_value(res, 0, PQfnumber(res, show_cols[c].key)),
+		              show_cols[c].kind);
+	}
+	ctl_json_end_object(&j);
+	ctl_json_print(&j, stdout);
+}
+
+static void show_text(const PGresult *res)
+{
+	for (int c = 0; c < N_SHOW_COLS; c++) {
+		const char *v = pp_db_value(res, 0, PQfnumber(res, show_cols[c].key));
+		if (v == NULL || *v == '\0')
+			continue;
+		char *cell = ctl_table_cell(v, show_cols[c].kind, 0);
+		printf("%-14s %s\n", show_cols[c].header, cell);
+		free(cell);
+	}
+}
+
+/* person_id_arg - the one ID argument of a command without options. */
+static int person_id_arg(ctl_t *ctl, int argc, char **argv, int64_t *id)
+{
+	if (getopt_long(argc, argv, "", (const struct option[]){{NULL, 0, NULL, 0}}, NULL) != -1)
+		return ctl_usage_line(ctl);
+	if (optind != argc - 1)
+		return ctl_usage(ctl, "give exactly one person id");
+	return ctl_parse_id("person id", argv[optind], id) == 0 ? CTL_OK : CTL_USAGE;
+}
+
+static int cmd_person_show(ctl_t *ctl, int argc, char **argv)
+{
+	int64_t person;
+	char id[PP_LL_LEN];
+	int rc = person_id_arg(ctl, argc, argv, &person);
+	if (rc != CTL_OK)
+		return rc;
+	if (ctl_db(ctl) == NULL)
+		return CTL_FAIL;
+	PGresult *res = pp_db_exec(ctl->db, show_sql, PP_DB_ARGS(pp_lltoa(id, person)));
+	if (res == NULL)
+		return ctl_db_fail(ctl, "read the person");
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		return ctl_err("no person with id %lld", (long long)person);
+	}
+	if (ctl->json)
+		show_json(res);
+	else
+		show_text(res);
+	PQclear(res);
+	return CTL_OK;
+}
+
+/* person clear-bounce ID: mail may go to the flagged address again. */
+static int cmd_person_clear_bounce(ctl_t *ctl, int argc, char **argv)
+{
+	int64_t person;
+	char id[PP_LL_LEN];
+	int rc = person_id_arg(ctl, argc, argv, &person);
+	if (rc != CTL_OK)
+		return rc;
+	if (ctl_db(ctl) == NULL)
+		return CTL_FAIL;
+	if (pp_db_begin(ctl->db) != 0)
+		return ctl_db_fail(ctl, "clear the bounce flag");
+	PGresult *res = pp_db_exec(
+	    ctl->db,
+	    "WITH old AS (SELECT id, email_bounced_at, email_bounce_address, email_bounce_status "
+	    "FROM people WHERE id = $1 FOR UPDATE) "
+	    "UPDATE people p SET email_bounced_at = NULL, email_bounce_address = NULL, "
+	    "email_bounce_status = NULL FROM old WHERE p.id = old.id "
+	    "RETURNING p.practice_id, old.email_bounced_at IS NOT NULL, old.email_bounce_address, "
+	    "old.email_bounce_status, to_json(old.email_bounced_at) #>> '{}'",
+	    PP_DB_ARGS(pp_lltoa(id, person)));
+	int found = res != NULL && PQntuples(res) == 1;
+	int had = found && strcmp(pp_db_value(res, 0, 1), "t") == 0;
+	if (res == NULL ||
+	    (had &&
+	     pp_audit(ctl->db, pp_audit_operator(), "bounce_cleared", pp_db_value_ll(res, 0, 0, 0),
+	              0, person, "address=%s status=%s bounced_at=%s", pp_db_value(res, 0, 2),
+	              pp_db_value(res, 0, 3) ? pp_db_value(res, 0, 3) : "-",
+	              pp_db_value(res, 0, 4)) != 0) ||
+	    pp_db_commit(ctl->db) != 0) {
+		PQclear(res);
+		pp_db_rollback(ctl->db);
+		return ctl_db_fail(ctl, "clear the bounce flag");
+	}
+	PQclear(res);
+	if (!found)
+		return ctl_err("no person with id %lld", (long long)person);
+	if (!ctl->json)
+		printf("person %lld: %s\n", (long long)person,
+		       had ? "bounce flag cleared" : "no bounce flag");
+	return CTL_OK;
+}
+
 const ctl_command_t ctl_person_commands[] = {
     {"person", "add", cmd_person_add,
      "--practice ID [--kind patient|provider|specialist|staff] --first F --last L "
@@ -233,5 +373,9 @@ const ctl_command_t ctl_person_commands[] = {
      "[--family ID | --no-family] [--prefer email|sms|none] [--external-id X]",
      "change a person (an empty --email or --mobile clears it)"},
     {"person", "list", cmd_person_list, "--practice ID [--kind K]", "list a practice's people"},
+    {"person", "show", cmd_person_show, "ID",
+     "show one person: addresses, family, the email bounce flag and opt-outs"},
+    {"person", "clear-bounce", cmd_person_clear_bounce, "ID",
+     "clear the bounce flag of a person's email address (mail may go to it again)"},
     {NULL, NULL, NULL, NULL, NULL},
 };

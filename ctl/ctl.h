@@ -204,6 +204,15 @@ char *ctl_account_encrypt(ctl_t *ctl, const char *path, const char *prompt);
 /* ctl_practice_exists - 1 yes, 0 no (printed), -1 database error (printed). */
 int ctl_practice_exists(ctl_t *ctl, int64_t practice_id);
 
+/* ---- cmd_inbox_work.c: changing incoming messages ---- */
+
+/* ctl_inbox_parse_one - the options of a command taking one MSG id and no
+ * options: 0 with *id set, else the exit code after printing why. */
+int ctl_inbox_parse_one(ctl_t *ctl, int argc, char **argv, int64_t *id);
+/* ctl_inbox_mark_read - mark an unread incoming message read, audited as
+ * the operator; a read one is left alone. 0 / -1 (database error). */
+int ctl_inbox_mark_read(ctl_t *ctl, int64_t id);
+
 /* Command tables defined in the cmd_*.c files; each ends with {NULL}. */
 extern const ctl_command_t ctl_db_commands[];
 extern const ctl_command_t ctl_practice_commands[];
@@ -212,6 +221,10 @@ extern const ctl_command_t ctl_person_commands[];
 extern const ctl_command_t ctl_template_commands[];
 extern const ctl_command_t ctl_compose_commands[];
 extern const ctl_command_t ctl_outbox_commands[];
+extern const ctl_command_t ctl_inbox_commands[];
+extern const ctl_command_t ctl_inbox_work_commands[];
+extern const ctl_command_t ctl_reply_commands[];
+extern const ctl_command_t ctl_incoming_commands[];
 extern const ctl_command_t ctl_message_commands[];
 extern const ctl_command_t ctl_queue_commands[];
 extern const ctl_command_t ctl_status_commands[];

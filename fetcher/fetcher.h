@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fetcher_classify.h"
 #include "pp_daemon.h"
 #include "pp_db.h"
 #include "pp_util.h"
@@ -23,6 +24,10 @@ typedef struct {
 	int64_t connect_timeout_s; /* TCP + TLS + login */
 	int64_t transfer_timeout_s;
 	int64_t max_message_bytes; /* larger messages are skipped with a diagnostic */
+	int idle;                  /* use IMAP IDLE where accounts and servers allow */
+	int64_t idle_max_accounts; /* IDLE connections per instance */
+	int64_t idle_renew_s;      /* DONE + IDLE again after this (RFC 2177: < 29 min) */
+	int64_t idle_refresh_s;    /* re-read the accounts to idle on */
 } fetcher_settings_t;
 
 /* One claimed email account (fetcher_account.c). Strings are owned. */
@@ -39,7 +44,8 @@ typedef struct {
 	int verify;
 	char *mailbox;
 	int64_t poll_seconds;
-	int64_t lease_renew_ms; /* monotonic time of the next lease renewal */
+	int64_t delete_after_days; /* POP3: delete stored mail after this; 0 never */
+	int64_t lease_renew_ms;    /* monotonic time of the next lease renewal */
 } fetcher_account_t;
 
 /* How one poll of an account ended. */
@@ -108,13 +114,37 @@ void fetcher_poll_fail(fetcher_poll_t *poll, const char *code, const char *fmt, 
     __attribute__((format(printf, 3, 4)));
 
 /* fetcher_imap.c / fetcher_pop3.c: one poll of a claimed account. */
+/* fetcher_imap_quote - the mailbox as an IMAP quoted string (owned); NULL
+ * if it holds something a quoted string cannot carry (CR, LF, 8-bit). */
+char *fetcher_imap_quote(const char *mailbox);
 void fetcher_imap_poll(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_account_t *acct,
                        fetcher_poll_t *poll);
 void fetcher_pop3_poll(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_account_t *acct,
                        fetcher_poll_t *poll);
 
+/* Bounds on a message's MIME structure (fetcher_parts.c). */
+#define FETCHER_MAX_PARTS 1000
+#define FETCHER_MAX_DEPTH 32
+
+/* One attachment (or embedded message) of an incoming message. Owned. */
+typedef struct {
+	char *filename;      /* safe to show: UTF-8, no control chars or slashes */
+	char *content_type;  /* "type/subtype", lower case */
+	char *part_path;     /* "1.2": where in the MIME tree */
+	char *content_id;    /* or NULL */
+	unsigned char *data; /* decoded bytes */
+	size_t len;
+	char sha256[PP_SHA256_HEX_LEN];
+} fetcher_attachment_t;
+
+/* fetcher_idle.c - the IMAP IDLE thread (none with --once or idle off). */
+typedef struct fetcher_idle fetcher_idle_t;
+fetcher_idle_t *fetcher_idle_start(pp_daemon_t *d, const fetcher_settings_t *s);
+void fetcher_idle_stop(fetcher_idle_t **w);
+
 /* fetcher_parse.c - what the store needs from a message, parsed with
- * GMime. Never fails: a message GMime cannot parse keeps empty fields. */
+ * GMime. Never fails: a message GMime cannot parse keeps empty fields and
+ * says why in parse_error. */
 typedef struct {
 	char *from_addr; /* first sender mailbox address, or "" */
 	char *to_addr;   /* display form, UTF-8 */
@@ -125,11 +155,21 @@ typedef struct {
 	char *message_id; /* "<id>" or NULL */
 	char **refs;      /* bare ids: In-Reply-To first, then References newest first */
 	size_t nrefs;
-	int warnings; /* parser complaints */
+	char *references; /* "<id> <id>": References (or In-Reply-To) as received */
+	int warnings;     /* parser complaints */
 	char first_warning[96];
-	int unparsable; /* GMime found no message at all */
-	char *body;     /* the raw message as valid UTF-8 text */
-	int body_lossy; /* body differs from the raw bytes */
+	int unparsable;                         /* GMime found no message at all */
+	char *body;                             /* the raw message as valid UTF-8 text */
+	int body_lossy;                         /* body differs from the raw bytes */
+	char content_sha256[PP_SHA256_HEX_LEN]; /* of the raw bytes */
+	char *dedup_key;      /* the Message-ID, else "sha256:" + content_sha256 */
+	char *body_text;      /* first inline text/plain (or the HTML's text), or NULL */
+	char *body_html;      /* first inline text/html, or NULL: never shown */
+	char *body_html_safe; /* body_html sanitised by pp_html */
+	fetcher_attachment_t *attachments;
+	size_t nattachments;
+	char *parse_error;      /* why part of the message could not be read, or NULL */
+	fetcher_classify_t cls; /* bounce, auto-reply, unsubscribe or mail */
 } fetcher_parsed_t;
 
 void fetcher_parse_init(void);
@@ -139,6 +179,34 @@ void fetcher_parsed_clear(fetcher_parsed_t *p);
 /* fetcher_utf8_clean - owned valid UTF-8 copy: invalid bytes and NUL become
  * U+FFFD; with header != 0 control characters become spaces. */
 char *fetcher_utf8_clean(const char *s, size_t len, int header, int *changed);
+/* fetcher_parse_error - set out->parse_error unless already set. */
+void fetcher_parse_error(fetcher_parsed_t *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* fetcher_parts.c - bodies and attachments of a parsed message. */
+void fetcher_parts_read(GMimeMessage *msg, fetcher_parsed_t *out);
+/* fetcher_part_bytes - write the decoded content of a leaf part, or an
+ * embedded message serialised, to the memory stream mem; its bytes. */
+GByteArray *fetcher_part_bytes(GMimeObject *obj, GMimeStream *mem);
+
+/* fetcher_file.c - where an incoming message is filed (rules in the file). */
+typedef struct {
+	int64_t person_id;  /* 0: unfiled */
+	int64_t related_id; /* the outgoing message it answers, bounces or unsubscribes */
+	const char *how;    /* bounce, unsubscribe, reference, sender, family, other, none */
+	const char *tag;    /* "Patient", "Specialist" or NULL */
+	pp_buf_t listed;    /* family members listed with it: "id,id,..." */
+	char why[200];
+} fetcher_filing_t;
+
+/* fetcher_file - apply the filing rules; 0, or -1 on a database error. */
+int fetcher_file(pp_db_t *db, int64_t practice_id, const fetcher_parsed_t *p, fetcher_filing_t *f);
+void fetcher_filing_clear(fetcher_filing_t *f);
+
+/* fetcher_act.c - what a stored bounce or unsubscribe request does, in the
+ * store's transaction: 0, or -1 on a database error. */
+int fetcher_act(pp_db_t *db, int64_t practice_id, int64_t msg_id, const fetcher_parsed_t *p,
+                const fetcher_filing_t *f);
 
 /* fetcher_store.c - parse, file and insert one message in one transaction.
  * Returns 1 stored, 0 already stored (duplicate), -1 database failure. */

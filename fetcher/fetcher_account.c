@@ -31,11 +31,12 @@ int fetcher_account_claim(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_a
 	    "UPDATE email_accounts SET in_claimed_by = $1, "
 	    "in_lease_until = now() + $2::int * interval '1 second' "
 	    "WHERE id = (SELECT id FROM email_accounts "
-	    "  WHERE enabled AND in_protocol IN ('imap', 'pop3') AND in_next_poll <= now() "
+	    "  WHERE enabled AND in_enabled AND in_protocol IN ('imap', 'pop3') "
+	    "  AND in_next_poll <= now() "
 	    "  AND (in_claimed_by IS NULL OR in_lease_until IS NULL OR in_lease_until < now()) "
 	    "  ORDER BY in_next_poll, id LIMIT 1 FOR UPDATE SKIP LOCKED) "
 	    "RETURNING id, practice_id, in_protocol, in_host, in_port, in_tls, in_username, "
-	    "in_secret, in_ca_file, in_verify, in_mailbox, in_poll_seconds",
+	    "in_secret, in_ca_file, in_verify, in_mailbox, in_poll_seconds, in_delete_after_days",
 	    PP_DB_ARGS(pp_daemon_instance(d), lease));
 	if (res == NULL) {
 		log_warnx("cannot claim an incoming account: %s", pp_db_error(pp_daemon_db(d)));
@@ -57,6 +58,7 @@ int fetcher_account_claim(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_a
 	acct->verify = strcmp(pp_db_value(res, 0, 9), "t") == 0;
 	acct->mailbox = account_dup(res, 10);
 	acct->poll_seconds = pp_db_value_ll(res, 0, 11, 60);
+	acct->delete_after_days = pp_db_value_ll(res, 0, 12, 0);
 	acct->lease_renew_ms = pp_mono_ms() + s->lease_s * 1000 / 3;
 	PQclear(res);
 	log_debug("account=%lld claimed protocol=%s host=%s", (long long)acct->id, acct->protocol,
@@ -96,7 +98,7 @@ int fetcher_account_release(pp_daemon_t *d, const fetcher_account_t *acct, int p
 	int rc = pp_db_command(pp_daemon_db(d),
 	                       "UPDATE email_accounts SET in_claimed_by = NULL, "
 	                       "in_lease_until = NULL, in_next_poll = CASE WHEN $3::boolean "
-	                       "THEN now() ELSE now() + in_poll_seconds * interval '1 second' END "
+	                       "THEN now() ELSE pp_next_fetch(id) END "
 	                       "WHERE id = $1 AND in_claimed_by = $2",
 	                       PP_DB_ARGS(id, pp_daemon_instance(d), poll_again_now ? "t" : "f"));
 	if (rc != 0)
@@ -160,12 +162,12 @@ int fetcher_account_report(pp_daemon_t *d, const fetcher_account_t *acct,
 
 int64_t fetcher_account_due(pp_daemon_t *d)
 {
-	PGresult *res =
-	    pp_db_exec(pp_daemon_db(d),
-	               "SELECT count(*) FROM email_accounts WHERE enabled AND in_protocol IN "
-	               "('imap', 'pop3') AND in_next_poll <= now() AND (in_claimed_by IS NULL OR "
-	               "in_lease_until IS NULL OR in_lease_until < now())",
-	               0, NULL);
+	PGresult *res = pp_db_exec(
+	    pp_daemon_db(d),
+	    "SELECT count(*) FROM email_accounts WHERE enabled AND in_enabled AND in_protocol IN "
+	    "('imap', 'pop3') AND in_next_poll <= now() AND (in_claimed_by IS NULL OR "
+	    "in_lease_until IS NULL OR in_lease_until < now())",
+	    0, NULL);
 	if (res == NULL)
 		return -1;
 	int64_t n = pp_db_value_ll(res, 0, 0, -1);

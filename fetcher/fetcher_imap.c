@@ -18,9 +18,7 @@ typedef struct {
 	size_t count;
 } imap_uids_t;
 
-/* imap_quote - the mailbox as an IMAP quoted string; NULL if it holds
- * something a quoted string cannot carry (CR, LF, 8-bit). */
-static char *imap_quote(const char *mailbox)
+char *fetcher_imap_quote(const char *mailbox)
 {
 	pp_buf_t b;
 	pp_buf_init(&b);
@@ -147,7 +145,7 @@ static int imap_list_new(pp_daemon_t *d, fetcher_session_t *sess, fetcher_accoun
                          int64_t *uidvalidity, imap_uids_t *uids, fetcher_poll_t *poll)
 {
 	int64_t last_uid;
-	char *quoted = imap_quote(acct->mailbox);
+	char *quoted = fetcher_imap_quote(acct->mailbox);
 	if (quoted == NULL) {
 		fetcher_poll_fail(poll, "fetch_config_invalid",
 		                  "mailbox name \"%.100s\" must be printable ASCII", acct->mailbox);

@@ -13,6 +13,7 @@
 
 typedef struct {
 	fetcher_settings_t settings;
+	fetcher_idle_t *idle;
 } fetcher_state_t;
 
 static void fetcher_read_settings(pp_daemon_t *d, fetcher_settings_t *s)
@@ -23,6 +24,10 @@ static void fetcher_read_settings(pp_daemon_t *d, fetcher_settings_t *s)
 	s->transfer_timeout_s = pp_daemon_int(d, "transfer_timeout_seconds", 300, 1, 3600);
 	s->max_message_bytes =
 	    pp_daemon_int(d, "max_message_bytes", 52428800, 1024, 512 * 1024 * 1024);
+	s->idle = (int)pp_daemon_int(d, "idle", 1, 0, 1);
+	s->idle_max_accounts = pp_daemon_int(d, "idle_max_accounts", 100, 1, 10000);
+	s->idle_renew_s = pp_daemon_int(d, "idle_renew_seconds", 1500, 1, 1740);
+	s->idle_refresh_s = pp_daemon_int(d, "idle_refresh_seconds", 30, 1, 3600);
 }
 
 static int fetcher_init(pp_daemon_t *d, void **statep)
@@ -34,6 +39,7 @@ static int fetcher_init(pp_daemon_t *d, void **statep)
 	fetcher_parse_init();
 	fetcher_state_t *st = xcalloc(1, sizeof(*st));
 	fetcher_read_settings(d, &st->settings);
+	st->idle = fetcher_idle_start(d, &st->settings);
 	*statep = st;
 	return 0;
 }
@@ -52,7 +58,8 @@ static int fetcher_poll_account(pp_daemon_t *d, fetcher_state_t *st, fetcher_acc
 	if (fetcher_account_report(d, acct, &poll) != 0)
 		poll.db_failed = 1;
 	/* More waiting (batch limit, or SIGTERM): due again at once, for this
-	 * or another instance. Anything else waits in_poll_seconds. */
+	 * or another instance. Anything else waits for the check schedule
+	 * (pp_next_fetch: every in_poll_seconds and/or preset times). */
 	fetcher_account_release(d, acct, poll.status == FETCHER_POLL_MORE && !poll.db_failed);
 	pp_daemon_count(d, poll.stored, poll.status == FETCHER_POLL_ACCOUNT_ERR ? 1 : 0);
 	const char *result = poll.status == FETCHER_POLL_MORE ? "more" : "ok";
@@ -88,8 +95,10 @@ static void fetcher_reload(pp_daemon_t *d, void *state)
 
 static void fetcher_fini(pp_daemon_t *d, void *state)
 {
+	fetcher_state_t *st = state;
 	(void)d;
-	free(state);
+	fetcher_idle_stop(&st->idle);
+	free(st);
 	fetcher_parse_shutdown();
 	curl_global_cleanup();
 }

@@ -1,11 +1,14 @@
 /*
  * fetcher_parse.c - reads what filing and the inbox need from a downloaded
- * message with GMime 3: sender address, To, Cc, Subject, Date, Message-ID
- * and the ids it answers (In-Reply-To, References). Malformed input never
- * fails: the parser's complaints are counted, and every text handed to the
- * database is made valid UTF-8 here.
+ * message with GMime 3: sender address, To, Cc, Subject, Date, Message-ID,
+ * the ids it answers (In-Reply-To, References), the content hash and the
+ * de-duplication key; then its parts (fetcher_parts.c) and its kind
+ * (fetcher_classify.c). Malformed input never fails: the parser's
+ * complaints become the message's parse_error, and every text handed to
+ * the database is made valid UTF-8 here.
  */
 #include <gmime/gmime.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,6 +194,37 @@ static void parse_add_refs(GMimeMessage *msg, GMimeParserOptions *opts, const ch
 	g_mime_references_free(refs);
 }
 
+/* parse_references_header - References (In-Reply-To when it has none) as
+ * "<id> <id>", oldest first, as a reply's References continue them; NULL
+ * when there is neither. */
+static char *parse_references_header(GMimeMessage *msg, GMimeParserOptions *opts)
+{
+	const char *value = g_mime_object_get_header(GMIME_OBJECT(msg), "References");
+	if (value == NULL)
+		value = g_mime_object_get_header(GMIME_OBJECT(msg), "In-Reply-To");
+	GMimeReferences *refs = value ? g_mime_references_parse(opts, value) : NULL;
+	if (refs == NULL)
+		return NULL;
+	pp_buf_t b;
+	pp_buf_init(&b);
+	int n = g_mime_references_length(refs);
+	/* the newest PARSE_MAX_REFS, in order */
+	for (int i = n > PARSE_MAX_REFS ? n - PARSE_MAX_REFS : 0; i < n; i++) {
+		const char *id = g_mime_references_get_message_id(refs, i);
+		if (id == NULL || *id == '\0' || strpbrk(id, "<> ") != NULL)
+			continue;
+		char *clean = parse_header_text(id);
+		pp_buf_printf(&b, "%s<%s>", b.len ? " " : "", clean);
+		free(clean);
+	}
+	g_mime_references_free(refs);
+	if (b.len == 0) {
+		pp_buf_free(&b);
+		return NULL;
+	}
+	return pp_buf_steal(&b);
+}
+
 static void parse_fields(GMimeMessage *msg, GMimeParserOptions *opts, fetcher_parsed_t *out)
 {
 	const char *from = parse_first_mailbox(g_mime_message_get_from(msg));
@@ -214,6 +248,34 @@ static void parse_fields(GMimeMessage *msg, GMimeParserOptions *opts, fetcher_pa
 	}
 	parse_add_refs(msg, opts, "In-Reply-To", 0, out);
 	parse_add_refs(msg, opts, "References", 1, out);
+	out->references = parse_references_header(msg, opts);
+}
+
+void fetcher_parse_error(fetcher_parsed_t *out, const char *fmt, ...)
+{
+	va_list ap;
+	if (out->parse_error != NULL)
+		return;
+	va_start(ap, fmt);
+	char *text = NULL;
+	if (vasprintf(&text, fmt, ap) < 0)
+		text = NULL;
+	va_end(ap);
+	out->parse_error = text ? text : xstrdup("the message could not be read");
+}
+
+/* parse_note_warnings - the parser's complaints as the message's error. */
+static void parse_note_warnings(fetcher_parsed_t *out)
+{
+	if (out->unparsable)
+		fetcher_parse_error(out, "not a MIME message: no header or body could be read "
+		                         "(the raw message is kept)");
+	else if (out->warnings > 0)
+		fetcher_parse_error(out,
+		                    "malformed MIME: %s (%d problem%s); what could be read "
+		                    "was kept, and the raw message is kept whole",
+		                    out->first_warning, out->warnings,
+		                    out->warnings == 1 ? "" : "s");
 }
 
 void fetcher_parse_message(const char *raw, size_t len, fetcher_parsed_t *out)
@@ -221,6 +283,7 @@ void fetcher_parse_message(const char *raw, size_t len, fetcher_parsed_t *out)
 	static const char *fallback[] = {"UTF-8", "windows-1252", NULL};
 	memset(out, 0, sizeof(*out));
 	out->body = fetcher_utf8_clean(raw, len, 0, &out->body_lossy);
+	pp_sha256_hex(raw, len, out->content_sha256);
 
 	GMimeParserOptions *opts = g_mime_parser_options_new();
 	g_mime_parser_options_set_fallback_charsets(opts, fallback);
@@ -232,6 +295,8 @@ void fetcher_parse_message(const char *raw, size_t len, fetcher_parsed_t *out)
 	g_object_unref(stream);
 	if (msg != NULL) {
 		parse_fields(msg, opts, out);
+		fetcher_parts_read(msg, out);
+		fetcher_classify(msg, &out->cls);
 		g_object_unref(msg);
 	} else {
 		out->unparsable = 1;
@@ -241,6 +306,9 @@ void fetcher_parse_message(const char *raw, size_t len, fetcher_parsed_t *out)
 		out->subject = xstrdup("");
 	}
 	g_mime_parser_options_free(opts);
+	parse_note_warnings(out);
+	out->dedup_key = out->message_id ? xstrdup(out->message_id)
+	                                 : xasprintf("sha256:%s", out->content_sha256);
 }
 
 void fetcher_parsed_clear(fetcher_parsed_t *p)
@@ -254,5 +322,21 @@ void fetcher_parsed_clear(fetcher_parsed_t *p)
 		free(p->refs[i]);
 	free(p->refs);
 	free(p->body);
+	free(p->dedup_key);
+	free(p->references);
+	free(p->body_text);
+	free(p->body_html);
+	free(p->body_html_safe);
+	for (size_t i = 0; i < p->nattachments; i++) {
+		fetcher_attachment_t *a = &p->attachments[i];
+		free(a->filename);
+		free(a->content_type);
+		free(a->part_path);
+		free(a->content_id);
+		free(a->data);
+	}
+	free(p->attachments);
+	free(p->parse_error);
+	fetcher_classify_clear(&p->cls);
 	memset(p, 0, sizeof(*p));
 }

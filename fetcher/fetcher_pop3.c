@@ -2,7 +2,8 @@
  * fetcher_pop3.c - one poll of a POP3 account: UIDL lists the maildrop,
  * the UIDLs already in pop3_seen are skipped, each new message is RETRieved
  * on the same connection (message numbers hold only within one session)
- * and stored with its UIDL. Nothing is ever deleted from the server.
+ * and stored with its UIDL. Mail stays on the server unless the account
+ * sets in_delete_after_days: then stored mail that old is deleted.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,6 +141,62 @@ static int pop3_fetch_one(pp_daemon_t *d, fetcher_session_t *sess, fetcher_accou
 	return fetcher_store_download(d, acct, &src, sess, poll);
 }
 
+/* pop3_expire - with in_delete_after_days set, DELE each listed message
+ * that was stored (a messages row holds it under this UIDL) that many days
+ * ago. Mail that was skipped or never stored is never deleted. The server
+ * removes it at QUIT, when the session closes. 0, or -1 to end the poll. */
+static int pop3_expire(pp_daemon_t *d, fetcher_session_t *sess, const fetcher_account_t *acct,
+                       const pop3_list_t *list, fetcher_poll_t *poll)
+{
+	char id[PP_LL_LEN], days[PP_LL_LEN];
+	pp_buf_t joined;
+	if (acct->delete_after_days <= 0 || list->count == 0)
+		return 0;
+	pp_buf_init(&joined);
+	for (size_t i = 0; i < list->count; i++)
+		pp_buf_printf(&joined, "%s%s", i ? "\n" : "", list->uidls[i]);
+	PGresult *res = pp_db_exec(
+	    pp_daemon_db(d),
+	    "SELECT u.n, u.uidl FROM unnest(string_to_array($2, E'\\n')) WITH ORDINALITY "
+	    "AS u(uidl, n) JOIN pop3_seen s ON s.email_account_id = $1 AND s.uidl = u.uidl "
+	    "WHERE s.seen_at < now() - $3::int * interval '1 day' AND EXISTS (SELECT 1 FROM "
+	    "messages m WHERE m.email_account_id = $1 AND m.direction = 'in' AND "
+	    "m.source_mailbox = '" POP3_MAILBOX "' AND m.source_uid = u.uidl) ORDER BY u.n",
+	    PP_DB_ARGS(pp_lltoa(id, acct->id), joined.data,
+	               pp_lltoa(days, acct->delete_after_days)));
+	pp_buf_free(&joined);
+	if (res == NULL) {
+		poll->db_failed = 1;
+		return -1;
+	}
+	int rc = 0;
+	for (int i = 0; i < PQntuples(res) && rc == 0; i++) {
+		long k = (long)pp_db_value_ll(res, i, 0, 1) - 1;
+		const char *uidl = pp_db_value(res, i, 1);
+		char *url = xasprintf("%s%ld", sess->base_url, list->msgnums[k]);
+		curl_easy_setopt(sess->curl, CURLOPT_NOBODY, 1L);
+		CURLcode crc = fetcher_session_perform(sess, url, "DELE");
+		curl_easy_setopt(sess->curl, CURLOPT_NOBODY, 0L);
+		free(url);
+		if (crc != CURLE_OK || fetcher_session_new_connection(sess)) {
+			fetcher_session_fail(sess, crc != CURLE_OK ? crc : CURLE_RECV_ERROR, "DELE",
+			                     acct, poll);
+			rc = -1;
+		} else if (pp_db_command(pp_daemon_db(d),
+		                         "UPDATE pop3_seen SET deleted_at = now() WHERE "
+		                         "email_account_id = $1 AND uidl = $2",
+		                         PP_DB_ARGS(id, uidl)) != 0) {
+			poll->db_failed = 1;
+			rc = -1;
+		} else {
+			log_info("account=%lld uidl=%s deleted from the server after %lld days",
+			         (long long)acct->id, uidl, (long long)acct->delete_after_days);
+		}
+	}
+	PQclear(res);
+	return rc;
+}
+
 void fetcher_pop3_poll(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_account_t *acct,
                        fetcher_poll_t *poll)
 {
@@ -173,8 +230,10 @@ void fetcher_pop3_poll(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_acco
 		}
 		size_t k = fresh[i];
 		if (pop3_fetch_one(d, &sess, acct, list.msgnums[k], list.uidls[k], poll) != 0)
-			break;
+			goto done;
 	}
+	if (poll->status == FETCHER_POLL_DONE && !poll->db_failed)
+		pop3_expire(d, &sess, acct, &list, poll);
 done:
 	free(fresh);
 	pop3_list_free(&list);

@@ -1,15 +1,15 @@
 /*
- * fetcher_store.c - files a downloaded message and stores it: one
- * transaction inserts the messages row (state 'received') and advances the
- * account's read position (mailbox_state.last_uid, or pop3_seen), so a
- * message is either stored and marked read, or neither.
+ * fetcher_store.c - stores a downloaded message: one transaction files it
+ * (fetcher_file.c), inserts the messages row (state 'received') with its
+ * bodies, its attachments, the family members it concerns and its tag,
+ * writes the audit rows (received, filed), applies what a bounce or an
+ * unsubscribe request does (fetcher_act.c) and advances the account's read
+ * position (mailbox_state.last_uid, or pop3_seen), so a message is either
+ * stored and marked read, or neither.
  *
- * Filing: a reply whose In-Reply-To/References names one of our outgoing
- * messages goes to that message's person; otherwise to the one patient of
- * the practice with the sender's address (case-insensitive), or, with no
- * patient, to the one other person (specialist, provider, staff) with it.
- * Zero or several matches leave person_id NULL: family members who share an
- * address are never guessed between.
+ * De-duplication: a message whose Message-ID (or, with none, content hash)
+ * the account already stored is not stored again, only marked read; so a
+ * reset mailbox counter, or a move from POP3 to IMAP, files nothing twice.
  *
  * received_at is the Date: header when it is sane (not over a day in the
  * future), else the time of download; created_at is always the download.
@@ -24,95 +24,9 @@
 #include <string.h>
 
 #include "fetcher.h"
+#include "pp_audit.h"
 #include "pp_log.h"
 #include "pp_util.h"
-
-typedef struct {
-	int64_t person_id; /* 0: unfiled */
-	const char *how;   /* reference, sender, none */
-	char why[160];
-} store_filing_t;
-
-/* store_file_by_reference - 1 filed, 0 no reference of ours, -1 db error. */
-static int store_file_by_reference(pp_db_t *db, const char *practice, const fetcher_parsed_t *p,
-                                   store_filing_t *f)
-{
-	pp_buf_t ids;
-	if (p->nrefs == 0)
-		return 0;
-	pp_buf_init(&ids);
-	/* Each id in both stored forms, "<id>" and "id", in order of preference. */
-	for (size_t i = 0; i < p->nrefs; i++)
-		pp_buf_printf(&ids, "%s<%s>\n%s", i ? "\n" : "", p->refs[i], p->refs[i]);
-	PGresult *res = pp_db_exec(
-	    db,
-	    "SELECT m.person_id, m.id FROM unnest(string_to_array($2, E'\\n')) "
-	    "WITH ORDINALITY AS r(mid, n) JOIN messages m ON m.message_id_header = r.mid "
-	    "WHERE m.practice_id = $1 AND m.direction = 'out' AND m.person_id IS NOT NULL "
-	    "ORDER BY r.n, m.id LIMIT 1",
-	    PP_DB_ARGS(practice, ids.data));
-	pp_buf_free(&ids);
-	if (res == NULL)
-		return -1;
-	int found = PQntuples(res) == 1;
-	if (found) {
-		f->person_id = pp_db_value_ll(res, 0, 0, 0);
-		f->how = "reference";
-		snprintf(f->why, sizeof(f->why), "reply to msg=%s", pp_db_value(res, 0, 1));
-	}
-	PQclear(res);
-	return found;
-}
-
-/* store_file_by_sender - the one patient (else the one other person) with
- * the sender's address. 0 done (filed or not), -1 db error. */
-static int store_file_by_sender(pp_db_t *db, const char *practice, const fetcher_parsed_t *p,
-                                store_filing_t *f)
-{
-	if (*p->from_addr == '\0') {
-		snprintf(f->why, sizeof(f->why), "no sender address");
-		return 0;
-	}
-	PGresult *res = pp_db_exec(
-	    db,
-	    "SELECT count(*) FILTER (WHERE kind = 'patient'), "
-	    "min(id) FILTER (WHERE kind = 'patient'), "
-	    "count(*) FILTER (WHERE kind <> 'patient'), min(id) FILTER (WHERE kind <> 'patient') "
-	    "FROM people WHERE practice_id = $1 AND lower(email) = lower($2)",
-	    PP_DB_ARGS(practice, p->from_addr));
-	if (res == NULL)
-		return -1;
-	long long patients = pp_db_value_ll(res, 0, 0, 0), others = pp_db_value_ll(res, 0, 2, 0);
-	if (patients == 1 || (patients == 0 && others == 1)) {
-		f->person_id = pp_db_value_ll(res, 0, patients == 1 ? 1 : 3, 0);
-		f->how = "sender";
-		snprintf(f->why, sizeof(f->why), "sender address matches one %s",
-		         patients == 1 ? "patient" : "person");
-	} else if (patients > 1) {
-		snprintf(f->why, sizeof(f->why), "sender address shared by %lld patients",
-		         patients);
-	} else if (others > 1) {
-		snprintf(f->why, sizeof(f->why), "sender address shared by %lld people", others);
-	} else {
-		snprintf(f->why, sizeof(f->why), "sender address matches nobody");
-	}
-	PQclear(res);
-	return 0;
-}
-
-static int store_file(pp_db_t *db, const fetcher_account_t *acct, const fetcher_parsed_t *p,
-                      store_filing_t *f)
-{
-	char practice[24];
-	pp_lltoa(practice, acct->practice_id);
-	f->person_id = 0;
-	f->how = "none";
-	f->why[0] = '\0';
-	int rc = store_file_by_reference(db, practice, p, f);
-	if (rc != 0)
-		return rc < 0 ? -1 : 0;
-	return store_file_by_sender(db, practice, p, f);
-}
 
 /* store_advance - mark the source read: last_uid for IMAP, pop3_seen for POP3. */
 static int store_advance(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src)
@@ -136,28 +50,37 @@ static int store_advance(pp_db_t *db, const fetcher_account_t *acct, const fetch
 
 /* store_insert - the messages row; *msg_id = 0 when it was already there. */
 static int store_insert(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
-                        const fetcher_parsed_t *p, const store_filing_t *f, size_t len,
+                        const fetcher_parsed_t *p, const fetcher_filing_t *f, size_t len,
                         int64_t *msg_id)
 {
-	char practice[24], account[24], person[24], size[24], date[24], uv[24];
+	static const char *const kinds[] = {"mail", "bounce", "auto_reply", "unsubscribe"};
+	char practice[24], account[24], person[24], size[24], date[24], uv[24], related[24];
 	pp_lltoa(practice, acct->practice_id);
 	pp_lltoa(account, acct->id);
 	pp_lltoa(person, f->person_id);
+	pp_lltoa(related, f->related_id);
 	pp_lltoa(size, (len > INT_MAX ? INT_MAX : len));
 	pp_lltoa(date, p->date_unix);
 	pp_lltoa(uv, src->uidvalidity);
+	char *filed_by = f->person_id ? xasprintf("rule:%s", f->how) : NULL;
 	PGresult *res = pp_db_exec(
 	    db,
 	    "INSERT INTO messages (practice_id, direction, channel, state, email_account_id, "
 	    "person_id, from_addr, to_addr, cc_addrs, subject, body, message_id_header, "
-	    "size_bytes, received_at, source_mailbox, source_uidvalidity, source_uid) "
+	    "size_bytes, received_at, source_mailbox, source_uidvalidity, source_uid, "
+	    "body_text, body_html, body_html_safe, content_sha256, dedup_key, parse_error, "
+	    "in_kind, related_message_id, filed_by, filed_at, references_header) "
 	    "VALUES ($1, 'in', 'email', 'received', $2, nullif($3::bigint, 0), $4, $5, $6, $7, "
 	    "$8, $9, $10, CASE WHEN $11::bigint IS NULL OR to_timestamp($11::bigint) > "
 	    "now() + interval '1 day' THEN now() ELSE to_timestamp($11::bigint) END, "
-	    "$12, $13, $14) ON CONFLICT DO NOTHING RETURNING id",
+	    "$12, $13, $14, $15, $16, $17, $18, $19, $20, $21, nullif($22::bigint, 0), $23::text, "
+	    "CASE WHEN $23 IS NOT NULL THEN now() END, $24) ON CONFLICT DO NOTHING RETURNING id",
 	    PP_DB_ARGS(practice, account, person, p->from_addr, p->to_addr, p->cc_addr, p->subject,
 	               p->body, p->message_id, size, p->has_date ? date : NULL, src->mailbox, uv,
-	               src->uid));
+	               src->uid, p->body_text, p->body_html, p->body_html_safe, p->content_sha256,
+	               p->dedup_key, p->parse_error, kinds[p->cls.kind], related, filed_by,
+	               p->references));
+	free(filed_by);
 	if (res == NULL)
 		return -1;
 	*msg_id = PQntuples(res) == 1 ? pp_db_value_ll(res, 0, 0, 0) : 0;
@@ -165,59 +88,167 @@ static int store_insert(pp_db_t *db, const fetcher_account_t *acct, const fetche
 	return 0;
 }
 
-/* store_original - keep the exact bytes when body had to be cleaned. */
-static int store_original(pp_db_t *db, int64_t msg_id, const char *raw, size_t len)
+/* store_attachment - one row of attachments with the decoded bytes. */
+static int store_attachment(pp_db_t *db, const char *msg, const char *filename, const char *type,
+                            const char *part, const char *cid, const unsigned char *data,
+                            size_t len, const char *sha256)
 {
-	char id[24];
-	pp_lltoa(id, msg_id);
-	gchar *b64 = g_base64_encode((const guchar *)raw, len);
-	int rc =
-	    pp_db_command(db,
-	                  "INSERT INTO attachments (message_id, filename, content_type, data) "
-	                  "VALUES ($1, 'original.eml', 'message/rfc822', decode($2, 'base64'))",
-	                  PP_DB_ARGS(id, b64));
+	char size[PP_LL_LEN];
+	gchar *b64 = g_base64_encode(data, len);
+	int rc = pp_db_command(
+	    db,
+	    "INSERT INTO attachments (message_id, filename, content_type, data, size_bytes, "
+	    "sha256, part_path, content_id) VALUES ($1, $2, $3, decode($4, 'base64'), $5, $6, "
+	    "$7, $8)",
+	    PP_DB_ARGS(msg, filename, type, b64, pp_lltoa(size, (long long)len), sha256, part,
+	               cid));
 	g_free(b64);
 	return rc;
 }
 
+/* store_parts - the attachments, the listed family members and the tag. */
+static int store_parts(pp_db_t *db, const fetcher_account_t *acct, int64_t msg_id,
+                       const fetcher_parsed_t *p, const fetcher_filing_t *f)
+{
+	char msg[PP_LL_LEN], practice[PP_LL_LEN];
+	pp_lltoa(msg, msg_id);
+	pp_lltoa(practice, acct->practice_id);
+	for (size_t i = 0; i < p->nattachments; i++) {
+		const fetcher_attachment_t *a = &p->attachments[i];
+		if (store_attachment(db, msg, a->filename, a->content_type, a->part_path,
+		                     a->content_id, a->data, a->len, a->sha256) != 0)
+			return -1;
+	}
+	if (f->listed.len > 0 &&
+	    pp_db_command(db,
+	                  "INSERT INTO message_people (message_id, person_id) SELECT $1, "
+	                  "unnest(string_to_array($2, ','))::bigint ON CONFLICT DO NOTHING",
+	                  PP_DB_ARGS(msg, f->listed.data)) != 0)
+		return -1;
+	if (f->tag != NULL &&
+	    pp_db_command(db,
+	                  "INSERT INTO message_tags (message_id, tag_id) VALUES ($1, pp_tag($2, "
+	                  "$3)) ON CONFLICT DO NOTHING",
+	                  PP_DB_ARGS(msg, practice, f->tag)) != 0)
+		return -1;
+	return 0;
+}
+
+/* store_audit - "received" by the fetcher, "filed" by the rule. */
+static int store_audit(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
+                       int64_t msg_id, const fetcher_parsed_t *p, const fetcher_filing_t *f)
+{
+	static const char *const kinds[] = {"mail", "bounce", "auto_reply", "unsubscribe"};
+	if (pp_audit(db, FETCHER_STAGE, "received", acct->practice_id, msg_id, 0,
+	             "account=%lld mailbox=%s uid=%s kind=%s%s", (long long)acct->id, src->mailbox,
+	             src->uid, kinds[p->cls.kind], p->parse_error ? " parse_error=yes" : "") != 0)
+		return -1;
+	if (f->person_id == 0)
+		return pp_audit(db, PP_AUDIT_RULE, "unfiled", acct->practice_id, msg_id, 0, "%s",
+		                f->why);
+	return pp_audit(db, PP_AUDIT_RULE, "filed", acct->practice_id, msg_id, f->person_id,
+	                "rule=%s %s%s%s", f->how, f->why, f->tag ? " tag=" : "",
+	                f->tag ? f->tag : "");
+}
+
+/* store_original - keep the exact bytes when body had to be cleaned. */
+static int store_original(pp_db_t *db, int64_t msg_id, const char *raw, size_t len,
+                          const char *sha256)
+{
+	char id[PP_LL_LEN];
+	return store_attachment(db, pp_lltoa(id, msg_id), "original.eml", "message/rfc822", NULL,
+	                        NULL, (const unsigned char *)raw, len, sha256);
+}
+
 static void store_log(const fetcher_account_t *acct, const fetcher_source_t *src,
-                      const fetcher_parsed_t *p, const store_filing_t *f, int64_t msg_id,
+                      const fetcher_parsed_t *p, const fetcher_filing_t *f, int64_t msg_id,
                       size_t len)
 {
-	if (p->unparsable || p->warnings > 0)
-		log_warnx("msg=%lld account=%lld uid=%s malformed message stored as received: "
-		          "unparsable=%d warnings=%d first=%s",
-		          (long long)msg_id, (long long)acct->id, src->uid, p->unparsable,
-		          p->warnings, p->first_warning[0] ? p->first_warning : "-");
+	if (p->parse_error != NULL)
+		log_warnx("msg=%lld account=%lld uid=%s stored with a parse error: %s",
+		          (long long)msg_id, (long long)acct->id, src->uid, p->parse_error);
 	if (p->body_lossy)
 		log_warnx("msg=%lld account=%lld raw message is not UTF-8: exact bytes kept as "
 		          "attachment original.eml",
 		          (long long)msg_id, (long long)acct->id);
-	log_info("msg=%lld state=received account=%lld mailbox=%s uid=%s size=%zu from=%s "
-	         "person=%lld filed_by=%s reason=\"%s\"",
-	         (long long)msg_id, (long long)acct->id, src->mailbox, src->uid, len, p->from_addr,
-	         (long long)f->person_id, f->how, f->why);
+	log_info("msg=%lld state=received account=%lld mailbox=%s uid=%s size=%zu parts=%zu "
+	         "from=%s person=%lld filed_by=%s reason=\"%s\"",
+	         (long long)msg_id, (long long)acct->id, src->mailbox, src->uid, len,
+	         p->nattachments, p->from_addr, (long long)f->person_id, f->how, f->why);
+}
+
+/* store_rows - everything of one new message, inside the transaction. */
+static int store_rows(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
+                      const fetcher_parsed_t *p, const fetcher_filing_t *f, const char *raw,
+                      size_t len, int64_t *msg_id)
+{
+	if (store_insert(db, acct, src, p, f, len, msg_id) != 0)
+		return -1;
+	if (*msg_id == 0)
+		return 0; /* already stored */
+	if ((p->body_lossy && store_original(db, *msg_id, raw, len, p->content_sha256) != 0) ||
+	    store_parts(db, acct, *msg_id, p, f) != 0 ||
+	    store_audit(db, acct, src, *msg_id, p, f) != 0 ||
+	    fetcher_act(db, acct->practice_id, *msg_id, p, f) != 0)
+		return -1;
+	return 0;
+}
+
+/* store_strip - keep only what the raw message needs: after the database
+ * refused a part as data (a value it cannot hold), the message is stored
+ * again without its parts, and the reason becomes its parse_error. */
+static void store_strip(fetcher_parsed_t *p, const char *why)
+{
+	char *error = xasprintf("the parts could not be stored (%s); the raw message is kept", why);
+	free(p->body_text);
+	free(p->body_html);
+	free(p->body_html_safe);
+	p->body_text = p->body_html = p->body_html_safe = NULL;
+	for (size_t i = 0; i < p->nattachments; i++) {
+		free(p->attachments[i].filename);
+		free(p->attachments[i].content_type);
+		free(p->attachments[i].part_path);
+		free(p->attachments[i].content_id);
+		free(p->attachments[i].data);
+	}
+	p->nattachments = 0;
+	free(p->parse_error);
+	p->parse_error = error;
 }
 
 int fetcher_store_message(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
                           const char *raw, size_t len)
 {
 	fetcher_parsed_t p;
-	store_filing_t f;
+	fetcher_filing_t f;
 	int64_t msg_id = 0;
+	int stripped = 0;
 	fetcher_parse_message(raw, len, &p);
+	memset(&f, 0, sizeof(f));
+again:
 	if (pp_db_begin(db) != 0)
 		goto fail;
-	if (store_file(db, acct, &p, &f) != 0 ||
-	    store_insert(db, acct, src, &p, &f, len, &msg_id) != 0 ||
-	    (msg_id != 0 && p.body_lossy && store_original(db, msg_id, raw, len) != 0) ||
-	    store_advance(db, acct, src) != 0 || pp_db_commit(db) != 0)
+	if (fetcher_file(db, acct->practice_id, &p, &f) != 0 ||
+	    store_rows(db, acct, src, &p, &f, raw, len, &msg_id) != 0 ||
+	    store_advance(db, acct, src) != 0 || pp_db_commit(db) != 0) {
+		if (!stripped && pp_db_error_is_data(db)) {
+			log_warnx("account=%lld uid=%s a part was refused by the database (%s); "
+			          "storing the raw message alone",
+			          (long long)acct->id, src->uid, pp_db_error(db));
+			pp_db_rollback(db);
+			store_strip(&p, pp_db_error(db));
+			fetcher_filing_clear(&f);
+			stripped = 1;
+			goto again;
+		}
 		goto fail_tx;
+	}
 	if (msg_id == 0)
-		log_info("account=%lld mailbox=%s uid=%s already stored; marked read",
-		         (long long)acct->id, src->mailbox, src->uid);
+		log_info("account=%lld mailbox=%s uid=%s already stored (key %s); marked read",
+		         (long long)acct->id, src->mailbox, src->uid, p.dedup_key);
 	else
 		store_log(acct, src, &p, &f, msg_id, len);
+	fetcher_filing_clear(&f);
 	fetcher_parsed_clear(&p);
 	return msg_id != 0 ? 1 : 0;
 fail_tx:
@@ -225,6 +256,7 @@ fail_tx:
 fail:
 	log_warnx("account=%lld uid=%s cannot store the message (will retry): %s",
 	          (long long)acct->id, src->uid, pp_db_error(db));
+	fetcher_filing_clear(&f);
 	fetcher_parsed_clear(&p);
 	return -1;
 }

@@ -1312,3 +1312,153 @@ class Kannel(_Server):
         if not m:
             raise ServerError("no SMSC %r in bearerbox status" % smsc_id)
         return int(m.group(1))
+
+
+POSTFIX = "/usr/sbin/postfix"
+
+_MX_MASTER_CF = """\
+# private test instance: nothing chrooted, smtpd on one loopback port
+127.0.0.1:{port} inet n - n - - smtpd
+pickup    unix  n - n 60    1 pickup
+cleanup   unix  n - n -     0 cleanup
+qmgr      unix  n - n 300   1 qmgr
+rewrite   unix  - - n -     - trivial-rewrite
+bounce    unix  - - n -     0 bounce
+defer     unix  - - n -     0 bounce
+trace     unix  - - n -     0 bounce
+verify    unix  - - n -     1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n -     - proxymap
+smtp      unix  - - n -     - smtp
+relay     unix  - - n -     - smtp
+showq     unix  n - n -     - showq
+error     unix  - - n -     - error
+retry     unix  - - n -     - error
+discard   unix  - - n -     - discard
+local     unix  - n n -     - local
+virtual   unix  - n n -     - virtual
+anvil     unix  - - n -     1 anvil
+scache    unix  - - n -     1 scache
+postlog   unix-dgram n - n - 1 postlogd
+"""
+
+_MX_MAIN_CF = """\
+# private test instance: the patients' mail server. Mail for {local_domain}
+# is delivered locally, so an unknown user there bounces with a real DSN;
+# mail for {mailbox_domain} (the practice) goes into Dovecot's maildirs.
+compatibility_level = 3.6
+config_directory = {etc}
+queue_directory = {spool}
+data_directory = {data}
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mx.{local_domain}
+mydomain = {local_domain}
+myorigin = $myhostname
+mydestination = {local_domain}
+local_recipient_maps =
+alias_maps =
+alias_database =
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+virtual_mailbox_domains = {mailbox_domain}
+virtual_mailbox_base = {mail_root}
+virtual_mailbox_maps = texthash:{etc}/vmailbox
+virtual_uid_maps = static:8
+virtual_gid_maps = static:8
+virtual_minimum_uid = 8
+biff = no
+maillog_file = {base}/maillog
+maillog_file_prefixes = {base}
+syslog_name = postfix-test
+"""
+
+
+class PostfixMX(_Server):
+    """A private Postfix that plays the patients' mail server: it accepts
+    mail for local_domain and delivers it locally, so a message to an
+    unknown user there bounces with the DSN Postfix really writes; the DSN
+    (addressed to the practice in mailbox_domain) is delivered into the
+    Dovecot user's Maildir under mail_root, where the fetcher finds it."""
+
+    name = "postfix"
+
+    def __init__(self, base, mail_root, mailboxes, local_domain="patients.example",
+                 mailbox_domain="smile.example"):
+        super().__init__(base)
+        self.port = free_port()
+        self.etc = os.path.join(self.base, "etc")
+        self.spool = os.path.join(self.base, "spool")
+        self.data = os.path.join(self.base, "data")
+        self.mail_root = mail_root
+        self.mailboxes = mailboxes  # {"user@domain": "user/Maildir/"}
+        self.local_domain = local_domain
+        self.mailbox_domain = mailbox_domain
+        self.master_pid = None
+        self._guard = None
+
+    def _postfix(self, *args, check=True):
+        r = subprocess.run([POSTFIX, "-c", self.etc] + list(args), capture_output=True,
+                           text=True, timeout=60, stdin=subprocess.DEVNULL)
+        if check and r.returncode != 0:
+            raise ServerError("postfix %s failed (%d): %s%s\n%s" % (
+                " ".join(args), r.returncode, r.stdout, r.stderr,
+                tail(os.path.join(self.base, "maillog"))))
+        return r
+
+    def _start(self):
+        for d in (self.etc, self.spool, self.data):
+            os.makedirs(d, exist_ok=True)
+        os.chmod(self.base, 0o755)
+        _chown(self.data, "postfix")
+        _require_traversable(self.mail_root, "mail", "the maildir root")
+        with open(os.path.join(self.etc, "main.cf"), "w") as f:
+            f.write(_MX_MAIN_CF.format(etc=self.etc, spool=self.spool, data=self.data,
+                                       base=self.base, mail_root=self.mail_root,
+                                       local_domain=self.local_domain,
+                                       mailbox_domain=self.mailbox_domain))
+        with open(os.path.join(self.etc, "master.cf"), "w") as f:
+            f.write(_MX_MASTER_CF.format(port=self.port))
+        with open(os.path.join(self.etc, "vmailbox"), "w") as f:
+            for addr, path in sorted(self.mailboxes.items()):
+                f.write("%s %s\n" % (addr, path))
+        self._postfix("check")
+        self._postfix("start")
+        pid_file = os.path.join(self.spool, "pid", "master.pid")
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with open(pid_file) as f:
+                    self.master_pid = int(f.read().strip())
+            except (OSError, ValueError):
+                self.master_pid = None
+            if self.master_pid and port_open(self.port):
+                break
+            if time.monotonic() > deadline:
+                raise ServerError("postfix did not start\n" +
+                                  tail(os.path.join(self.base, "maillog")))
+            time.sleep(0.05)
+        self._guard = _Guard(self.master_pid, signal.SIGTERM)
+
+    def maillog(self):
+        try:
+            with open(os.path.join(self.base, "maillog")) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def _stop(self):
+        if self.master_pid is None:
+            return
+        self._postfix("stop", check=False)
+        deadline = time.monotonic() + 10
+        while _group_members(self.master_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _group_members(self.master_pid):
+            _killpg(self.master_pid, signal.SIGKILL)
+        self.master_pid = None
+        if self._guard is not None:
+            self._guard.release()
+            self._guard = None

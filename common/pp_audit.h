@@ -1,0 +1,27 @@
+/*
+ * pp_audit.h - the audit trail (table audit_log, append-only): one row per
+ * change a stage or an operator makes to a message or a person, with the
+ * actor, the action and when. A message's timeline is its rows in order.
+ */
+#ifndef PP_AUDIT_H
+#define PP_AUDIT_H
+
+#include <stdint.h>
+
+#include "pp_db.h"
+
+/* Actors that are not a stage or an operator. */
+#define PP_AUDIT_RULE "rule" /* automatic filing */
+
+/* pp_audit - append one row inside the caller's transaction (or alone).
+ * Ids of 0 are stored as NULL. detail is printf-formatted, one line, never
+ * a message body or a secret. 0 / -1 (database error). */
+int pp_audit(pp_db_t *db, const char *actor, const char *action, int64_t practice_id,
+             int64_t message_id, int64_t person_id, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+
+/* pp_audit_operator - "operator:NAME" for the CLI user: $PRACTICEPOST_OPERATOR,
+ * else $SUDO_USER, else the login name of the real uid. Static storage. */
+const char *pp_audit_operator(void);
+
+#endif
