@@ -28,6 +28,9 @@ typedef struct {
 	int64_t idle_max_accounts; /* IDLE connections per instance */
 	int64_t idle_renew_s;      /* DONE + IDLE again after this (RFC 2177: < 29 min) */
 	int64_t idle_refresh_s;    /* re-read the accounts to idle on */
+	int64_t commit_messages;   /* group commit: at most this many messages, */
+	int64_t commit_bytes;      /* this many bytes, */
+	int64_t commit_ms;         /* or this long a transaction */
 } fetcher_settings_t;
 
 /* One claimed email account (fetcher_account.c). Strings are owned. */
@@ -55,13 +58,24 @@ typedef enum {
 	FETCHER_POLL_ACCOUNT_ERR /* server, login, TLS or settings problem: diagnostic */
 } fetcher_poll_status_t;
 
+/* Messages stored in one open transaction, committed together. */
+typedef struct {
+	int open;          /* a transaction is open */
+	int count;         /* messages in it */
+	size_t bytes;      /* their raw size */
+	int64_t opened_ms; /* monotonic */
+	int64_t stored;    /* new rows in it */
+	pp_buf_t log;      /* their log lines, printed after the commit */
+} fetcher_batch_t;
+
 typedef struct {
 	fetcher_poll_status_t status;
-	int db_failed;  /* a database statement failed: temporary */
-	int listed;     /* logged in and listed the mailbox: the account works */
-	int64_t stored; /* new message rows */
-	char code[48];  /* diagnostic code when status == FETCHER_POLL_ACCOUNT_ERR */
-	char text[512]; /* its text: never a password */
+	int db_failed;         /* a database statement failed: temporary */
+	int listed;            /* logged in and listed the mailbox: the account works */
+	int64_t stored;        /* new message rows */
+	char code[48];         /* diagnostic code when status == FETCHER_POLL_ACCOUNT_ERR */
+	char text[512];        /* its text: never a password */
+	fetcher_batch_t batch; /* stored, not yet committed */
 } fetcher_poll_t;
 
 /* A libcurl session with one account's server: one easy handle reused
@@ -208,18 +222,20 @@ void fetcher_filing_clear(fetcher_filing_t *f);
 int fetcher_act(pp_db_t *db, int64_t practice_id, int64_t msg_id, const fetcher_parsed_t *p,
                 const fetcher_filing_t *f);
 
-/* fetcher_store.c - parse, file and insert one message in one transaction.
- * Returns 1 stored, 0 already stored (duplicate), -1 database failure. */
-int fetcher_store_message(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
-                          const char *raw, size_t len);
-/* fetcher_store_download - store what the session just downloaded and
- * count it in poll; 0, or -1 when the database failed (poll says so). */
-int fetcher_store_download(pp_daemon_t *d, const fetcher_account_t *acct,
-                           const fetcher_source_t *src, const fetcher_session_t *sess,
-                           fetcher_poll_t *poll);
+/* fetcher_store.c - parse, file and store downloaded messages, several to
+ * a transaction (group commit). */
+/* fetcher_store_download - store what the session just downloaded in the
+ * poll's open group (committing when the group is full); 0, or -1 when
+ * the database failed (poll says so; nothing of the group is stored). */
+int fetcher_store_download(pp_daemon_t *d, const fetcher_settings_t *s,
+                           const fetcher_account_t *acct, const fetcher_source_t *src,
+                           const fetcher_session_t *sess, fetcher_poll_t *poll);
 /* fetcher_store_skip - mark a message that is too large as read without
- * storing it, with a diagnostic naming it. 0 / -1. */
-int fetcher_store_skip(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
-                       int64_t max_bytes);
+ * storing it, with a diagnostic naming it; commits the group. 0 / -1. */
+int fetcher_store_skip(pp_daemon_t *d, const fetcher_account_t *acct, const fetcher_source_t *src,
+                       int64_t max_bytes, fetcher_poll_t *poll);
+/* fetcher_store_flush - commit the poll's open group and log what it
+ * stored; 0, or -1 when the commit failed (nothing of it is stored). */
+int fetcher_store_flush(pp_daemon_t *d, fetcher_poll_t *poll);
 
 #endif

@@ -192,9 +192,9 @@ static int imap_list_new(pp_daemon_t *d, fetcher_session_t *sess, fetcher_accoun
 }
 
 /* imap_fetch_one - download and store one UID. 0 go on, -1 end the poll. */
-static int imap_fetch_one(pp_daemon_t *d, fetcher_session_t *sess, fetcher_account_t *acct,
-                          const char *mailbox_url, int64_t uidvalidity, int64_t uid,
-                          fetcher_poll_t *poll)
+static int imap_fetch_one(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_session_t *sess,
+                          fetcher_account_t *acct, const char *mailbox_url, int64_t uidvalidity,
+                          int64_t uid, fetcher_poll_t *poll)
 {
 	char uidtext[24];
 	pp_lltoa(uidtext, uid);
@@ -213,7 +213,7 @@ static int imap_fetch_one(pp_daemon_t *d, fetcher_session_t *sess, fetcher_accou
 	if (rc != CURLE_OK && sess->too_large) {
 		log_warnx("account=%lld uid=%lld larger than max_message_bytes=%lld; skipped",
 		          (long long)acct->id, (long long)uid, (long long)sess->max_bytes);
-		if (fetcher_store_skip(pp_daemon_db(d), acct, &src, sess->max_bytes) != 0) {
+		if (fetcher_store_skip(d, acct, &src, sess->max_bytes, poll) != 0) {
 			poll->db_failed = 1;
 			return -1;
 		}
@@ -223,7 +223,7 @@ static int imap_fetch_one(pp_daemon_t *d, fetcher_session_t *sess, fetcher_accou
 		fetcher_session_fail(sess, rc, "UID FETCH", acct, poll);
 		return -1;
 	}
-	return fetcher_store_download(d, acct, &src, sess, poll);
+	return fetcher_store_download(d, s, acct, &src, sess, poll);
 }
 
 void fetcher_imap_poll(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_account_t *acct,
@@ -248,8 +248,8 @@ void fetcher_imap_poll(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_acco
 			poll->db_failed = 1;
 			break;
 		}
-		if (imap_fetch_one(d, &sess, acct, mailbox_url, uidvalidity, uids.uids[i], poll) !=
-		    0)
+		if (imap_fetch_one(d, s, &sess, acct, mailbox_url, uidvalidity, uids.uids[i],
+		                   poll) != 0)
 			break;
 	}
 done:

@@ -28,6 +28,9 @@ static void fetcher_read_settings(pp_daemon_t *d, fetcher_settings_t *s)
 	s->idle_max_accounts = pp_daemon_int(d, "idle_max_accounts", 100, 1, 10000);
 	s->idle_renew_s = pp_daemon_int(d, "idle_renew_seconds", 1500, 1, 1740);
 	s->idle_refresh_s = pp_daemon_int(d, "idle_refresh_seconds", 30, 1, 3600);
+	s->commit_messages = pp_daemon_int(d, "commit_messages", 100, 1, 10000);
+	s->commit_bytes = pp_daemon_int(d, "commit_bytes", 16777216, 1, 1073741824);
+	s->commit_ms = pp_daemon_int(d, "commit_ms", 200, 0, 60000);
 }
 
 static int fetcher_init(pp_daemon_t *d, void **statep)
@@ -54,6 +57,7 @@ static int fetcher_poll_account(pp_daemon_t *d, fetcher_state_t *st, fetcher_acc
 		fetcher_pop3_poll(d, &st->settings, acct, &poll);
 	else
 		fetcher_imap_poll(d, &st->settings, acct, &poll);
+	fetcher_store_flush(d, &poll);
 
 	if (fetcher_account_report(d, acct, &poll) != 0)
 		poll.db_failed = 1;

@@ -109,8 +109,9 @@ static long pop3_new_indexes(pp_db_t *db, const fetcher_account_t *acct, const p
 }
 
 /* pop3_fetch_one - RETR one message and store it. 0 go on, -1 end the poll. */
-static int pop3_fetch_one(pp_daemon_t *d, fetcher_session_t *sess, fetcher_account_t *acct,
-                          long msgnum, const char *uidl, fetcher_poll_t *poll)
+static int pop3_fetch_one(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_session_t *sess,
+                          fetcher_account_t *acct, long msgnum, const char *uidl,
+                          fetcher_poll_t *poll)
 {
 	fetcher_source_t src = {POP3_MAILBOX, 0, uidl, 0, 1};
 	char *url = xasprintf("%s%ld", sess->base_url, msgnum);
@@ -126,7 +127,7 @@ static int pop3_fetch_one(pp_daemon_t *d, fetcher_session_t *sess, fetcher_accou
 	if (rc != CURLE_OK && sess->too_large) {
 		log_warnx("account=%lld uidl=%s larger than max_message_bytes=%lld; skipped",
 		          (long long)acct->id, uidl, (long long)sess->max_bytes);
-		if (fetcher_store_skip(pp_daemon_db(d), acct, &src, sess->max_bytes) != 0) {
+		if (fetcher_store_skip(d, acct, &src, sess->max_bytes, poll) != 0) {
 			poll->db_failed = 1;
 			return -1;
 		}
@@ -138,7 +139,7 @@ static int pop3_fetch_one(pp_daemon_t *d, fetcher_session_t *sess, fetcher_accou
 		fetcher_session_fail(sess, rc, "RETR", acct, poll);
 		return -1;
 	}
-	return fetcher_store_download(d, acct, &src, sess, poll);
+	return fetcher_store_download(d, s, acct, &src, sess, poll);
 }
 
 /* pop3_expire - with in_delete_after_days set, DELE each listed message
@@ -229,10 +230,12 @@ void fetcher_pop3_poll(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_acco
 			break;
 		}
 		size_t k = fresh[i];
-		if (pop3_fetch_one(d, &sess, acct, list.msgnums[k], list.uidls[k], poll) != 0)
+		if (pop3_fetch_one(d, s, &sess, acct, list.msgnums[k], list.uidls[k], poll) != 0)
 			goto done;
 	}
-	if (poll->status == FETCHER_POLL_DONE && !poll->db_failed)
+	/* what was stored is committed before anything is deleted */
+	if (poll->status == FETCHER_POLL_DONE && fetcher_store_flush(d, poll) == 0 &&
+	    !poll->db_failed)
 		pop3_expire(d, &sess, acct, &list, poll);
 done:
 	free(fresh);

@@ -1,11 +1,19 @@
 /*
- * fetcher_store.c - stores a downloaded message: one transaction files it
- * (fetcher_file.c), inserts the messages row (state 'received') with its
- * bodies, its attachments, the family members it concerns and its tag,
- * writes the audit rows (received, filed), applies what a bounce or an
- * unsubscribe request does (fetcher_act.c) and advances the account's read
- * position (mailbox_state.last_uid, or pop3_seen), so a message is either
- * stored and marked read, or neither.
+ * fetcher_store.c - stores downloaded messages: for each, under a savepoint
+ * of the group's transaction, it files it (fetcher_file.c), inserts the
+ * messages row (state 'received') with its bodies, its attachments, the
+ * family members it concerns and its tag, writes the audit rows (received,
+ * filed), applies what a bounce or an unsubscribe request does
+ * (fetcher_act.c) and advances the account's read position
+ * (mailbox_state.last_uid, or pop3_seen); so a message is either stored
+ * and marked read, or neither.
+ *
+ * Group commit: messages of one poll share a transaction until
+ * [fetcher] commit_messages, commit_bytes or commit_ms is reached, then
+ * commit together (one WAL flush for the group). A message is logged as
+ * stored only after its commit; a failed group stores none of its
+ * messages and the read position stays before them, so they are read
+ * again.
  *
  * De-duplication: a message whose Message-ID (or, with none, content hash)
  * the account already stored is not stored again, only marked read; so a
@@ -160,21 +168,31 @@ static int store_original(pp_db_t *db, int64_t msg_id, const char *raw, size_t l
 	                        NULL, (const unsigned char *)raw, len, sha256);
 }
 
-static void store_log(const fetcher_account_t *acct, const fetcher_source_t *src,
+/* store_log - the message's log lines, printed once its group commits. */
+static void store_log(pp_buf_t *log, const fetcher_account_t *acct, const fetcher_source_t *src,
                       const fetcher_parsed_t *p, const fetcher_filing_t *f, int64_t msg_id,
                       size_t len)
 {
+	if (msg_id == 0) {
+		pp_buf_printf(log,
+		              "account=%lld mailbox=%s uid=%s already stored (key %s); marked "
+		              "read\n",
+		              (long long)acct->id, src->mailbox, src->uid, p->dedup_key);
+		return;
+	}
 	if (p->parse_error != NULL)
-		log_warnx("msg=%lld account=%lld uid=%s stored with a parse error: %s",
-		          (long long)msg_id, (long long)acct->id, src->uid, p->parse_error);
+		pp_buf_printf(log, "msg=%lld account=%lld uid=%s stored with a parse error: %s\n",
+		              (long long)msg_id, (long long)acct->id, src->uid, p->parse_error);
 	if (p->body_lossy)
-		log_warnx("msg=%lld account=%lld raw message is not UTF-8: exact bytes kept as "
-		          "attachment original.eml",
-		          (long long)msg_id, (long long)acct->id);
-	log_info("msg=%lld state=received account=%lld mailbox=%s uid=%s size=%zu parts=%zu "
-	         "from=%s person=%lld filed_by=%s reason=\"%s\"",
-	         (long long)msg_id, (long long)acct->id, src->mailbox, src->uid, len,
-	         p->nattachments, p->from_addr, (long long)f->person_id, f->how, f->why);
+		pp_buf_printf(log,
+		              "msg=%lld account=%lld raw message is not UTF-8: exact bytes kept "
+		              "as attachment original.eml\n",
+		              (long long)msg_id, (long long)acct->id);
+	pp_buf_printf(log,
+	              "msg=%lld state=received account=%lld mailbox=%s uid=%s size=%zu "
+	              "parts=%zu from=%s person=%lld filed_by=%s reason=\"%s\"\n",
+	              (long long)msg_id, (long long)acct->id, src->mailbox, src->uid, len,
+	              p->nattachments, p->from_addr, (long long)f->person_id, f->how, f->why);
 }
 
 /* store_rows - everything of one new message, inside the transaction. */
@@ -216,81 +234,142 @@ static void store_strip(fetcher_parsed_t *p, const char *why)
 	p->parse_error = error;
 }
 
-int fetcher_store_message(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
-                          const char *raw, size_t len)
+/* store_one - one message inside the group's open transaction, under a
+ * savepoint so that a part the database refuses as data costs only that
+ * message's parts. 1 stored, 0 already stored, -1 database failure (the
+ * transaction is then unusable). */
+static int store_one(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
+                     const char *raw, size_t len, pp_buf_t *log)
 {
 	fetcher_parsed_t p;
 	fetcher_filing_t f;
 	int64_t msg_id = 0;
-	int stripped = 0;
+	int stripped = 0, rc = -1;
 	fetcher_parse_message(raw, len, &p);
 	memset(&f, 0, sizeof(f));
 again:
-	if (pp_db_begin(db) != 0)
-		goto fail;
+	if (pp_db_command(db, "SAVEPOINT message", 0, NULL) != 0)
+		goto done;
 	if (fetcher_file(db, acct->practice_id, &p, &f) != 0 ||
 	    store_rows(db, acct, src, &p, &f, raw, len, &msg_id) != 0 ||
-	    store_advance(db, acct, src) != 0 || pp_db_commit(db) != 0) {
-		if (!stripped && pp_db_error_is_data(db)) {
-			log_warnx("account=%lld uid=%s a part was refused by the database (%s); "
-			          "storing the raw message alone",
-			          (long long)acct->id, src->uid, pp_db_error(db));
-			pp_db_rollback(db);
-			store_strip(&p, pp_db_error(db));
-			fetcher_filing_clear(&f);
-			stripped = 1;
-			goto again;
-		}
-		goto fail_tx;
+	    store_advance(db, acct, src) != 0) {
+		if (stripped || !pp_db_error_is_data(db) ||
+		    pp_db_command(db, "ROLLBACK TO SAVEPOINT message", 0, NULL) != 0)
+			goto done;
+		log_warnx("account=%lld uid=%s a part was refused by the database (%s); storing "
+		          "the raw message alone",
+		          (long long)acct->id, src->uid, pp_db_error(db));
+		store_strip(&p, pp_db_error(db));
+		fetcher_filing_clear(&f);
+		stripped = 1;
+		goto again;
 	}
-	if (msg_id == 0)
-		log_info("account=%lld mailbox=%s uid=%s already stored (key %s); marked read",
-		         (long long)acct->id, src->mailbox, src->uid, p.dedup_key);
-	else
-		store_log(acct, src, &p, &f, msg_id, len);
+	if (pp_db_command(db, "RELEASE SAVEPOINT message", 0, NULL) != 0)
+		goto done;
+	store_log(log, acct, src, &p, &f, msg_id, len);
+	rc = msg_id != 0 ? 1 : 0;
+done:
+	if (rc < 0)
+		log_warnx("account=%lld uid=%s cannot store the message (will retry): %s",
+		          (long long)acct->id, src->uid, pp_db_error(db));
 	fetcher_filing_clear(&f);
 	fetcher_parsed_clear(&p);
-	return msg_id != 0 ? 1 : 0;
-fail_tx:
-	pp_db_rollback(db);
-fail:
-	log_warnx("account=%lld uid=%s cannot store the message (will retry): %s",
-	          (long long)acct->id, src->uid, pp_db_error(db));
-	fetcher_filing_clear(&f);
-	fetcher_parsed_clear(&p);
-	return -1;
+	return rc;
 }
 
-int fetcher_store_skip(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
-                       int64_t max_bytes)
+/* batch_discard - the group's transaction failed: nothing of it was
+ * stored, and its messages are read again by the next poll. */
+static void batch_discard(pp_db_t *db, fetcher_poll_t *poll)
+{
+	fetcher_batch_t *b = &poll->batch;
+	pp_db_rollback(db);
+	if (b->count > 0)
+		log_warnx(
+		    "%d message(s) not stored (the database failed); the next poll reads them "
+		    "again",
+		    b->count);
+	pp_buf_free(&b->log);
+	memset(b, 0, sizeof(*b));
+	poll->db_failed = 1;
+}
+
+/* batch_begin - open the group's transaction if none is open. */
+static int batch_begin(pp_db_t *db, fetcher_poll_t *poll)
+{
+	fetcher_batch_t *b = &poll->batch;
+	if (b->open)
+		return 0;
+	if (pp_db_begin(db) != 0) {
+		poll->db_failed = 1;
+		return -1;
+	}
+	memset(b, 0, sizeof(*b));
+	pp_buf_init(&b->log);
+	b->open = 1;
+	b->opened_ms = pp_mono_ms();
+	return 0;
+}
+
+int fetcher_store_flush(pp_daemon_t *d, fetcher_poll_t *poll)
+{
+	fetcher_batch_t *b = &poll->batch;
+	pp_db_t *db = pp_daemon_db(d);
+	if (!b->open)
+		return 0;
+	if (pp_db_commit(db) != 0) {
+		batch_discard(db, poll);
+		return -1;
+	}
+	/* Only now is each message stored: say so. */
+	for (char *line = b->log.data, *eol; line && (eol = strchr(line, '\n')); line = eol + 1) {
+		*eol = '\0';
+		log_info("%s", line);
+	}
+	poll->stored += b->stored;
+	pp_buf_free(&b->log);
+	memset(b, 0, sizeof(*b));
+	return 0;
+}
+
+int fetcher_store_skip(pp_daemon_t *d, const fetcher_account_t *acct, const fetcher_source_t *src,
+                       int64_t max_bytes, fetcher_poll_t *poll)
 {
 	char text[256];
+	pp_db_t *db = pp_daemon_db(d);
 	snprintf(text, sizeof(text),
 	         "mailbox %s uid %s is larger than [fetcher] max_message_bytes=%lld; it was left "
 	         "on the server and not stored",
 	         src->mailbox, src->uid, (long long)max_bytes);
-	if (pp_db_begin(db) != 0)
+	if (batch_begin(db, poll) != 0)
 		return -1;
 	if (store_advance(db, acct, src) != 0 ||
 	    pp_diag_raise(db, FETCHER_STAGE, "warning", "fetch_message_too_large",
-	                  acct->practice_id, acct->id, 0, text) != 0 ||
-	    pp_db_commit(db) != 0) {
-		pp_db_rollback(db);
+	                  acct->practice_id, acct->id, 0, text) != 0) {
+		batch_discard(db, poll);
 		return -1;
 	}
-	return 0;
+	return fetcher_store_flush(d, poll);
 }
 
-int fetcher_store_download(pp_daemon_t *d, const fetcher_account_t *acct,
-                           const fetcher_source_t *src, const fetcher_session_t *sess,
-                           fetcher_poll_t *poll)
+int fetcher_store_download(pp_daemon_t *d, const fetcher_settings_t *s,
+                           const fetcher_account_t *acct, const fetcher_source_t *src,
+                           const fetcher_session_t *sess, fetcher_poll_t *poll)
 {
-	int st = fetcher_store_message(pp_daemon_db(d), acct, src,
-	                               sess->buf.data ? sess->buf.data : "", sess->buf.len);
+	pp_db_t *db = pp_daemon_db(d);
+	fetcher_batch_t *b = &poll->batch;
+	if (batch_begin(db, poll) != 0)
+		return -1;
+	int st =
+	    store_one(db, acct, src, sess->buf.data ? sess->buf.data : "", sess->buf.len, &b->log);
 	if (st < 0) {
-		poll->db_failed = 1;
+		batch_discard(db, poll);
 		return -1;
 	}
-	poll->stored += st;
+	b->count++;
+	b->bytes += sess->buf.len;
+	b->stored += st;
+	if (b->count >= s->commit_messages || (int64_t)b->bytes >= s->commit_bytes ||
+	    pp_mono_ms() - b->opened_ms >= s->commit_ms)
+		return fetcher_store_flush(d, poll);
 	return 0;
 }

@@ -499,3 +499,53 @@ def test_check_schedule_every_n_and_preset_times(setup):
     assert r.returncode == 1 and "time" in r.stderr.lower()
     assert len(cli(s, "schedule", "fetch", "--practice", s.practice, json_out=True)) == 2
     assert cli(s, "schedule", "fetch", "--practice", s.practice, "--clear", json_out=True) == []
+
+
+def test_group_commit_failure_stores_none_of_the_group_and_reads_it_again(db, pp_tmp, dovecot):
+    s = FetchSetup(db, pp_tmp, dovecot, commit_messages="5", commit_ms="60000")
+    s.add_account()
+    for i in range(12):
+        s.deliver(mail("anna@patient.example", "poison" if i == 6 else "Group %d" % i,
+                       msgid="g%d@x.example" % i))
+    # the database refuses the 7th message (not a data error: the whole group fails)
+    s.db.sql("CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+             "IF NEW.subject = 'poison' THEN RAISE EXCEPTION 'refused for the test'; END IF; "
+             "RETURN NEW; END $$")
+    s.db.sql("CREATE TRIGGER refuse_poison BEFORE INSERT ON messages FOR EACH ROW "
+             "EXECUTE FUNCTION refuse_poison()")
+    s.db.sql("UPDATE email_accounts SET in_next_poll = now()")
+    r = run([pp_bin("fetcher"), "-c", s.conf, "--once"], check=False, timeout=90)
+    log = r.stderr
+    assert r.returncode == 1, log             # a database failure is temporary: exit 1
+    subjects = [r["subject"] for r in s.rows()]
+    assert subjects == ["Group %d" % i for i in range(5)], log   # the first group only
+    assert s.db.sql("SELECT last_uid FROM mailbox_state") == [(5,)]
+    assert "1 message(s) not stored" in log   # uid 6, stored in the failed group
+    assert "uid=6 size=" not in log          # never logged as stored
+    s.db.sql("DROP TRIGGER refuse_poison ON messages")
+    log = s.fetch()
+    rows = s.rows()
+    assert len(rows) == 12 and len({r["message_id_header"] for r in rows}) == 12, log
+    assert s.db.sql("SELECT last_uid FROM mailbox_state") == [(12,)]
+
+
+def test_parts_the_database_refuses_leave_the_raw_message_stored(setup):
+    s = setup
+    s.add_account()
+    s.db.sql("CREATE FUNCTION refuse_part() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+             "IF NEW.filename = 'refused.bin' THEN RAISE EXCEPTION 'bad part' USING ERRCODE = "
+             "'22000'; END IF; RETURN NEW; END $$")
+    s.db.sql("CREATE TRIGGER refuse_part BEFORE INSERT ON attachments FOR EACH ROW "
+             "EXECUTE FUNCTION refuse_part()")
+    raw = multipart("anna@patient.example", "With a refused part", "refused@x.example",
+                    [(["Content-Type: text/plain"], "hello"),
+                     (["Content-Type: application/octet-stream; name=refused.bin"], "data")])
+    s.deliver(raw)
+    s.deliver(mail("anna@patient.example", "Next one"))
+    log = s.fetch()
+    rows = s.db.sql("SELECT subject, parse_error, body_text, person_id, length(body) FROM "
+                    "messages WHERE direction = 'in' ORDER BY id")
+    assert [r[0] for r in rows] == ["With a refused part", "Next one"], log
+    assert "parts could not be stored" in rows[0][1] and "bad part" in rows[0][1]
+    assert rows[0][2] is None and rows[0][3] == s.anna and rows[0][4] > 0
+    assert s.db.sql("SELECT count(*) FROM attachments") == [(0,)]
