@@ -21,6 +21,9 @@ struct pp_db {
 	char sqlstate[6];
 	char constraint[128];
 	int quiet;
+	/* statements prepared on this connection, by the caller's SQL pointer */
+	const char *prepared[PP_DB_PREPARED_MAX];
+	int nprepared;
 };
 
 pp_db_t *pp_db_new(const char *conninfo, const char *application_name)
@@ -77,6 +80,7 @@ int pp_db_connect(pp_db_t *db)
 	const char *vals[] = {db->conninfo, db->appname, "5", NULL};
 	db->conn = PQconnectdbParams(keys, vals, 1);
 	db->in_tx = 0;
+	db->nprepared = 0; /* a new session knows no prepared statements */
 	if (PQstatus(db->conn) != CONNECTION_OK) {
 		db_set_error(db, PQerrorMessage(db->conn), "08006");
 		if (!db->down_logged && !db->quiet)
@@ -98,12 +102,40 @@ int pp_db_is_up(const pp_db_t *db)
 	return db->conn && PQstatus(db->conn) == CONNECTION_OK;
 }
 
-PGresult *pp_db_exec(pp_db_t *db, const char *sql, int nparams, const char *const *params)
+/* db_prepared - the name of sql prepared on this connection, preparing
+ * it on first use; NULL when the table is full or preparing failed (the
+ * statement then runs unprepared). */
+static const char *db_prepared(pp_db_t *db, const char *sql, int nparams, char *name,
+			       size_t len)
 {
+	int i;
+	for (i = 0; i < db->nprepared; i++)
+		if (db->prepared[i] == sql)
+			break;
+	snprintf(name, len, "pp%d", i);
+	if (i < db->nprepared)
+		return name;
+	if (i == PP_DB_PREPARED_MAX)
+		return NULL;
+	PGresult *res = PQprepare(db->conn, name, sql, nparams, NULL);
+	int ok = res && PQresultStatus(res) == PGRES_COMMAND_OK;
+	PQclear(res);
+	if (!ok)
+		return NULL;
+	db->prepared[db->nprepared++] = sql;
+	return name;
+}
+
+static PGresult *db_exec(pp_db_t *db, const char *sql, int nparams, const char *const *params,
+			 int prepare)
+{
+	char name[16];
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (pp_db_connect(db) != 0)
 			return NULL;
-		PGresult *res = PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+		const char *stmt = prepare ? db_prepared(db, sql, nparams, name, sizeof(name)) : NULL;
+		PGresult *res = stmt ? PQexecPrepared(db->conn, stmt, nparams, params, NULL, NULL, 0)
+				     : PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
 		ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 		if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
 			return res;
@@ -122,6 +154,27 @@ PGresult *pp_db_exec(pp_db_t *db, const char *sql, int nparams, const char *cons
 		}
 	}
 	return NULL;
+}
+
+PGresult *pp_db_exec(pp_db_t *db, const char *sql, int nparams, const char *const *params)
+{
+	return db_exec(db, sql, nparams, params, 0);
+}
+
+PGresult *pp_db_exec_prepared(pp_db_t *db, const char *sql, int nparams,
+			      const char *const *params)
+{
+	return db_exec(db, sql, nparams, params, 1);
+}
+
+int pp_db_command_prepared(pp_db_t *db, const char *sql, int nparams,
+			   const char *const *params)
+{
+	PGresult *res = pp_db_exec_prepared(db, sql, nparams, params);
+	if (res == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
 }
 
 int pp_db_command(pp_db_t *db, const char *sql, int nparams, const char *const *params)

@@ -27,6 +27,16 @@ int pp_db_is_up(const pp_db_t *db);
 
 /* pp_db_exec - NULL on failure (logged, see pp_db_error / pp_db_sqlstate). */
 PGresult *pp_db_exec(pp_db_t *db, const char *sql, int nparams, const char *const *params);
+/* pp_db_exec_prepared - as pp_db_exec, for a statement run many times:
+ * prepared once per connection (parsed and planned once). sql must be a
+ * string that lives as long as the program (a literal or a static array):
+ * its address names it. At most PP_DB_PREPARED_MAX such statements per
+ * connection; past that they run unprepared. */
+#define PP_DB_PREPARED_MAX 32
+PGresult *pp_db_exec_prepared(pp_db_t *db, const char *sql, int nparams,
+			      const char *const *params);
+int pp_db_command_prepared(pp_db_t *db, const char *sql, int nparams,
+			   const char *const *params);
 /* pp_db_command - run a statement, discard the result; 0 / -1. */
 int pp_db_command(pp_db_t *db, const char *sql, int nparams, const char *const *params);
 

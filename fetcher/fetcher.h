@@ -127,6 +127,44 @@ void fetcher_session_close(fetcher_session_t *sess);
 void fetcher_poll_fail(fetcher_poll_t *poll, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* fetcher_imapc.c - the IMAP conversation on a connect-only libcurl
+ * handle (libcurl connects, does TLS and logs in). Once broken (the
+ * connection failed, timed out, or a command was refused) every call fails
+ * and error says why. */
+typedef struct {
+	CURL *curl; /* borrowed from the session */
+	curl_socket_t sock;
+	pp_buf_t in; /* received; [off, len) not yet consumed */
+	size_t off;
+	int tag;
+	char tagbuf[16];
+	int64_t timeout_ms; /* without progress */
+	int broken;
+	int refused; /* the last command was answered NO or BAD */
+	char error[256];
+} fetcher_imapc_t;
+
+/* fetcher_imapc_open - connect and log in; 0, or the CURLcode. */
+int fetcher_imapc_open(fetcher_imapc_t *c, fetcher_session_t *sess, int64_t timeout_ms);
+void fetcher_imapc_close(fetcher_imapc_t *c);
+int fetcher_imapc_send(fetcher_imapc_t *c, const char *text);
+/* fetcher_imapc_fill - read what has arrived, without waiting. */
+int fetcher_imapc_fill(fetcher_imapc_t *c);
+/* fetcher_imapc_take_line - a complete line already read (owned, no CRLF), or NULL. */
+char *fetcher_imapc_take_line(fetcher_imapc_t *c);
+/* fetcher_imapc_line - the next line, waiting up to the timeout; NULL if broken. */
+char *fetcher_imapc_line(fetcher_imapc_t *c);
+/* fetcher_imapc_bytes - exactly n bytes (a literal) appended to out, or
+ * dropped if out is NULL. 0 / -1. */
+int fetcher_imapc_bytes(fetcher_imapc_t *c, size_t n, pp_buf_t *out);
+/* fetcher_imapc_next_tag - a new tag for the next command ("ppN"). */
+const char *fetcher_imapc_next_tag(fetcher_imapc_t *c);
+/* fetcher_imapc_tagged - 1 if line is the last tag's answer (*ok: it was OK). */
+int fetcher_imapc_tagged(const fetcher_imapc_t *c, const char *line, int *ok);
+/* fetcher_imapc_command - send "TAG cmd" and read to its answer; untagged
+ * lines are appended to untagged (if not NULL). 0 on OK. */
+int fetcher_imapc_command(fetcher_imapc_t *c, const char *cmd, pp_buf_t *untagged);
+
 /* fetcher_imap.c / fetcher_pop3.c: one poll of a claimed account. */
 /* fetcher_imap_quote - the mailbox as an IMAP quoted string (owned); NULL
  * if it holds something a quoted string cannot carry (CR, LF, 8-bit). */

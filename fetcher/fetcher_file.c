@@ -57,7 +57,7 @@ static void file_outgoing(const PGresult *res, const char *how, fetcher_filing_t
 static int file_by_ids(pp_db_t *db, const char *practice, const char *ids, const char *how,
                        fetcher_filing_t *f)
 {
-	PGresult *res = pp_db_exec(
+	PGresult *res = pp_db_exec_prepared(
 	    db,
 	    "SELECT m.person_id, m.id, p.kind::text FROM unnest(string_to_array($2, E'\\n')) "
 	    "WITH ORDINALITY AS r(mid, n) JOIN messages m ON m.message_id_header = r.mid "
@@ -91,7 +91,7 @@ static int file_by_references(pp_db_t *db, const char *practice, const fetcher_p
 /* file_by_token - rule 2. */
 static int file_by_token(pp_db_t *db, const char *practice, const char *token, fetcher_filing_t *f)
 {
-	PGresult *res = pp_db_exec(db,
+	PGresult *res = pp_db_exec_prepared(db,
 	                           "SELECT m.person_id, m.id, p.kind::text FROM messages m "
 	                           "JOIN people p ON p.id = m.person_id WHERE m.practice_id = $1 "
 	                           "AND m.direction = 'out' AND m.unsubscribe_token = $2",
@@ -155,7 +155,7 @@ static int file_by_sender(pp_db_t *db, const char *practice, const fetcher_parse
 		snprintf(f->why, sizeof(f->why), "no sender address");
 		return 0;
 	}
-	PGresult *res = pp_db_exec(
+	PGresult *res = pp_db_exec_prepared(
 	    db,
 	    "SELECT id, kind::text, family_id, guarantor_id FROM people WHERE practice_id = $1 "
 	    "AND lower(email) = lower($2) ORDER BY kind <> 'patient', id LIMIT $3::int",

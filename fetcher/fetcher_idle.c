@@ -27,7 +27,6 @@
 #include "pp_util.h"
 
 #define IDLE_LOCK_CLASS "7428160"
-#define IDLE_LINE_MAX 8192
 #define IDLE_COMMAND_MS 15000
 #define IDLE_RETRY_MS 30000
 #define IDLE_UNSUPPORTED_RETRY_MS 3600000
@@ -37,10 +36,8 @@ typedef enum { IDLE_OFF = 0, IDLE_ON, IDLE_UNSUPPORTED } idle_state_t;
 typedef struct {
 	fetcher_account_t acct;
 	fetcher_session_t sess;
-	curl_socket_t sock;
+	fetcher_imapc_t imap;
 	idle_state_t state;
-	pp_buf_t in;      /* received, not yet consumed */
-	int tag;          /* last command tag number */
 	int64_t since_ms; /* IDLE started (monotonic) */
 	int64_t retry_ms; /* closed: not before this */
 	int wanted;       /* still listed by the last refresh */
@@ -59,109 +56,13 @@ struct fetcher_idle {
 	int64_t next_refresh_ms;
 };
 
-/* ---- the IMAP conversation on a connect-only handle ---- */
-
-static int idle_send(idle_conn_t *c, const char *text)
-{
-	size_t len = strlen(text), off = 0;
-	int64_t until = pp_mono_ms() + IDLE_COMMAND_MS;
-	while (off < len) {
-		size_t n = 0;
-		CURLcode rc = curl_easy_send(c->sess.curl, text + off, len - off, &n);
-		if (rc == CURLE_AGAIN) {
-			struct pollfd p = {c->sock, POLLOUT, 0};
-			if (pp_mono_ms() > until || poll(&p, 1, 200) < 0)
-				return -1;
-			continue;
-		}
-		if (rc != CURLE_OK)
-			return -1;
-		off += n;
-	}
-	return 0;
-}
-
-/* idle_fill - read what is there; -1 when the connection is gone. */
-static int idle_fill(idle_conn_t *c)
-{
-	char buf[4096];
-	for (;;) {
-		size_t n = 0;
-		CURLcode rc = curl_easy_recv(c->sess.curl, buf, sizeof(buf), &n);
-		if (rc == CURLE_AGAIN)
-			return 0;
-		if (rc != CURLE_OK || n == 0)
-			return -1;
-		if (c->in.len + n > IDLE_LINE_MAX * 4)
-			return -1; /* a server that never ends a line */
-		pp_buf_append(&c->in, buf, n);
-	}
-}
-
-/* idle_take_line - the next complete line (owned, without CRLF), or NULL. */
-static char *idle_take_line(idle_conn_t *c)
-{
-	char *eol = c->in.len ? memchr(c->in.data, '\n', c->in.len) : NULL;
-	if (eol == NULL)
-		return NULL;
-	size_t len = (size_t)(eol - c->in.data);
-	char *line = xstrndup(c->in.data, len > 0 && eol[-1] == '\r' ? len - 1 : len);
-	memmove(c->in.data, eol + 1, c->in.len - len - 1);
-	c->in.len -= len + 1;
-	c->in.data[c->in.len] = '\0';
-	return line;
-}
-
-/* idle_wait_line - the next line within timeout_ms, or NULL. */
-static char *idle_wait_line(idle_conn_t *c, int64_t timeout_ms)
-{
-	int64_t until = pp_mono_ms() + timeout_ms;
-	for (;;) {
-		char *line = idle_take_line(c);
-		if (line != NULL)
-			return line;
-		int64_t left = until - pp_mono_ms();
-		struct pollfd p = {c->sock, POLLIN, 0};
-		if (left <= 0 || poll(&p, 1, (int)(left > 200 ? 200 : left)) < 0)
-			return NULL;
-		if (idle_fill(c) != 0)
-			return NULL;
-	}
-}
-
-/* idle_command - send "ppN cmd" and read to its tagged answer; untagged
- * lines are appended to seen (if not NULL). 0 on OK. */
-static int idle_command(idle_conn_t *c, const char *cmd, pp_buf_t *seen)
-{
-	char tag[16];
-	snprintf(tag, sizeof(tag), "pp%d ", ++c->tag);
-	char *text = xasprintf("%s%s\r\n", tag, cmd);
-	int rc = idle_send(c, text);
-	free(text);
-	while (rc == 0) {
-		char *line = idle_wait_line(c, IDLE_COMMAND_MS);
-		if (line == NULL)
-			return -1;
-		if (strncmp(line, tag, strlen(tag)) == 0) {
-			rc = strncasecmp(line + strlen(tag), "OK", 2) == 0 ? 1 : -1;
-		} else if (seen != NULL) {
-			pp_buf_puts(seen, line);
-			pp_buf_puts(seen, "\n");
-		}
-		free(line);
-	}
-	return rc == 1 ? 0 : -1;
-}
-
 /* idle_start - IDLE and its continuation ("+ idling"). */
 static int idle_start(idle_conn_t *c)
 {
-	char tag[16];
-	snprintf(tag, sizeof(tag), "pp%d", ++c->tag);
-	char *text = xasprintf("%s IDLE\r\n", tag);
-	int rc = idle_send(c, text);
+	char *text = xasprintf("%s IDLE\r\n", fetcher_imapc_next_tag(&c->imap));
+	int rc = fetcher_imapc_send(&c->imap, text);
 	free(text);
-	char *line = rc == 0 ? idle_wait_line(c, IDLE_COMMAND_MS) : NULL;
+	char *line = rc == 0 ? fetcher_imapc_line(&c->imap) : NULL;
 	rc = line != NULL && line[0] == '+' ? 0 : -1;
 	free(line);
 	c->since_ms = pp_mono_ms();
@@ -171,15 +72,14 @@ static int idle_start(idle_conn_t *c)
 /* idle_stop - DONE, and read to the IDLE's tagged answer. */
 static int idle_stop(idle_conn_t *c)
 {
-	char tag[16];
-	snprintf(tag, sizeof(tag), "pp%d ", c->tag);
-	if (idle_send(c, "DONE\r\n") != 0)
+	if (fetcher_imapc_send(&c->imap, "DONE\r\n") != 0)
 		return -1;
 	for (;;) {
-		char *line = idle_wait_line(c, IDLE_COMMAND_MS);
+		int ok;
+		char *line = fetcher_imapc_line(&c->imap);
 		if (line == NULL)
 			return -1;
-		int done = strncmp(line, tag, strlen(tag)) == 0;
+		int done = fetcher_imapc_tagged(&c->imap, line, &ok);
 		free(line);
 		if (done)
 			return 0;
@@ -193,10 +93,9 @@ static void idle_close(struct fetcher_idle *w, idle_conn_t *c, int64_t retry_ms)
 	char id[PP_LL_LEN];
 	if (c->state == IDLE_ON)
 		idle_stop(c);
+	fetcher_imapc_close(&c->imap);
 	fetcher_session_close(&c->sess);
 	memset(&c->sess, 0, sizeof(c->sess));
-	pp_buf_free(&c->in);
-	pp_buf_init(&c->in);
 	if (c->locked)
 		pp_db_command(w->db, "SELECT pg_advisory_unlock(" IDLE_LOCK_CLASS ", $1::int)",
 		              PP_DB_ARGS(pp_lltoa(id, c->acct.id)));
@@ -215,16 +114,11 @@ static void idle_open(struct fetcher_idle *w, idle_conn_t *c)
 	pp_buf_t caps;
 	memset(&poll, 0, sizeof(poll));
 	pp_buf_init(&caps);
-	c->tag = 0;
 	if (fetcher_session_open(w->d, &w->settings, &c->acct, &c->sess, &poll) != 0)
 		goto fail;
-	curl_easy_setopt(c->sess.curl, CURLOPT_CONNECT_ONLY, 1L);
-	curl_easy_setopt(c->sess.curl, CURLOPT_URL, c->sess.base_url);
-	if (curl_easy_perform(c->sess.curl) != CURLE_OK ||
-	    curl_easy_getinfo(c->sess.curl, CURLINFO_ACTIVESOCKET, &c->sock) != CURLE_OK ||
-	    c->sock == CURL_SOCKET_BAD)
+	if (fetcher_imapc_open(&c->imap, &c->sess, IDLE_COMMAND_MS) != 0)
 		goto fail;
-	if (idle_command(c, "CAPABILITY", &caps) != 0)
+	if (fetcher_imapc_command(&c->imap, "CAPABILITY", &caps) != 0)
 		goto fail;
 	if (caps.data == NULL || strcasestr(caps.data, " IDLE") == NULL) {
 		log_info("account=%lld the server does not offer IDLE: polling on the check "
@@ -235,7 +129,7 @@ static void idle_open(struct fetcher_idle *w, idle_conn_t *c)
 	}
 	char *quoted = fetcher_imap_quote(c->acct.mailbox);
 	char *cmd = quoted ? xasprintf("EXAMINE %s", quoted) : NULL;
-	int rc = cmd ? idle_command(c, cmd, NULL) : -1;
+	int rc = cmd ? fetcher_imapc_command(&c->imap, cmd, NULL) : -1;
 	free(quoted);
 	free(cmd);
 	if (rc != 0 || idle_start(c) != 0)
@@ -248,7 +142,10 @@ fail:
 	pp_buf_free(&caps);
 	if (c->state != IDLE_UNSUPPORTED)
 		log_warnx("account=%lld idle could not start (%s); polling meanwhile, retry in %ds",
-		          (long long)c->acct.id, poll.text[0] ? poll.text : c->sess.errbuf,
+		          (long long)c->acct.id,
+		          poll.text[0]       ? poll.text
+		          : c->imap.error[0] ? c->imap.error
+		                             : c->sess.errbuf,
 		          IDLE_RETRY_MS / 1000);
 	idle_close(w, c, IDLE_RETRY_MS);
 }
@@ -268,9 +165,9 @@ static void idle_new_mail(struct fetcher_idle *w, idle_conn_t *c, const char *li
 /* idle_read - what the server said while idling. */
 static void idle_read(struct fetcher_idle *w, idle_conn_t *c)
 {
-	int gone = idle_fill(c) != 0;
+	int gone = fetcher_imapc_fill(&c->imap) != 0;
 	char *line;
-	while ((line = idle_take_line(c)) != NULL) {
+	while ((line = fetcher_imapc_take_line(&c->imap)) != NULL) {
 		long n;
 		char word[16];
 		if (sscanf(line, "* %ld %15s", &n, word) == 2 && strcasecmp(word, "EXISTS") == 0)
@@ -279,7 +176,7 @@ static void idle_read(struct fetcher_idle *w, idle_conn_t *c)
 			gone = 1;
 		free(line);
 	}
-	if (gone) {
+	if (gone || c->imap.broken) {
 		log_warnx("account=%lld idle connection closed by the server; reopening in %ds",
 		          (long long)c->acct.id, IDLE_RETRY_MS / 1000);
 		c->state = IDLE_OFF; /* no DONE on a dead connection */
@@ -348,7 +245,6 @@ static idle_conn_t *idle_find(struct fetcher_idle *w, int64_t id)
 	}
 	idle_conn_t *c = &w->conns[w->n++];
 	memset(c, 0, sizeof(*c));
-	pp_buf_init(&c->in);
 	c->acct.id = id;
 	return c;
 }
@@ -359,7 +255,6 @@ static void idle_forget(struct fetcher_idle *w, size_t i)
 	idle_close(w, c, 0);
 	fetcher_account_clear(&c->acct);
 	free(c->signature);
-	pp_buf_free(&c->in);
 	w->conns[i] = w->conns[--w->n];
 }
 
@@ -439,7 +334,7 @@ static void *idle_main(void *arg)
 		nfds_t k = 0;
 		for (size_t i = 0; i < w->n; i++)
 			if (w->conns[i].state == IDLE_ON) {
-				fds[k] = (struct pollfd){w->conns[i].sock, POLLIN, 0};
+				fds[k] = (struct pollfd){w->conns[i].imap.sock, POLLIN, 0};
 				which[k++] = i;
 			}
 		if (poll(fds, k, 250) < 0)

@@ -1,8 +1,11 @@
 /*
- * fetcher_imap.c - one poll of an IMAP account: EXAMINE the mailbox for its
- * UIDVALIDITY, UID SEARCH for the UIDs above mailbox_state.last_uid, then
- * download each new message (imap://host/MAILBOX;UIDVALIDITY=v/;UID=n) and
- * hand it to the store. Owns the mailbox_state row of the account.
+ * fetcher_imap.c - one poll of an IMAP account over one connection
+ * (fetcher_imapc.c): EXAMINE the mailbox (read-only: nothing on the server
+ * changes, no \Seen flags) for its UIDVALIDITY and UIDNEXT, UID SEARCH for
+ * the UIDs above mailbox_state.last_uid in chunks of IMAP_SEARCH_CHUNK,
+ * then UID FETCH (UID BODY.PEEK[]) for groups of IMAP_FETCH_GROUP UIDs,
+ * each message handed to the store as it streams in. Owns the
+ * mailbox_state row of the account.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,9 +16,14 @@
 #include "pp_log.h"
 #include "pp_util.h"
 
+/* UIDs searched per command: the answer stays a few kilobytes. */
+#define IMAP_SEARCH_CHUNK 1000
+/* UIDs fetched per command: the server streams them back to back. */
+#define IMAP_FETCH_GROUP 50
+
 typedef struct {
 	int64_t *uids;
-	size_t count;
+	size_t count, cap;
 } imap_uids_t;
 
 char *fetcher_imap_quote(const char *mailbox)
@@ -49,20 +57,21 @@ static const char *imap_next_line(const char **p, size_t *len)
 	return s;
 }
 
-/* imap_parse_uidvalidity - from "* OK [UIDVALIDITY n]" of EXAMINE; 0 if absent. */
-static int64_t imap_parse_uidvalidity(const char *resp)
+/* imap_parse_code - n from the response code "[NAME n]" of an untagged
+ * line ("* OK [UIDVALIDITY 3]"); 0 if absent. */
+static int64_t imap_parse_code(const char *resp, const char *name)
 {
 	const char *p = resp, *line;
-	size_t len;
+	size_t len, nlen = strlen(name);
 	while ((line = imap_next_line(&p, &len)) != NULL) {
 		if (len < 2 || strncmp(line, "* ", 2) != 0)
 			continue;
-		for (const char *q = line; q + 13 <= line + len; q++) {
-			if (strncasecmp(q, "[UIDVALIDITY ", 13) != 0)
+		for (const char *q = line; q + nlen + 2 <= line + len; q++) {
+			if (*q != '[' || strncasecmp(q + 1, name, nlen) != 0 || q[nlen + 1] != ' ')
 				continue;
 			char *end;
-			long long v = strtoll(q + 13, &end, 10);
-			if (end != q + 13 && *end == ']' && v > 0)
+			long long v = strtoll(q + nlen + 2, &end, 10);
+			if (end != q + nlen + 2 && *end == ']' && v > 0)
 				return v;
 		}
 	}
@@ -76,11 +85,11 @@ static int imap_cmp_uid(const void *a, const void *b)
 }
 
 /* imap_parse_search - UIDs above last_uid from "* SEARCH n n ..." lines,
- * ascending. ("n:*" also matches the highest UID when none is above n.) */
+ * appended to out, which stays ascending. */
 static void imap_parse_search(const char *resp, int64_t last_uid, imap_uids_t *out)
 {
 	const char *p = resp, *line;
-	size_t len, cap = 0;
+	size_t len;
 	while ((line = imap_next_line(&p, &len)) != NULL) {
 		if (len < 8 || strncasecmp(line, "* SEARCH", 8) != 0)
 			continue;
@@ -95,9 +104,9 @@ static void imap_parse_search(const char *resp, int64_t last_uid, imap_uids_t *o
 				v = v * 10 + (*q++ - '0');
 			if (v <= last_uid)
 				continue;
-			if (out->count == cap) {
-				cap = cap ? cap * 2 : 64;
-				out->uids = xrealloc(out->uids, cap * sizeof(*out->uids));
+			if (out->count == out->cap) {
+				out->cap = out->cap ? out->cap * 2 : 64;
+				out->uids = xrealloc(out->uids, out->cap * sizeof(*out->uids));
 			}
 			out->uids[out->count++] = v;
 		}
@@ -140,11 +149,42 @@ static int imap_mailbox_state(pp_db_t *db, const fetcher_account_t *acct, int64_
 	                     PP_DB_ARGS(id, acct->mailbox, uv));
 }
 
-/* imap_list_new - EXAMINE + UID SEARCH: the UIDVALIDITY and the new UIDs. */
-static int imap_list_new(pp_daemon_t *d, fetcher_session_t *sess, fetcher_account_t *acct,
-                         int64_t *uidvalidity, imap_uids_t *uids, fetcher_poll_t *poll)
+/* imap_fail - the poll's diagnostic from a broken conversation. */
+static void imap_fail(fetcher_poll_t *poll, const fetcher_imapc_t *c, const fetcher_account_t *acct,
+                      const char *what)
+{
+	fetcher_poll_fail(poll, c->refused ? "fetch_protocol_error" : "fetch_connect_failed",
+	                  "%s at %.100s:%d failed: %s", what, acct->host, acct->port, c->error);
+}
+
+/* imap_search - the UIDs in [from, to] (to < UIDNEXT, so never "n:*"),
+ * appended to out in order. One chunk's answer stays far below any line
+ * limit. 0 / -1. */
+static int imap_search(fetcher_imapc_t *c, int64_t from, int64_t to, imap_uids_t *out)
+{
+	pp_buf_t resp;
+	pp_buf_init(&resp);
+	char *cmd = xasprintf("UID SEARCH UID %lld:%lld", (long long)from, (long long)to);
+	int rc = fetcher_imapc_command(c, cmd, &resp);
+	free(cmd);
+	if (rc == 0)
+		imap_parse_search(resp.data ? resp.data : "", from - 1, out);
+	pp_buf_free(&resp);
+	/* a SEARCH may also name UIDs outside the range it was asked for */
+	while (out->count > 0 && out->uids[out->count - 1] > to)
+		out->count--;
+	return rc;
+}
+
+/* imap_list_new - EXAMINE (read-only: nothing on the server changes) for
+ * UIDVALIDITY and UIDNEXT, then the UIDs above last_uid, searched in
+ * chunks, at most batch of them. */
+static int imap_list_new(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_imapc_t *c,
+                         fetcher_account_t *acct, int64_t *uidvalidity, imap_uids_t *uids,
+                         fetcher_poll_t *poll)
 {
 	int64_t last_uid;
+	pp_buf_t resp;
 	char *quoted = fetcher_imap_quote(acct->mailbox);
 	if (quoted == NULL) {
 		fetcher_poll_fail(poll, "fetch_config_invalid",
@@ -152,17 +192,20 @@ static int imap_list_new(pp_daemon_t *d, fetcher_session_t *sess, fetcher_accoun
 		return -1;
 	}
 	char *cmd = xasprintf("EXAMINE %s", quoted);
-	free(quoted);
-	CURLcode rc = fetcher_session_perform(sess, sess->base_url, cmd);
+	pp_buf_init(&resp);
+	int rc = fetcher_imapc_command(c, cmd, &resp);
 	free(cmd);
-	if (rc != CURLE_OK) {
-		fetcher_session_fail(sess, rc, "EXAMINE", acct, poll);
+	free(quoted);
+	*uidvalidity = rc == 0 ? imap_parse_code(resp.data ? resp.data : "", "UIDVALIDITY") : 0;
+	int64_t uidnext = rc == 0 ? imap_parse_code(resp.data ? resp.data : "", "UIDNEXT") : 0;
+	pp_buf_free(&resp);
+	if (rc != 0) {
+		imap_fail(poll, c, acct, "EXAMINE");
 		return -1;
 	}
-	*uidvalidity = imap_parse_uidvalidity(sess->buf.data ? sess->buf.data : "");
-	if (*uidvalidity == 0) {
+	if (*uidvalidity == 0 || uidnext == 0) {
 		fetcher_poll_fail(poll, "fetch_protocol_error",
-		                  "the server sent no UIDVALIDITY for mailbox %.100s",
+		                  "the server sent no UIDVALIDITY or UIDNEXT for mailbox %.100s",
 		                  acct->mailbox);
 		return -1;
 	}
@@ -170,90 +213,178 @@ static int imap_list_new(pp_daemon_t *d, fetcher_session_t *sess, fetcher_accoun
 		poll->db_failed = 1;
 		return -1;
 	}
-	cmd = xasprintf("UID SEARCH UID %lld:*", (long long)last_uid + 1);
-	rc = fetcher_session_perform(sess, sess->base_url, cmd);
-	free(cmd);
-	if (rc == CURLE_OK && fetcher_session_new_connection(sess)) {
-		fetcher_poll_fail(poll, "fetch_connect_failed",
-		                  "the connection to %.100s dropped between EXAMINE and SEARCH",
-		                  acct->host);
-		return -1;
+	for (int64_t from = last_uid + 1; from < uidnext && (int64_t)uids->count < s->batch;
+	     from += IMAP_SEARCH_CHUNK) {
+		int64_t to = from + IMAP_SEARCH_CHUNK - 1;
+		if (imap_search(c, from, to < uidnext ? to : uidnext - 1, uids) != 0) {
+			imap_fail(poll, c, acct, "UID SEARCH");
+			return -1;
+		}
 	}
-	if (rc != CURLE_OK) {
-		fetcher_session_fail(sess, rc, "UID SEARCH", acct, poll);
-		return -1;
-	}
-	imap_parse_search(sess->buf.data ? sess->buf.data : "", last_uid, uids);
 	poll->listed = 1;
-	log_debug("account=%lld mailbox=%s uidvalidity=%lld last_uid=%lld new=%zu",
+	log_debug("account=%lld mailbox=%s uidvalidity=%lld last_uid=%lld uidnext=%lld new=%zu",
 	          (long long)acct->id, acct->mailbox, (long long)*uidvalidity, (long long)last_uid,
-	          uids->count);
+	          (long long)uidnext, uids->count);
 	return 0;
 }
 
-/* imap_fetch_one - download and store one UID. 0 go on, -1 end the poll. */
-static int imap_fetch_one(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_session_t *sess,
-                          fetcher_account_t *acct, const char *mailbox_url, int64_t uidvalidity,
-                          int64_t uid, fetcher_poll_t *poll)
+/* imap_uid_set - "a:b,c,..." for uids[0, n) (ascending). */
+static char *imap_uid_set(const int64_t *uids, size_t n)
 {
-	char uidtext[24];
+	pp_buf_t b;
+	pp_buf_init(&b);
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		while (j + 1 < n && uids[j + 1] == uids[j] + 1)
+			j++;
+		if (j > i)
+			pp_buf_printf(&b, "%s%lld:%lld", b.len ? "," : "", (long long)uids[i],
+			              (long long)uids[j]);
+		else
+			pp_buf_printf(&b, "%s%lld", b.len ? "," : "", (long long)uids[i]);
+		i = j + 1;
+	}
+	return pp_buf_steal(&b);
+}
+
+/* imap_find_uid - the n of "UID n" in a FETCH line; 0 if absent. */
+static int64_t imap_find_uid(const char *line)
+{
+	for (const char *q = line; (q = strcasestr(q, "UID ")) != NULL; q += 4) {
+		if (q != line && q[-1] != '(' && q[-1] != ' ')
+			continue;
+		char *end;
+		long long v = strtoll(q + 4, &end, 10);
+		if (end != q + 4 && v > 0)
+			return v;
+	}
+	return 0;
+}
+
+/* imap_literal - the size n of a line ending in "{n}"; -1 if none. */
+static int64_t imap_literal(const char *line)
+{
+	size_t len = strlen(line);
+	if (len < 3 || line[len - 1] != '}')
+		return -1;
+	const char *open = strrchr(line, '{');
+	char *end;
+	long long v = open ? strtoll(open + 1, &end, 10) : -1;
+	return open && end == line + len - 1 && v >= 0 ? v : -1;
+}
+
+/* imap_take_message - one "* n FETCH (UID u BODY[] {len}" answer: the
+ * literal into sess->buf (or dropped when too large), then the line's
+ * rest; stored or skipped. 0 go on, -1 end the poll. */
+static int imap_take_message(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_imapc_t *c,
+                             fetcher_session_t *sess, fetcher_account_t *acct, int64_t uidvalidity,
+                             const char *line, int64_t size, fetcher_poll_t *poll)
+{
+	int64_t uid = imap_find_uid(line);
+	int too_large = size > sess->max_bytes;
+	pp_buf_reset(&sess->buf);
+	if (fetcher_imapc_bytes(c, (size_t)size, too_large ? NULL : &sess->buf) != 0) {
+		imap_fail(poll, c, acct, "UID FETCH");
+		return -1;
+	}
+	char *tail = fetcher_imapc_line(c);
+	if (tail == NULL) {
+		imap_fail(poll, c, acct, "UID FETCH");
+		return -1;
+	}
+	if (uid == 0)
+		uid = imap_find_uid(tail);
+	free(tail);
+	if (uid == 0) {
+		log_warnx("account=%lld a FETCH answer without its UID was ignored",
+		          (long long)acct->id);
+		return 0;
+	}
+	char uidtext[PP_LL_LEN];
 	pp_lltoa(uidtext, uid);
 	fetcher_source_t src = {acct->mailbox, uidvalidity, uidtext, uid, 0};
-	char *url = xasprintf("%s%s;UIDVALIDITY=%lld/;UID=%lld", sess->base_url, mailbox_url,
-	                      (long long)uidvalidity, (long long)uid);
-	CURLcode rc = fetcher_session_perform(sess, url, NULL);
-	free(url);
-	if (rc == CURLE_REMOTE_FILE_NOT_FOUND) {
-		/* Expunged since the SEARCH, or the UIDVALIDITY changed: the
-		 * next poll's EXAMINE and SEARCH sort it out. */
-		log_warnx("account=%lld uid=%lld not found on the server any more; skipped",
-		          (long long)acct->id, (long long)uid);
-		return 0;
-	}
-	if (rc != CURLE_OK && sess->too_large) {
+	if (too_large) {
 		log_warnx("account=%lld uid=%lld larger than max_message_bytes=%lld; skipped",
 		          (long long)acct->id, (long long)uid, (long long)sess->max_bytes);
-		if (fetcher_store_skip(d, acct, &src, sess->max_bytes, poll) != 0) {
-			poll->db_failed = 1;
-			return -1;
-		}
-		return 0;
+		return fetcher_store_skip(d, acct, &src, sess->max_bytes, poll);
 	}
-	if (rc != CURLE_OK) {
-		fetcher_session_fail(sess, rc, "UID FETCH", acct, poll);
+	if (fetcher_account_renew(d, s, acct) != 0) {
+		poll->db_failed = 1;
 		return -1;
 	}
 	return fetcher_store_download(d, s, acct, &src, sess, poll);
+}
+
+/* imap_fetch - one UID FETCH of a group of UIDs, each message stored as it
+ * streams in. 0 go on, -1 end the poll. */
+static int imap_fetch(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_imapc_t *c,
+                      fetcher_session_t *sess, fetcher_account_t *acct, int64_t uidvalidity,
+                      const int64_t *uids, size_t n, fetcher_poll_t *poll)
+{
+	char *set = imap_uid_set(uids, n);
+	char *cmd =
+	    xasprintf("%s UID FETCH %s (UID BODY.PEEK[])\r\n", fetcher_imapc_next_tag(c), set);
+	int rc = fetcher_imapc_send(c, cmd);
+	free(cmd);
+	free(set);
+	while (rc == 0) {
+		int ok;
+		char *line = fetcher_imapc_line(c);
+		if (line == NULL)
+			break;
+		if (fetcher_imapc_tagged(c, line, &ok)) {
+			if (!ok)
+				fetcher_poll_fail(poll, "fetch_protocol_error",
+				                  "UID FETCH at %.100s:%d refused: %.200s",
+				                  acct->host, acct->port, line);
+			free(line);
+			return ok ? 0 : -1;
+		}
+		int64_t size = imap_literal(line);
+		if (size >= 0 && strncmp(line, "* ", 2) == 0)
+			rc = imap_take_message(d, s, c, sess, acct, uidvalidity, line, size, poll);
+		free(line);
+		if (rc == 0 && pp_daemon_stopping(d)) {
+			poll->status = FETCHER_POLL_MORE;
+			return -1;
+		}
+	}
+	if (rc == 0 || c->broken)
+		imap_fail(poll, c, acct, "UID FETCH");
+	return -1;
 }
 
 void fetcher_imap_poll(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_account_t *acct,
                        fetcher_poll_t *poll)
 {
 	fetcher_session_t sess;
-	imap_uids_t uids = {NULL, 0};
+	fetcher_imapc_t c;
+	imap_uids_t uids = {NULL, 0, 0};
 	int64_t uidvalidity = 0;
-	char *mailbox_url = NULL;
-
+	memset(&c, 0, sizeof(c));
 	if (fetcher_session_open(d, s, acct, &sess, poll) != 0)
 		goto done;
-	if (imap_list_new(d, &sess, acct, &uidvalidity, &uids, poll) != 0)
+	int rc = fetcher_imapc_open(&c, &sess, s->transfer_timeout_s * 1000);
+	if (rc != 0) {
+		fetcher_session_fail(&sess, (CURLcode)rc, "LOGIN", acct, poll);
 		goto done;
-	mailbox_url = curl_easy_escape(sess.curl, acct->mailbox, 0);
-	for (size_t i = 0; i < uids.count; i++) {
-		if ((int64_t)i >= s->batch || pp_daemon_stopping(d)) {
+	}
+	if (imap_list_new(d, s, &c, acct, &uidvalidity, &uids, poll) != 0)
+		goto done;
+	size_t todo = uids.count < (size_t)s->batch ? uids.count : (size_t)s->batch;
+	for (size_t i = 0; i < todo; i += IMAP_FETCH_GROUP) {
+		size_t n = todo - i < IMAP_FETCH_GROUP ? todo - i : IMAP_FETCH_GROUP;
+		if (pp_daemon_stopping(d)) {
 			poll->status = FETCHER_POLL_MORE;
 			break;
 		}
-		if (fetcher_account_renew(d, s, acct) != 0) {
-			poll->db_failed = 1;
-			break;
-		}
-		if (imap_fetch_one(d, s, &sess, acct, mailbox_url, uidvalidity, uids.uids[i],
-		                   poll) != 0)
-			break;
+		if (imap_fetch(d, s, &c, &sess, acct, uidvalidity, uids.uids + i, n, poll) != 0)
+			goto done;
 	}
+	if (uids.count > todo)
+		poll->status = FETCHER_POLL_MORE;
 done:
-	curl_free(mailbox_url);
 	free(uids.uids);
+	fetcher_imapc_close(&c);
 	fetcher_session_close(&sess);
 }

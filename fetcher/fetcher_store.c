@@ -42,18 +42,19 @@ static int store_advance(pp_db_t *db, const fetcher_account_t *acct, const fetch
 	char id[24], uv[24], uid[24];
 	pp_lltoa(id, acct->id);
 	if (src->pop3)
-		return pp_db_command(
+		return pp_db_command_prepared(
 		    db,
 		    "INSERT INTO pop3_seen (email_account_id, uidl) VALUES ($1, $2) "
 		    "ON CONFLICT DO NOTHING",
 		    PP_DB_ARGS(id, src->uid));
 	pp_lltoa(uv, src->uidvalidity);
 	pp_lltoa(uid, src->imap_uid);
-	return pp_db_command(db,
-	                     "UPDATE mailbox_state SET last_uid = greatest(last_uid, $4::bigint), "
-	                     "updated_at = now() WHERE email_account_id = $1 AND mailbox = $2 "
-	                     "AND uidvalidity = $3",
-	                     PP_DB_ARGS(id, src->mailbox, uv, uid));
+	return pp_db_command_prepared(
+	    db,
+	    "UPDATE mailbox_state SET last_uid = greatest(last_uid, $4::bigint), "
+	    "updated_at = now() WHERE email_account_id = $1 AND mailbox = $2 "
+	    "AND uidvalidity = $3",
+	    PP_DB_ARGS(id, src->mailbox, uv, uid));
 }
 
 /* store_insert - the messages row; *msg_id = 0 when it was already there. */
@@ -71,7 +72,7 @@ static int store_insert(pp_db_t *db, const fetcher_account_t *acct, const fetche
 	pp_lltoa(date, p->date_unix);
 	pp_lltoa(uv, src->uidvalidity);
 	char *filed_by = f->person_id ? xasprintf("rule:%s", f->how) : NULL;
-	PGresult *res = pp_db_exec(
+	PGresult *res = pp_db_exec_prepared(
 	    db,
 	    "INSERT INTO messages (practice_id, direction, channel, state, email_account_id, "
 	    "person_id, from_addr, to_addr, cc_addrs, subject, body, message_id_header, "
@@ -103,7 +104,7 @@ static int store_attachment(pp_db_t *db, const char *msg, const char *filename, 
 {
 	char size[PP_LL_LEN];
 	gchar *b64 = g_base64_encode(data, len);
-	int rc = pp_db_command(
+	int rc = pp_db_command_prepared(
 	    db,
 	    "INSERT INTO attachments (message_id, filename, content_type, data, size_bytes, "
 	    "sha256, part_path, content_id) VALUES ($1, $2, $3, decode($4, 'base64'), $5, $6, "
@@ -128,35 +129,49 @@ static int store_parts(pp_db_t *db, const fetcher_account_t *acct, int64_t msg_i
 			return -1;
 	}
 	if (f->listed.len > 0 &&
-	    pp_db_command(db,
-	                  "INSERT INTO message_people (message_id, person_id) SELECT $1, "
-	                  "unnest(string_to_array($2, ','))::bigint ON CONFLICT DO NOTHING",
-	                  PP_DB_ARGS(msg, f->listed.data)) != 0)
+	    pp_db_command_prepared(
+	        db,
+	        "INSERT INTO message_people (message_id, person_id) SELECT $1, "
+	        "unnest(string_to_array($2, ','))::bigint ON CONFLICT DO NOTHING",
+	        PP_DB_ARGS(msg, f->listed.data)) != 0)
 		return -1;
 	if (f->tag != NULL &&
-	    pp_db_command(db,
-	                  "INSERT INTO message_tags (message_id, tag_id) VALUES ($1, pp_tag($2, "
-	                  "$3)) ON CONFLICT DO NOTHING",
-	                  PP_DB_ARGS(msg, practice, f->tag)) != 0)
+	    pp_db_command_prepared(
+	        db,
+	        "INSERT INTO message_tags (message_id, tag_id) VALUES ($1, pp_tag($2, "
+	        "$3)) ON CONFLICT DO NOTHING",
+	        PP_DB_ARGS(msg, practice, f->tag)) != 0)
 		return -1;
 	return 0;
 }
 
-/* store_audit - "received" by the fetcher, "filed" by the rule. */
+/* store_audit - "received" by the fetcher and "filed" (or "unfiled") by
+ * the rule, in one statement. */
 static int store_audit(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
                        int64_t msg_id, const fetcher_parsed_t *p, const fetcher_filing_t *f)
 {
 	static const char *const kinds[] = {"mail", "bounce", "auto_reply", "unsubscribe"};
-	if (pp_audit(db, FETCHER_STAGE, "received", acct->practice_id, msg_id, 0,
-	             "account=%lld mailbox=%s uid=%s kind=%s%s", (long long)acct->id, src->mailbox,
-	             src->uid, kinds[p->cls.kind], p->parse_error ? " parse_error=yes" : "") != 0)
-		return -1;
-	if (f->person_id == 0)
-		return pp_audit(db, PP_AUDIT_RULE, "unfiled", acct->practice_id, msg_id, 0, "%s",
-		                f->why);
-	return pp_audit(db, PP_AUDIT_RULE, "filed", acct->practice_id, msg_id, f->person_id,
-	                "rule=%s %s%s%s", f->how, f->why, f->tag ? " tag=" : "",
-	                f->tag ? f->tag : "");
+	char practice[PP_LL_LEN], msg[PP_LL_LEN], person[PP_LL_LEN];
+	char *received =
+	    xasprintf("account=%lld mailbox=%s uid=%s kind=%s%s", (long long)acct->id, src->mailbox,
+	              src->uid, kinds[p->cls.kind], p->parse_error ? " parse_error=yes" : "");
+	char *filed = f->person_id ? xasprintf("rule=%s %s%s%s", f->how, f->why,
+	                                       f->tag ? " tag=" : "", f->tag ? f->tag : "")
+	                           : xstrdup(f->why);
+	/* the texts come from outside: one line each, like pp_audit's */
+	for (char *q = filed; *q; q++)
+		if ((unsigned char)*q < 0x20 || *q == 0x7f)
+			*q = ' ';
+	int rc = pp_db_command_prepared(
+	    db,
+	    "INSERT INTO audit_log (actor, action, practice_id, message_id, person_id, detail) "
+	    "VALUES ($1, 'received', $3, $4, NULL, $6), ($2, CASE WHEN $5::bigint = 0 THEN "
+	    "'unfiled' ELSE 'filed' END, $3, $4, nullif($5::bigint, 0), $7)",
+	    PP_DB_ARGS(FETCHER_STAGE, PP_AUDIT_RULE, pp_lltoa(practice, acct->practice_id),
+	               pp_lltoa(msg, msg_id), pp_lltoa(person, f->person_id), received, filed));
+	free(received);
+	free(filed);
+	return rc;
 }
 
 /* store_original - keep the exact bytes when body had to be cleaned. */

@@ -81,6 +81,14 @@ ALTER TABLE messages
     ADD COLUMN delivery_detail text,
     ADD COLUMN delivery_at timestamptz,
     ADD COLUMN unsubscribe_token text CHECK (unsubscribe_token ~ '^[0-9a-f]{32}$');
+-- Message texts and attachment bytes are compressed with lz4, several
+-- times faster than the default pglz at a similar ratio for mail.
+ALTER TABLE messages
+    ALTER COLUMN body SET COMPRESSION lz4,
+    ALTER COLUMN body_text SET COMPRESSION lz4,
+    ALTER COLUMN body_html SET COMPRESSION lz4,
+    ALTER COLUMN body_html_safe SET COMPRESSION lz4;
+ALTER TABLE attachments ALTER COLUMN data SET COMPRESSION lz4;
 CREATE UNIQUE INDEX messages_incoming_dedup ON messages (email_account_id, dedup_key)
     WHERE direction = 'in' AND dedup_key IS NOT NULL;
 CREATE UNIQUE INDEX messages_unsubscribe_token ON messages (unsubscribe_token)
@@ -109,11 +117,22 @@ ALTER TABLE attachments
 -- pp_tag returns the practice's tag of that name, creating it.
 ALTER TABLE tags ADD CONSTRAINT tags_name_check
     CHECK (name <> '' AND length(name) <= 64 AND name !~ '[[:cntrl:]]');
+-- (Looked up first: an upsert would write the tag's row for every message.)
 CREATE FUNCTION pp_tag(practice bigint, tag_name text) RETURNS bigint
-LANGUAGE sql AS $$
-    INSERT INTO tags (practice_id, name) VALUES (practice, tag_name)
-    ON CONFLICT (practice_id, name) DO UPDATE SET name = EXCLUDED.name
-    RETURNING id
+LANGUAGE plpgsql AS $$
+DECLARE
+    tag bigint;
+BEGIN
+    SELECT id INTO tag FROM tags WHERE practice_id = practice AND name = tag_name;
+    IF tag IS NULL THEN
+        INSERT INTO tags (practice_id, name) VALUES (practice, tag_name)
+            ON CONFLICT (practice_id, name) DO NOTHING RETURNING id INTO tag;
+    END IF;
+    IF tag IS NULL THEN
+        SELECT id INTO tag FROM tags WHERE practice_id = practice AND name = tag_name;
+    END IF;
+    RETURN tag;
+END
 $$;
 
 -- A hard bounce flags the address on the person: the composer refuses to

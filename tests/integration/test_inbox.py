@@ -549,3 +549,23 @@ def test_parts_the_database_refuses_leave_the_raw_message_stored(setup):
     assert "parts could not be stored" in rows[0][1] and "bad part" in rows[0][1]
     assert rows[0][2] is None and rows[0][3] == s.anna and rows[0][4] > 0
     assert s.db.sql("SELECT count(*) FROM attachments") == [(0,)]
+
+
+def test_a_mailbox_of_four_thousand_new_messages_is_read_whole(db, pp_tmp, dovecot):
+    """The listing of new mail is searched in chunks: one long SEARCH answer
+    once lost most of a large first poll."""
+    import pwd
+    s = FetchSetup(db, pp_tmp, dovecot, batch="10000")
+    s.add_account()
+    s.deliver(mail("anna@patient.example", "First"))     # creates the maildir
+    new = os.path.join(dovecot.maildir(USER), "new")
+    mail_uid = pwd.getpwnam("mail").pw_uid
+    for i in range(4000):
+        path = os.path.join(new, "17000%05d.M%dP1.test" % (i, i))
+        with open(path, "w") as f:
+            f.write(mail("x%d@elsewhere.example" % i, "Bulk %d" % i, msgid="bulk%d@x.example" % i))
+        os.chown(path, mail_uid, mail_uid)
+    log = s.fetch()
+    assert s.db.sql("SELECT count(*), count(DISTINCT message_id_header) FROM messages "
+                    "WHERE direction = 'in'") == [(4001, 4001)], log[-2000:]
+    assert s.db.sql("SELECT last_uid FROM mailbox_state") == [(4001,)]
