@@ -315,9 +315,9 @@ class FetchBench:
                     "[paths]\nrun_dir = %s\nkey_file = %s\n"
                     "[watchdog]\ncontrol = ipc://%s/control.sock\n"
                     "events = ipc://%s/events.sock\n"
-                    "[fetcher]\nbatch = %d\npoll_interval_ms = 1000\n"
+                    "[fetcher]\nbatch = %d\npoll_interval_ms = 1000\nidle = %s\n"
                     % (self.pg.conninfo(dbname), run_dir, os.path.join(self.base, "secret.key"),
-                       run_dir, run_dir, self.batch))
+                       run_dir, run_dir, self.batch, os.environ.get("BENCH_FETCH_IDLE", "1")))
 
     def _setup_pp(self):
         """A template database: practice, patients, outgoing messages replies

@@ -162,29 +162,9 @@ class Sink:
 # --------------------------------------------------------------------------
 # private Postfix
 
-MASTER_CF = """\
-# Private benchmark instance: nothing chrooted, smtpd on one loopback port.
-127.0.0.1:{port} inet n - n - - smtpd
-pickup    unix  n - n 60    1 pickup
-cleanup   unix  n - n -     0 cleanup
-qmgr      unix  n - n 300   1 qmgr
-rewrite   unix  - - n -     - trivial-rewrite
-bounce    unix  - - n -     0 bounce
-defer     unix  - - n -     0 bounce
-trace     unix  - - n -     0 bounce
-verify    unix  - - n -     1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n -     - proxymap
-smtp      unix  - - n -     - smtp
-relay     unix  - - n -     - smtp
-showq     unix  n - n -     - showq
-error     unix  - - n -     - error
-retry     unix  - - n -     - error
-discard   unix  - - n -     - discard
-anvil     unix  - - n -     1 anvil
-scache    unix  - - n -     1 scache
-postlog   unix-dgram n - n - 1 postlogd
-"""
+# The same master.cf as the tests' Postfix (local and virtual are unused
+# here: local_transport is error:, and there are no virtual domains).
+MASTER_CF = peers.POSTFIX_MASTER_CF
 
 MAIN_CF = """\
 # Private benchmark instance relaying everything to smtp-sink. Performance

@@ -260,8 +260,33 @@ void fetcher_filing_clear(fetcher_filing_t *f);
 int fetcher_act(pp_db_t *db, int64_t practice_id, int64_t msg_id, const fetcher_parsed_t *p,
                 const fetcher_filing_t *f);
 
+/* fetcher_pipe.c - a worker thread that parses the next message while
+ * the store writes the current one. */
+typedef struct fetcher_pipe fetcher_pipe_t;
+typedef struct {
+	char *raw; /* owned */
+	size_t len;
+	int64_t uid;
+	fetcher_parsed_t parsed;
+} fetcher_pipe_job_t;
+/* fetcher_pipe_new - NULL (logged) if no thread could be started. */
+fetcher_pipe_t *fetcher_pipe_new(void);
+/* fetcher_pipe_busy - a message was submitted and not yet taken back. */
+int fetcher_pipe_busy(fetcher_pipe_t *p);
+/* fetcher_pipe_submit - parse raw (taken over) in the worker. */
+void fetcher_pipe_submit(fetcher_pipe_t *p, char *raw, size_t len, int64_t uid);
+/* fetcher_pipe_wait - the submitted message back, parsed. */
+void fetcher_pipe_wait(fetcher_pipe_t *p, fetcher_pipe_job_t *out);
+void fetcher_pipe_job_clear(fetcher_pipe_job_t *job);
+void fetcher_pipe_free(fetcher_pipe_t **p);
+
 /* fetcher_store.c - parse, file and store downloaded messages, several to
  * a transaction (group commit). */
+/* fetcher_store_parsed - store one parsed message (raw: its bytes) in the
+ * poll's open group; parsed may be changed. 0 / -1 as below. */
+int fetcher_store_parsed(pp_daemon_t *d, const fetcher_settings_t *s, const fetcher_account_t *acct,
+                         const fetcher_source_t *src, const char *raw, size_t len,
+                         fetcher_parsed_t *parsed, fetcher_poll_t *poll);
 /* fetcher_store_download - store what the session just downloaded in the
  * poll's open group (committing when the group is full); 0, or -1 when
  * the database failed (poll says so; nothing of the group is stored). */

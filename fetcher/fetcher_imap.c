@@ -273,22 +273,51 @@ static int64_t imap_literal(const char *line)
 	return open && end == line + len - 1 && v >= 0 ? v : -1;
 }
 
+/* imap_store_job - store a parsed message. 0 go on, -1 end the poll. */
+static int imap_store_job(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_account_t *acct,
+                          int64_t uidvalidity, fetcher_pipe_job_t *job, fetcher_poll_t *poll)
+{
+	char uidtext[PP_LL_LEN];
+	pp_lltoa(uidtext, job->uid);
+	fetcher_source_t src = {acct->mailbox, uidvalidity, uidtext, job->uid, 0};
+	if (fetcher_account_renew(d, s, acct) != 0) {
+		poll->db_failed = 1;
+		return -1;
+	}
+	return fetcher_store_parsed(d, s, acct, &src, job->raw ? job->raw : "", job->len,
+	                            &job->parsed, poll);
+}
+
+/* imap_drain - store the message still in the parse worker, if any. */
+static int imap_drain(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_account_t *acct,
+                      int64_t uidvalidity, fetcher_pipe_t *pipe, fetcher_poll_t *poll)
+{
+	fetcher_pipe_job_t job;
+	if (pipe == NULL || !fetcher_pipe_busy(pipe))
+		return 0;
+	fetcher_pipe_wait(pipe, &job);
+	int rc = imap_store_job(d, s, acct, uidvalidity, &job, poll);
+	fetcher_pipe_job_clear(&job);
+	return rc;
+}
+
 /* imap_take_message - one "* n FETCH (UID u BODY[] {len}" answer: the
- * literal into sess->buf (or dropped when too large), then the line's
- * rest; stored or skipped. 0 go on, -1 end the poll. */
+ * literal (dropped when too large), then the line's rest. The message goes
+ * to the parse worker, and the one it parsed before is stored meanwhile;
+ * without a worker it is parsed and stored here. 0 go on, -1 end the poll. */
 static int imap_take_message(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_imapc_t *c,
-                             fetcher_session_t *sess, fetcher_account_t *acct, int64_t uidvalidity,
-                             const char *line, int64_t size, fetcher_poll_t *poll)
+                             fetcher_session_t *sess, fetcher_pipe_t *pipe, fetcher_account_t *acct,
+                             int64_t uidvalidity, const char *line, int64_t size,
+                             fetcher_poll_t *poll)
 {
 	int64_t uid = imap_find_uid(line);
 	int too_large = size > sess->max_bytes;
-	pp_buf_reset(&sess->buf);
-	if (fetcher_imapc_bytes(c, (size_t)size, too_large ? NULL : &sess->buf) != 0) {
-		imap_fail(poll, c, acct, "UID FETCH");
-		return -1;
-	}
-	char *tail = fetcher_imapc_line(c);
-	if (tail == NULL) {
+	pp_buf_t raw;
+	pp_buf_init(&raw);
+	char *tail = NULL;
+	if (fetcher_imapc_bytes(c, (size_t)size, too_large ? NULL : &raw) != 0 ||
+	    (tail = fetcher_imapc_line(c)) == NULL) {
+		pp_buf_free(&raw);
 		imap_fail(poll, c, acct, "UID FETCH");
 		return -1;
 	}
@@ -296,30 +325,49 @@ static int imap_take_message(pp_daemon_t *d, const fetcher_settings_t *s, fetche
 		uid = imap_find_uid(tail);
 	free(tail);
 	if (uid == 0) {
+		pp_buf_free(&raw);
 		log_warnx("account=%lld a FETCH answer without its UID was ignored",
 		          (long long)acct->id);
 		return 0;
 	}
-	char uidtext[PP_LL_LEN];
-	pp_lltoa(uidtext, uid);
-	fetcher_source_t src = {acct->mailbox, uidvalidity, uidtext, uid, 0};
 	if (too_large) {
+		char uidtext[PP_LL_LEN];
+		fetcher_source_t src = {acct->mailbox, uidvalidity, pp_lltoa(uidtext, uid), uid, 0};
 		log_warnx("account=%lld uid=%lld larger than max_message_bytes=%lld; skipped",
 		          (long long)acct->id, (long long)uid, (long long)sess->max_bytes);
+		if (imap_drain(d, s, acct, uidvalidity, pipe, poll) != 0)
+			return -1;
 		return fetcher_store_skip(d, acct, &src, sess->max_bytes, poll);
 	}
-	if (fetcher_account_renew(d, s, acct) != 0) {
-		poll->db_failed = 1;
-		return -1;
+	size_t len = raw.len;
+	char *bytes = pp_buf_steal(&raw);
+	fetcher_pipe_job_t prev = {0};
+	int rc = 0, have_prev = 0;
+	if (pipe == NULL) {
+		prev.raw = bytes;
+		prev.len = len;
+		prev.uid = uid;
+		fetcher_parse_message(bytes, len, &prev.parsed);
+		have_prev = 1;
+	} else {
+		if (fetcher_pipe_busy(pipe)) {
+			fetcher_pipe_wait(pipe, &prev);
+			have_prev = 1;
+		}
+		fetcher_pipe_submit(pipe, bytes, len, uid);
 	}
-	return fetcher_store_download(d, s, acct, &src, sess, poll);
+	if (have_prev) {
+		rc = imap_store_job(d, s, acct, uidvalidity, &prev, poll);
+		fetcher_pipe_job_clear(&prev);
+	}
+	return rc;
 }
 
 /* imap_fetch - one UID FETCH of a group of UIDs, each message stored as it
  * streams in. 0 go on, -1 end the poll. */
 static int imap_fetch(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_imapc_t *c,
-                      fetcher_session_t *sess, fetcher_account_t *acct, int64_t uidvalidity,
-                      const int64_t *uids, size_t n, fetcher_poll_t *poll)
+                      fetcher_session_t *sess, fetcher_pipe_t *pipe, fetcher_account_t *acct,
+                      int64_t uidvalidity, const int64_t *uids, size_t n, fetcher_poll_t *poll)
 {
 	char *set = imap_uid_set(uids, n);
 	char *cmd =
@@ -342,7 +390,8 @@ static int imap_fetch(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_imapc
 		}
 		int64_t size = imap_literal(line);
 		if (size >= 0 && strncmp(line, "* ", 2) == 0)
-			rc = imap_take_message(d, s, c, sess, acct, uidvalidity, line, size, poll);
+			rc = imap_take_message(d, s, c, sess, pipe, acct, uidvalidity, line, size,
+			                       poll);
 		free(line);
 		if (rc == 0 && pp_daemon_stopping(d)) {
 			poll->status = FETCHER_POLL_MORE;
@@ -359,6 +408,7 @@ void fetcher_imap_poll(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_acco
 {
 	fetcher_session_t sess;
 	fetcher_imapc_t c;
+	fetcher_pipe_t *pipe = NULL;
 	imap_uids_t uids = {NULL, 0, 0};
 	int64_t uidvalidity = 0;
 	memset(&c, 0, sizeof(c));
@@ -372,18 +422,24 @@ void fetcher_imap_poll(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_acco
 	if (imap_list_new(d, s, &c, acct, &uidvalidity, &uids, poll) != 0)
 		goto done;
 	size_t todo = uids.count < (size_t)s->batch ? uids.count : (size_t)s->batch;
+	if (todo > 1)
+		pipe = fetcher_pipe_new();
 	for (size_t i = 0; i < todo; i += IMAP_FETCH_GROUP) {
 		size_t n = todo - i < IMAP_FETCH_GROUP ? todo - i : IMAP_FETCH_GROUP;
 		if (pp_daemon_stopping(d)) {
 			poll->status = FETCHER_POLL_MORE;
 			break;
 		}
-		if (imap_fetch(d, s, &c, &sess, acct, uidvalidity, uids.uids + i, n, poll) != 0)
+		if (imap_fetch(d, s, &c, &sess, pipe, acct, uidvalidity, uids.uids + i, n, poll) !=
+		    0)
 			goto done;
 	}
+	/* the message still in the parse worker */
+	imap_drain(d, s, acct, uidvalidity, pipe, poll);
 	if (uids.count > todo)
 		poll->status = FETCHER_POLL_MORE;
 done:
+	fetcher_pipe_free(&pipe);
 	free(uids.uids);
 	fetcher_imapc_close(&c);
 	fetcher_session_close(&sess);

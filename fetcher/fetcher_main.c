@@ -5,6 +5,7 @@
  * settings and the pp_stage_ops_t.
  */
 #include <curl/curl.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,9 @@ static void fetcher_read_settings(pp_daemon_t *d, fetcher_settings_t *s)
 
 static int fetcher_init(pp_daemon_t *d, void **statep)
 {
+	/* One malloc arena for every thread (IDLE, parse worker): a few MB of
+	 * RSS less, at no measurable cost for this little concurrency. */
+	mallopt(M_ARENA_MAX, 1);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
 		log_warnx("curl_global_init failed");
 		return -1;

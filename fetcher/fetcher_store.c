@@ -27,6 +27,7 @@
  */
 #include <glib.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,19 +255,17 @@ static void store_strip(fetcher_parsed_t *p, const char *why)
  * message's parts. 1 stored, 0 already stored, -1 database failure (the
  * transaction is then unusable). */
 static int store_one(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
-                     const char *raw, size_t len, pp_buf_t *log)
+                     const char *raw, size_t len, fetcher_parsed_t *parsed, pp_buf_t *log)
 {
-	fetcher_parsed_t p;
 	fetcher_filing_t f;
 	int64_t msg_id = 0;
 	int stripped = 0, rc = -1;
-	fetcher_parse_message(raw, len, &p);
 	memset(&f, 0, sizeof(f));
 again:
 	if (pp_db_command(db, "SAVEPOINT message", 0, NULL) != 0)
 		goto done;
-	if (fetcher_file(db, acct->practice_id, &p, &f) != 0 ||
-	    store_rows(db, acct, src, &p, &f, raw, len, &msg_id) != 0 ||
+	if (fetcher_file(db, acct->practice_id, parsed, &f) != 0 ||
+	    store_rows(db, acct, src, parsed, &f, raw, len, &msg_id) != 0 ||
 	    store_advance(db, acct, src) != 0) {
 		if (stripped || !pp_db_error_is_data(db) ||
 		    pp_db_command(db, "ROLLBACK TO SAVEPOINT message", 0, NULL) != 0)
@@ -274,21 +273,20 @@ again:
 		log_warnx("account=%lld uid=%s a part was refused by the database (%s); storing "
 		          "the raw message alone",
 		          (long long)acct->id, src->uid, pp_db_error(db));
-		store_strip(&p, pp_db_error(db));
+		store_strip(parsed, pp_db_error(db));
 		fetcher_filing_clear(&f);
 		stripped = 1;
 		goto again;
 	}
 	if (pp_db_command(db, "RELEASE SAVEPOINT message", 0, NULL) != 0)
 		goto done;
-	store_log(log, acct, src, &p, &f, msg_id, len);
+	store_log(log, acct, src, parsed, &f, msg_id, len);
 	rc = msg_id != 0 ? 1 : 0;
 done:
 	if (rc < 0)
 		log_warnx("account=%lld uid=%s cannot store the message (will retry): %s",
 		          (long long)acct->id, src->uid, pp_db_error(db));
 	fetcher_filing_clear(&f);
-	fetcher_parsed_clear(&p);
 	return rc;
 }
 
@@ -343,6 +341,9 @@ int fetcher_store_flush(pp_daemon_t *d, fetcher_poll_t *poll)
 	poll->stored += b->stored;
 	pp_buf_free(&b->log);
 	memset(b, 0, sizeof(*b));
+	/* A long poll's parse buffers go back to the system at each commit,
+	 * so the fetcher's memory stays flat however big the mailbox. */
+	malloc_trim(0);
 	return 0;
 }
 
@@ -366,25 +367,36 @@ int fetcher_store_skip(pp_daemon_t *d, const fetcher_account_t *acct, const fetc
 	return fetcher_store_flush(d, poll);
 }
 
-int fetcher_store_download(pp_daemon_t *d, const fetcher_settings_t *s,
-                           const fetcher_account_t *acct, const fetcher_source_t *src,
-                           const fetcher_session_t *sess, fetcher_poll_t *poll)
+int fetcher_store_parsed(pp_daemon_t *d, const fetcher_settings_t *s, const fetcher_account_t *acct,
+                         const fetcher_source_t *src, const char *raw, size_t len,
+                         fetcher_parsed_t *parsed, fetcher_poll_t *poll)
 {
 	pp_db_t *db = pp_daemon_db(d);
 	fetcher_batch_t *b = &poll->batch;
 	if (batch_begin(db, poll) != 0)
 		return -1;
-	int st =
-	    store_one(db, acct, src, sess->buf.data ? sess->buf.data : "", sess->buf.len, &b->log);
+	int st = store_one(db, acct, src, raw, len, parsed, &b->log);
 	if (st < 0) {
 		batch_discard(db, poll);
 		return -1;
 	}
 	b->count++;
-	b->bytes += sess->buf.len;
+	b->bytes += len;
 	b->stored += st;
 	if (b->count >= s->commit_messages || (int64_t)b->bytes >= s->commit_bytes ||
 	    pp_mono_ms() - b->opened_ms >= s->commit_ms)
 		return fetcher_store_flush(d, poll);
 	return 0;
+}
+
+int fetcher_store_download(pp_daemon_t *d, const fetcher_settings_t *s,
+                           const fetcher_account_t *acct, const fetcher_source_t *src,
+                           const fetcher_session_t *sess, fetcher_poll_t *poll)
+{
+	fetcher_parsed_t parsed;
+	const char *raw = sess->buf.data ? sess->buf.data : "";
+	fetcher_parse_message(raw, sess->buf.len, &parsed);
+	int rc = fetcher_store_parsed(d, s, acct, src, raw, sess->buf.len, &parsed, poll);
+	fetcher_parsed_clear(&parsed);
+	return rc;
 }

@@ -1316,8 +1316,8 @@ class Kannel(_Server):
 
 POSTFIX = "/usr/sbin/postfix"
 
-_MX_MASTER_CF = """\
-# private test instance: nothing chrooted, smtpd on one loopback port
+POSTFIX_MASTER_CF = """\
+# private instance: nothing chrooted, smtpd on one loopback port
 127.0.0.1:{port} inet n - n - - smtpd
 pickup    unix  n - n 60    1 pickup
 cleanup   unix  n - n -     0 cleanup
@@ -1420,7 +1420,7 @@ class PostfixMX(_Server):
                                        local_domain=self.local_domain,
                                        mailbox_domain=self.mailbox_domain))
         with open(os.path.join(self.etc, "master.cf"), "w") as f:
-            f.write(_MX_MASTER_CF.format(port=self.port))
+            f.write(POSTFIX_MASTER_CF.format(port=self.port))
         with open(os.path.join(self.etc, "vmailbox"), "w") as f:
             for addr, path in sorted(self.mailboxes.items()):
                 f.write("%s %s\n" % (addr, path))
