@@ -99,6 +99,9 @@ static void fetcher_reload(pp_daemon_t *d, void *state)
 {
 	fetcher_state_t *st = state;
 	fetcher_read_settings(d, &st->settings);
+	/* the IDLE thread keeps a copy of the settings: start it anew */
+	fetcher_idle_stop(&st->idle);
+	st->idle = fetcher_idle_start(d, &st->settings);
 }
 
 static void fetcher_fini(pp_daemon_t *d, void *state)

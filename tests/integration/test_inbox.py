@@ -569,3 +569,35 @@ def test_a_mailbox_of_four_thousand_new_messages_is_read_whole(db, pp_tmp, dovec
     assert s.db.sql("SELECT count(*), count(DISTINCT message_id_header) FROM messages "
                     "WHERE direction = 'in'") == [(4001, 4001)], log[-2000:]
     assert s.db.sql("SELECT last_uid FROM mailbox_state") == [(4001,)]
+
+
+def test_sighup_turns_idle_off_and_on(db, pp_tmp, dovecot):
+    import signal
+    import time
+    from conftest import Daemon
+    s = FetchSetup(db, pp_tmp, dovecot, poll_interval_ms="60000", idle_refresh_seconds="1")
+    s.add_account()
+    s.db.sql("UPDATE email_accounts SET in_poll_seconds = 3600")
+    d = Daemon("fetcher", s.conf)
+    d.wait_log("idle started", timeout=20)
+    with open(s.conf) as f:
+        conf = f.read()
+    with open(s.conf, "w") as f:
+        f.write(conf.replace("[fetcher]", "[fetcher]\nidle = 0", 1))
+    mark = d.mark()
+    d.signal(signal.SIGHUP)
+    d.wait_log("configuration reloaded", timeout=10, since=mark)
+    # without IDLE, new mail waits for the hourly poll
+    s.deliver(mail("anna@patient.example", "While idle is off", msgid="off@x.example"))
+    time.sleep(3)
+    assert s.rows() == []
+    with open(s.conf, "w") as f:
+        f.write(conf)
+    mark = d.mark()
+    d.signal(signal.SIGHUP)
+    d.wait_log("idle started", timeout=20, since=mark)
+    # back on: the next arrival is filed at once (and the earlier one with it)
+    s.deliver(mail("anna@patient.example", "Idle is back", msgid="back@x.example"))
+    d.wait_log("uid=2 size=", timeout=10, since=mark)
+    assert sorted(r["subject"] for r in s.rows()) == ["Idle is back", "While idle is off"]
+    assert d.stop() == 0
