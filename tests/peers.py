@@ -6,6 +6,8 @@ chosen by the caller and never touches the system-wide instances.
 
     Postgres(base, durable=False)   private PostgreSQL 15 cluster
     Dovecot(base)                   IMAP/IMAPS/POP3/POP3S with passwd-file users
+                                    (oauth2_introspect_url=...: also XOAUTH2/OAUTHBEARER)
+    OAuthServer(base, ...)          OAuth 2.0 server (tests/oauth_server.py)
     SmtpSink(base, tls=..., ...)    scriptable aiosmtpd sink (tests/smtp_sink.py)
     Kannel(base, mo_url=None)       bearerbox + smsbox + fakesmsc
 
@@ -42,6 +44,7 @@ PG_BIN = "/usr/lib/postgresql/15/bin"
 FAKESMSC = "/usr/lib/kannel/test/fakesmsc"
 DOVECOT_DH = "/usr/share/dovecot/dh.pem"
 SINK_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "smtp_sink.py")
+OAUTH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "oauth_server.py")
 
 
 class ServerError(RuntimeError):
@@ -628,12 +631,21 @@ class Dovecot(_Server):
 
     Users have uid/gid 8 (mail) and homes under base/home/<user>.  Login
     without TLS is allowed; `cert_file` is a self-signed CA/server cert.
+
+    oauth2_introspect_url (e.g. OAuthServer.introspect_url) adds an oauth2
+    passdb that checks bearer tokens there (introspection_mode = post) for
+    `oauth2_mechanisms`; passwords keep working.  None (the default) leaves
+    the configuration without OAuth2.
     """
 
     name = "dovecot"
 
-    def __init__(self, base):
+    def __init__(self, base, oauth2_introspect_url=None,
+                 oauth2_mechanisms="xoauth2 oauthbearer"):
         super().__init__(base)
+        self.oauth2_introspect_url = oauth2_introspect_url
+        self.oauth2_mechanisms = oauth2_mechanisms
+        self.oauth2_file = os.path.join(self.base, "dovecot-oauth2.conf.ext")
         self.imap_port, self.imaps_port, self.pop3_port, self.pop3s_port = free_ports(4)
         self.host = "127.0.0.1"
         self.conf_file = os.path.join(self.base, "dovecot.conf")
@@ -693,6 +705,12 @@ class Dovecot(_Server):
 
     def _write_conf(self):
         b = self.base
+        oauth_mechs = oauth_passdb = ""
+        if self.oauth2_introspect_url:
+            self._write_oauth2()
+            oauth_mechs = " " + self.oauth2_mechanisms
+            oauth_passdb = ("passdb {\n  driver = oauth2\n  mechanisms = %s\n"
+                            "  args = %s\n}\n" % (self.oauth2_mechanisms, self.oauth2_file))
         conf = """\
 # private test instance
 instance_name = pp-dovecot-{imap}
@@ -709,7 +727,7 @@ ssl_cert = <{cert}
 ssl_key = <{key}
 ssl_dh = <{dh}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth_mechs}
 auth_failure_delay = 0
 first_valid_uid = 8
 first_valid_gid = 8
@@ -721,7 +739,7 @@ passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {users}
 }}
-userdb {{
+{oauth_passdb}userdb {{
   driver = passwd-file
   args = username_format=%u {users}
 }}
@@ -754,9 +772,20 @@ service anvil {{
 }}
 """.format(b=b, log=self.log_file, cert=self.cert_file, key=self.key_file,
            dh=DOVECOT_DH, users=self.users_file, imap=self.imap_port,
-           imaps=self.imaps_port, pop3=self.pop3_port, pop3s=self.pop3s_port)
+           imaps=self.imaps_port, pop3=self.pop3_port, pop3s=self.pop3s_port,
+           oauth_mechs=oauth_mechs, oauth_passdb=oauth_passdb)
         with open(self.conf_file, "w") as f:
             f.write(conf)
+
+    def _write_oauth2(self):
+        with open(self.oauth2_file, "w") as f:
+            f.write("introspection_url = %s\n"
+                    "introspection_mode = post\n"
+                    "username_attribute = username\n"
+                    "active_attribute = active\n"
+                    "active_value = true\n"
+                    "timeout_msecs = 5000\n" % self.oauth2_introspect_url)
+        os.chmod(self.oauth2_file, 0o644)
 
     def _start(self):
         for user in ("mail", "dovecot", "dovenull"):
@@ -832,6 +861,8 @@ class SmtpSink(_Server):
     tls: None, 'starttls' or 'implicit'.  auth: {user: password} enables
     AUTH PLAIN/LOGIN (after STARTTLS in 'starttls' mode, right away
     otherwise).  require_auth makes MAIL fail without AUTH.
+    introspect_url (e.g. OAuthServer.introspect_url) enables AUTH XOAUTH2 and
+    OAUTHBEARER with bearer tokens checked there; auth_user is the token's user.
 
     Files: msgs/NNNNNN.eml (exact DATA bytes), log.jsonl (one JSON line per
     message), script.json (scripted failures, see smtp_sink.py).
@@ -840,8 +871,9 @@ class SmtpSink(_Server):
     name = "smtp-sink"
 
     def __init__(self, base, tls=None, auth=None, require_auth=False,
-                 size_limit=10 * 1024 * 1024, hostname="sink.test"):
+                 size_limit=10 * 1024 * 1024, hostname="sink.test", introspect_url=None):
         super().__init__(base)
+        self.introspect_url = introspect_url
         if tls not in (None, "starttls", "implicit"):
             raise ValueError("tls must be None, 'starttls' or 'implicit'")
         self.tls = tls
@@ -881,6 +913,8 @@ class SmtpSink(_Server):
             argv += ["--auth"] + ["%s:%s" % kv for kv in self.auth.items()]
         if self.require_auth:
             argv.append("--require-auth")
+        if self.introspect_url:
+            argv += ["--introspect-url", self.introspect_url]
         self._proc = _Proc(argv, self.stderr_file, cwd=self.base)
         deadline = time.monotonic() + 20
         while not os.path.exists(ready):
@@ -957,6 +991,133 @@ class SmtpSink(_Server):
                 raise AssertionError("smtp sink: %d message(s) after %.1f s, wanted %d"
                                      % (self.count(), timeout, n))
             time.sleep(0.02)
+
+
+# --------------------------------------------------------------------------
+# OAuth 2.0 authorization server (authlib in a subprocess: tests/oauth_server.py)
+
+
+class OAuthServer(_Server):
+    """Microsoft-shaped OAuth 2.0 server with device code, rotating refresh
+    tokens, authorization code + PKCE, introspection and test controls.
+
+    access_lifetime: expires_in of access tokens (s); interval: device-code
+    polling interval (s); slow_down_step: added to it after a too-fast poll;
+    device_lifetime: device code lifetime (s); refresh_delay: seconds every
+    refresh request takes (makes overlapping refreshes visible in stats()).
+    """
+
+    name = "oauth-server"
+
+    def __init__(self, base, access_lifetime=60, interval=1, slow_down_step=1,
+                 device_lifetime=900, refresh_delay=0.0):
+        super().__init__(base)
+        self.host = "127.0.0.1"
+        self.port = None
+        self.options = {"access-lifetime": access_lifetime, "interval": interval,
+                        "slow-down-step": slow_down_step,
+                        "device-lifetime": device_lifetime, "refresh-delay": refresh_delay}
+        self.stderr_file = os.path.join(self.base, "oauth.log")
+        self.requests_file = os.path.join(self.base, "requests.jsonl")
+        self._proc = None
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def token_url(self, tenant="common"):
+        return "%s/%s/oauth2/v2.0/token" % (self.url, tenant)
+
+    def device_url(self, tenant="common"):
+        return "%s/%s/oauth2/v2.0/devicecode" % (self.url, tenant)
+
+    def authorize_url(self, tenant="common"):
+        return "%s/%s/oauth2/v2.0/authorize" % (self.url, tenant)
+
+    @property
+    def introspect_url(self):
+        return self.url + "/introspect"
+
+    def _start(self):
+        ready = os.path.join(self.base, "ready.json")
+        if os.path.exists(ready):
+            os.unlink(ready)
+        # port 0: the server binds a free port itself and reports it
+        argv = [PYTHON, OAUTH_SCRIPT, "--port", "0", "--dir", self.base, "--verbose"]
+        for k, v in self.options.items():
+            argv += ["--" + k, str(v)]
+        self._proc = _Proc(argv, self.stderr_file, cwd=self.base)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with open(ready) as f:
+                    self.port = json.load(f)["port"]
+                break
+            except (FileNotFoundError, ValueError):
+                pass
+            if not self._proc.alive():
+                raise ServerError("oauth server exited during start-up (status %s)\n%s"
+                                  % (self._proc.popen.returncode, tail(self.stderr_file)))
+            if time.monotonic() > deadline:
+                raise ServerError("oauth server did not start within 20 s\n"
+                                  + tail(self.stderr_file))
+            time.sleep(0.02)
+
+    def _stop(self):
+        if self._proc is not None:
+            self._proc.stop(signal.SIGTERM, timeout=5)
+            self._proc = None
+
+    # -- test controls
+
+    def control(self, what, **params):
+        url = "%s/test/%s?%s" % (self.url, what, urllib.parse.urlencode(params))
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            raise ServerError("oauth server: /test/%s: %s %s"
+                              % (what, e.code, e.read().decode("utf-8", "replace")))
+
+    def approve(self, user_code, username):
+        return self.control("approve", user_code=user_code, username=username)
+
+    def deny(self, user_code):
+        return self.control("deny", user_code=user_code)
+
+    def revoke(self, username):
+        """Revoke every access and refresh token of the user."""
+        return self.control("revoke", username=username)
+
+    def expire_access(self, username):
+        """Make the user's access tokens expired (refresh tokens stay valid)."""
+        return self.control("expire_access", username=username)
+
+    def configure(self, **settings):
+        """Change access_lifetime, interval, slow_down_step, device_lifetime,
+        refresh_delay while running; returns the settings now in force."""
+        return self.control("config", **settings)
+
+    def stats(self):
+        """token_requests {grant_type: n}, token_results {"grant_type outcome": n},
+        refreshes {refresh_token: n}, max_refreshes_per_token,
+        max_refresh_in_flight, introspections, device_authorizations."""
+        return self.control("stats")
+
+    def reset_stats(self):
+        return self.control("reset_stats")
+
+    # -- plain client calls (for tests)
+
+    def post(self, url, **form):
+        """POST a form; (status, JSON body) also for 4xx answers."""
+        data = urllib.parse.urlencode(form).encode()
+        req = urllib.request.Request(url, data=data, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
 
 
 # --------------------------------------------------------------------------

@@ -4,7 +4,11 @@
     /usr/bin/python3 tests/smtp_sink.py --port P --dir D
         [--starttls CERT KEY | --implicit-tls CERT KEY]
         [--auth user:pass ...] [--require-auth] [--hostname NAME]
-        [--size-limit BYTES]
+        [--size-limit BYTES] [--introspect-url URL]
+
+--introspect-url enables AUTH XOAUTH2 and OAUTHBEARER: the bearer token is
+POSTed (token=...) to URL, which must answer {"active": true, "username": U};
+U must equal the user named in the SASL message, and becomes auth_user.
 
 Every accepted message is written to D/msgs/NNNNNN.eml (the DATA bytes as
 received, dot-stuffing removed) and described by one JSON line appended to
@@ -31,14 +35,19 @@ removed when it reaches 0.
 
 import argparse
 import asyncio
+import base64
+import binascii
 import json
 import logging
 import os
 import signal
 import ssl
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
 
 TX_KEYS = ("MAIL", "RCPT", "DATA", "drop_in_data", "delay")
 
@@ -252,6 +261,88 @@ class Handler:
         return "250 2.0.0 OK queued as %06d" % seq
 
 
+def introspect(url, token):
+    """The username of a live token at the introspection URL, else None."""
+    data = urllib.parse.urlencode({"token": token}).encode()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=10) as r:
+            answer = json.loads(r.read() or b"null")
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        logging.warning("introspection at %s failed: %s", url, e)
+        return None
+    if isinstance(answer, dict) and answer.get("active") is True \
+            and isinstance(answer.get("username"), str):
+        return answer["username"]
+    return None
+
+
+def parse_xoauth2(blob):
+    """(user, token) from 'user=U^Aauth=Bearer T^A^A'."""
+    fields = dict(p.split("=", 1) for p in blob.split("\x01") if "=" in p)
+    auth = fields.get("auth", "")
+    if not auth.lower().startswith("bearer "):
+        return None, None
+    return fields.get("user"), auth[7:].strip()
+
+
+def parse_oauthbearer(blob):
+    """(user, token) from RFC 7628 'n,a=U,^Ahost=..^Aauth=Bearer T^A^A'."""
+    head, _, rest = blob.partition("\x01")
+    user = None
+    for part in head.split(","):
+        if part.startswith("a="):
+            user = part[2:].replace("=2C", ",").replace("=3D", "=")
+    fields = dict(p.split("=", 1) for p in rest.split("\x01") if "=" in p)
+    auth = fields.get("auth", "")
+    if not auth.lower().startswith("bearer "):
+        return user, None
+    return user, auth[7:].strip()
+
+
+class OAuthHandler(Handler):
+    """Handler that adds AUTH XOAUTH2 / OAUTHBEARER (aiosmtpd handler auth_* hooks)."""
+
+    def __init__(self, store, introspect_url):
+        super().__init__(store)
+        self.introspect_url = introspect_url
+
+    async def _oauth(self, server, args, mechanism, parse):
+        if server.auth_reply:
+            return AuthResult(success=False, handled=False, message=server.auth_reply)
+        if len(args) == 1:
+            blob = await server.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                blob = base64.b64decode(args[1].encode(), validate=True)
+            except (binascii.Error, ValueError):
+                await server.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        user, token = parse(blob.decode("utf-8", "replace"))
+        username = None
+        if token:
+            loop = asyncio.get_running_loop()
+            username = await loop.run_in_executor(None, introspect, self.introspect_url, token)
+        if username is not None and (not user or user == username):
+            logging.info("%s: %s authenticated", mechanism, username)
+            return AuthResult(success=True, auth_data=username)
+        logging.info("%s: token refused (user %r)", mechanism, user)
+        # as Gmail/Outlook: a JSON error challenge, the client answers empty
+        status = {"status": "401", "schemes": "bearer", "scope": ""}
+        reply = await server.challenge_auth(json.dumps(status))
+        if reply is MISSING:
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False,
+                          message="535 5.7.8 Authentication credentials invalid")
+
+    async def auth_XOAUTH2(self, server, args):
+        return await self._oauth(server, args, "XOAUTH2", parse_xoauth2)
+
+    async def auth_OAUTHBEARER(self, server, args):
+        return await self._oauth(server, args, "OAUTHBEARER", parse_oauthbearer)
+
+
 class Authenticator:
     def __init__(self, users):
         self.users = users
@@ -286,6 +377,8 @@ def main(argv=None):
     ap.add_argument("--require-auth", action="store_true")
     ap.add_argument("--size-limit", type=int, default=10 * 1024 * 1024,
                     help="SIZE advertised and enforced (0: none)")
+    ap.add_argument("--introspect-url",
+                    help="enable AUTH XOAUTH2/OAUTHBEARER checked at this introspection URL")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     if args.starttls and args.implicit_tls:
@@ -301,7 +394,10 @@ def main(argv=None):
         users[user] = password
 
     store = Store(args.dir)
-    handler = Handler(store)
+    if args.introspect_url:
+        handler = OAuthHandler(store, args.introspect_url)
+    else:
+        handler = Handler(store)
     starttls_ctx = tls_context(*args.starttls) if args.starttls else None
     implicit_ctx = tls_context(*args.implicit_tls) if args.implicit_tls else None
 
@@ -316,7 +412,7 @@ def main(argv=None):
             auth_required=args.require_auth,
             # with STARTTLS, AUTH is offered only after it (as real servers do)
             # without users AUTH is not advertised at all
-            auth_require_tls=starttls_ctx is not None or not users,
+            auth_require_tls=starttls_ctx is not None or not (users or args.introspect_url),
             auth_exclude_mechanism=None,
             enable_SMTPUTF8=True,
             decode_data=False,
