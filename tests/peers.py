@@ -374,6 +374,24 @@ def _install_signal_handlers():
             signal.signal(sig, _on_fatal_signal)
 
 
+def _wait_ready_file(proc, path, what, log, timeout=20):
+    """Wait for a server started as proc to write its ready file (JSON);
+    returns what it wrote. Raises ServerError if it exits or takes too long."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (FileNotFoundError, ValueError):
+            pass
+        if not proc.alive():
+            raise ServerError("%s exited during start-up (status %s)\n%s"
+                              % (what, proc.popen.returncode, tail(log)))
+        if time.monotonic() > deadline:
+            raise ServerError("%s did not start within %d s\n%s" % (what, timeout, tail(log)))
+        time.sleep(0.02)
+
+
 class _Server:
     """start()/stop()/context manager, registration for exit-time cleanup."""
 
@@ -916,15 +934,7 @@ class SmtpSink(_Server):
         if self.introspect_url:
             argv += ["--introspect-url", self.introspect_url]
         self._proc = _Proc(argv, self.stderr_file, cwd=self.base)
-        deadline = time.monotonic() + 20
-        while not os.path.exists(ready):
-            if not self._proc.alive():
-                raise ServerError("smtp sink exited during start-up (status %s)\n%s"
-                                  % (self._proc.popen.returncode, tail(self.stderr_file)))
-            if time.monotonic() > deadline:
-                raise ServerError("smtp sink did not start within 20 s\n"
-                                  + tail(self.stderr_file))
-            time.sleep(0.02)
+        _wait_ready_file(self._proc, ready, "smtp sink", self.stderr_file)
 
     def _stop(self):
         if self._proc is not None:
@@ -1047,21 +1057,7 @@ class OAuthServer(_Server):
         for k, v in self.options.items():
             argv += ["--" + k, str(v)]
         self._proc = _Proc(argv, self.stderr_file, cwd=self.base)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with open(ready) as f:
-                    self.port = json.load(f)["port"]
-                break
-            except (FileNotFoundError, ValueError):
-                pass
-            if not self._proc.alive():
-                raise ServerError("oauth server exited during start-up (status %s)\n%s"
-                                  % (self._proc.popen.returncode, tail(self.stderr_file)))
-            if time.monotonic() > deadline:
-                raise ServerError("oauth server did not start within 20 s\n"
-                                  + tail(self.stderr_file))
-            time.sleep(0.02)
+        self.port = _wait_ready_file(self._proc, ready, "oauth server", self.stderr_file)["port"]
 
     def _stop(self):
         if self._proc is not None:
