@@ -15,6 +15,13 @@
 
 #define AUDIT_DETAIL_MAX 1000
 
+void pp_audit_one_line(char *detail)
+{
+	for (char *p = detail; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+}
+
 int pp_audit(pp_db_t *db, const char *actor, const char *action, int64_t practice_id,
              int64_t message_id, int64_t person_id, const char *fmt, ...)
 {
@@ -24,10 +31,7 @@ int pp_audit(pp_db_t *db, const char *actor, const char *action, int64_t practic
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
-	/* One line: a detail built from outside text cannot forge a second row. */
-	for (char *p = detail; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = ' ';
+	pp_audit_one_line(detail);
 	return pp_db_command(
 	    db,
 	    "INSERT INTO audit_log (actor, action, practice_id, message_id, person_id, detail) "

@@ -20,6 +20,10 @@ int pp_audit(pp_db_t *db, const char *actor, const char *action, int64_t practic
              int64_t message_id, int64_t person_id, const char *fmt, ...)
     __attribute__((format(printf, 7, 8)));
 
+/* pp_audit_one_line - control characters in detail become spaces, so a
+ * detail built from outside text cannot forge a second line. */
+void pp_audit_one_line(char *detail);
+
 /* pp_audit_operator - "operator:NAME" for the CLI user: $PRACTICEPOST_OPERATOR,
  * else $SUDO_USER, else the login name of the real uid. Static storage. */
 const char *pp_audit_operator(void);

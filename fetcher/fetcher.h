@@ -228,6 +228,8 @@ void fetcher_parse_init(void);
 void fetcher_parse_shutdown(void);
 void fetcher_parse_message(const char *raw, size_t len, fetcher_parsed_t *out);
 void fetcher_parsed_clear(fetcher_parsed_t *p);
+/* fetcher_parsed_drop_attachments - free the attachments (the array stays). */
+void fetcher_parsed_drop_attachments(fetcher_parsed_t *p);
 /* fetcher_utf8_clean - owned valid UTF-8 copy: invalid bytes and NUL become
  * U+FFFD; with header != 0 control characters become spaces. */
 char *fetcher_utf8_clean(const char *s, size_t len, int header, int *changed);

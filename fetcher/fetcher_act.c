@@ -30,14 +30,12 @@ static int act_bounce(pp_db_t *db, int64_t practice_id, int64_t msg_id, const fe
 		return pp_audit(db, FETCHER_STAGE, "delivery_delayed", practice_id, f->related_id,
 		                f->person_id, "status=%s reported by msg=%lld", status,
 		                (long long)msg_id);
-	PGresult *res = pp_db_exec(
-	    db,
-	    "UPDATE messages SET delivery = 'bounced', delivery_code = $2, delivery_detail = $3, "
-	    "delivery_at = now(), updated_at = now() WHERE id = $1 RETURNING to_addr",
-	    PP_DB_ARGS(out, status, c->diagnostic ? c->diagnostic : ""));
-	if (res == NULL)
+	if (pp_db_command(db,
+	                  "UPDATE messages SET delivery = 'bounced', delivery_code = $2, "
+	                  "delivery_detail = $3, delivery_at = now(), updated_at = now() "
+	                  "WHERE id = $1",
+	                  PP_DB_ARGS(out, status, c->diagnostic ? c->diagnostic : "")) != 0)
 		return -1;
-	PQclear(res);
 	if (pp_audit(db, FETCHER_STAGE, "bounced", practice_id, f->related_id, f->person_id,
 	             "status=%s recipient=%s by msg=%lld", status,
 	             c->recipient ? c->recipient : "-", (long long)msg_id) != 0)
@@ -45,14 +43,15 @@ static int act_bounce(pp_db_t *db, int64_t practice_id, int64_t msg_id, const fe
 	/* The address that failed: the bounce's recipient, else the person's
 	 * current one if the message went to it. */
 	char person[PP_LL_LEN];
-	res = pp_db_exec(db,
-	                 "UPDATE people p SET email_bounced_at = now(), email_bounce_address = "
-	                 "p.email, email_bounce_status = $3 FROM messages m WHERE p.id = $1 "
-	                 "AND m.id = $2 AND p.email IS NOT NULL AND lower(p.email) = "
-	                 "lower(COALESCE($4, p.email)) AND position(lower(p.email) in "
-	                 "lower(m.to_addr || ',' || m.cc_addrs || ',' || m.bcc_addrs)) > 0 "
-	                 "RETURNING p.email",
-	                 PP_DB_ARGS(pp_lltoa(person, f->person_id), out, status, c->recipient));
+	PGresult *res =
+	    pp_db_exec(db,
+	               "UPDATE people p SET email_bounced_at = now(), email_bounce_address = "
+	               "p.email, email_bounce_status = $3 FROM messages m WHERE p.id = $1 "
+	               "AND m.id = $2 AND p.email IS NOT NULL AND lower(p.email) = "
+	               "lower(COALESCE($4, p.email)) AND position(lower(p.email) in "
+	               "lower(m.to_addr || ',' || m.cc_addrs || ',' || m.bcc_addrs)) > 0 "
+	               "RETURNING p.email",
+	               PP_DB_ARGS(pp_lltoa(person, f->person_id), out, status, c->recipient));
 	if (res == NULL)
 		return -1;
 	int flagged = PQntuples(res) == 1;

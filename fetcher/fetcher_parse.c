@@ -311,6 +311,19 @@ void fetcher_parse_message(const char *raw, size_t len, fetcher_parsed_t *out)
 	                                 : xasprintf("sha256:%s", out->content_sha256);
 }
 
+void fetcher_parsed_drop_attachments(fetcher_parsed_t *p)
+{
+	for (size_t i = 0; i < p->nattachments; i++) {
+		fetcher_attachment_t *a = &p->attachments[i];
+		free(a->filename);
+		free(a->content_type);
+		free(a->part_path);
+		free(a->content_id);
+		free(a->data);
+	}
+	p->nattachments = 0;
+}
+
 void fetcher_parsed_clear(fetcher_parsed_t *p)
 {
 	free(p->from_addr);
@@ -327,14 +340,7 @@ void fetcher_parsed_clear(fetcher_parsed_t *p)
 	free(p->body_text);
 	free(p->body_html);
 	free(p->body_html_safe);
-	for (size_t i = 0; i < p->nattachments; i++) {
-		fetcher_attachment_t *a = &p->attachments[i];
-		free(a->filename);
-		free(a->content_type);
-		free(a->part_path);
-		free(a->content_id);
-		free(a->data);
-	}
+	fetcher_parsed_drop_attachments(p);
 	free(p->attachments);
 	free(p->parse_error);
 	fetcher_classify_clear(&p->cls);

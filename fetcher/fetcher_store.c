@@ -159,10 +159,9 @@ static int store_audit(pp_db_t *db, const fetcher_account_t *acct, const fetcher
 	char *filed = f->person_id ? xasprintf("rule=%s %s%s%s", f->how, f->why,
 	                                       f->tag ? " tag=" : "", f->tag ? f->tag : "")
 	                           : xstrdup(f->why);
-	/* the texts come from outside: one line each, like pp_audit's */
-	for (char *q = filed; *q; q++)
-		if ((unsigned char)*q < 0x20 || *q == 0x7f)
-			*q = ' ';
+	/* the texts come from outside: one line each, as pp_audit makes them */
+	pp_audit_one_line(received);
+	pp_audit_one_line(filed);
 	int rc = pp_db_command_prepared(
 	    db,
 	    "INSERT INTO audit_log (actor, action, practice_id, message_id, person_id, detail) "
@@ -238,14 +237,7 @@ static void store_strip(fetcher_parsed_t *p, const char *why)
 	free(p->body_html);
 	free(p->body_html_safe);
 	p->body_text = p->body_html = p->body_html_safe = NULL;
-	for (size_t i = 0; i < p->nattachments; i++) {
-		free(p->attachments[i].filename);
-		free(p->attachments[i].content_type);
-		free(p->attachments[i].part_path);
-		free(p->attachments[i].content_id);
-		free(p->attachments[i].data);
-	}
-	p->nattachments = 0;
+	fetcher_parsed_drop_attachments(p);
 	free(p->parse_error);
 	p->parse_error = error;
 }
