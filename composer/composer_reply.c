@@ -49,7 +49,7 @@ static const char original_sql[] =
  * not take as a plain part becomes application/octet-stream. */
 static const char files_sql[] =
     "SELECT a.id, a.filename, t.type || CASE WHEN t.type LIKE 'text/%' AND t.cs IS NOT NULL "
-    "THEN '; charset=' || t.cs ELSE '' END, a.data "
+    "THEN '; charset=' || t.cs ELSE '' END, pp_attachment_data(a) "
     "FROM attachments a "
     "CROSS JOIN LATERAL (SELECT lower(btrim(split_part(a.content_type, ';', 1))) AS raw) r "
     "CROSS JOIN LATERAL (SELECT CASE WHEN r.raw ~ "
@@ -316,7 +316,7 @@ composer_rc_t composer_reply_store(pp_db_t *db, composer_job_t *job)
 		if (pp_db_command(
 		        db,
 		        "INSERT INTO attachments (message_id, filename, content_type, data) "
-		        "SELECT $1, $2, $3, data FROM attachments WHERE id = $4",
+		        "SELECT $1, $2, $3, pp_attachment_data(a) FROM attachments a WHERE id = $4",
 		        PP_DB_ARGS(msg, rp->files[i].filename, rp->files[i].content_type,
 		                   rp->file_ids[i])) != 0)
 			return COMPOSER_DB_ERROR;

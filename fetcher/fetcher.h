@@ -184,9 +184,15 @@ typedef struct {
 	char *content_type;  /* "type/subtype", lower case */
 	char *part_path;     /* "1.2": where in the MIME tree */
 	char *content_id;    /* or NULL */
-	unsigned char *data; /* decoded bytes */
+	unsigned char *data; /* decoded bytes; NULL when read from the raw message */
 	size_t len;
 	char sha256[PP_SHA256_HEX_LEN];
+	/* Where the part's content lies in the raw message, when the database
+	 * can decode it from there (raw_encoding "base64" or "identity"):
+	 * then the bytes are not stored a second time. raw_encoding NULL:
+	 * they must be. */
+	int64_t raw_offset, raw_length;
+	const char *raw_encoding;
 } fetcher_attachment_t;
 
 /* fetcher_idle.c - the IMAP IDLE thread (none with --once or idle off). */
@@ -238,7 +244,7 @@ void fetcher_parse_error(fetcher_parsed_t *out, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* fetcher_parts.c - bodies and attachments of a parsed message. */
-void fetcher_parts_read(GMimeMessage *msg, fetcher_parsed_t *out);
+void fetcher_parts_read(GMimeMessage *msg, const char *raw, size_t len, fetcher_parsed_t *out);
 /* fetcher_part_bytes - write the decoded content of a leaf part, or an
  * embedded message serialised, to the memory stream mem; its bytes. */
 GByteArray *fetcher_part_bytes(GMimeObject *obj, GMimeStream *mem);

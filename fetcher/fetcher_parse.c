@@ -9,6 +9,7 @@
  */
 #include <gmime/gmime.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,16 @@ char *fetcher_utf8_clean(const char *s, size_t len, int header, int *changed)
 	int diff = 0;
 	pp_buf_init(&b);
 	while (i < len) {
+		/* outside headers, runs of ASCII without NUL pass eight at a time */
+		while (!header && len - i >= 8) {
+			uint64_t v;
+			memcpy(&v, p + i, 8);
+			if (((v - 0x0101010101010101ULL) | v) & 0x8080808080808080ULL)
+				break;
+			i += 8;
+		}
+		if (i >= len)
+			break;
 		size_t n = p[i] == 0 ? 0 : utf8_seq_len(p + i, len - i);
 		int control = header && n == 1 && (p[i] < 0x20 || p[i] == 0x7f);
 		if (n > 0 && !control) {
@@ -288,14 +299,18 @@ void fetcher_parse_message(const char *raw, size_t len, fetcher_parsed_t *out)
 	GMimeParserOptions *opts = g_mime_parser_options_new();
 	g_mime_parser_options_set_fallback_charsets(opts, fallback);
 	g_mime_parser_options_set_warning_callback(opts, parse_on_warning, out);
-	GMimeStream *stream = g_mime_stream_mem_new_with_buffer(raw, len);
+	/* GMime reads the caller's bytes in place (its parts are windows onto
+	 * them, see fetcher_parts.c): the array only borrows them */
+	GByteArray *bytes = g_byte_array_new_take((guint8 *)raw, len);
+	GMimeStream *stream = g_mime_stream_mem_new_with_byte_array(bytes);
+	g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(stream), FALSE);
 	GMimeParser *parser = g_mime_parser_new_with_stream(stream);
 	GMimeMessage *msg = g_mime_parser_construct_message(parser, opts);
 	g_object_unref(parser);
 	g_object_unref(stream);
 	if (msg != NULL) {
 		parse_fields(msg, opts, out);
-		fetcher_parts_read(msg, out);
+		fetcher_parts_read(msg, raw, len, out);
 		fetcher_classify(msg, &out->cls);
 		g_object_unref(msg);
 	} else {
@@ -306,6 +321,7 @@ void fetcher_parse_message(const char *raw, size_t len, fetcher_parsed_t *out)
 		out->subject = xstrdup("");
 	}
 	g_mime_parser_options_free(opts);
+	g_byte_array_free(bytes, FALSE); /* the bytes stay the caller's */
 	parse_note_warnings(out);
 	out->dedup_key = out->message_id ? xstrdup(out->message_id)
 	                                 : xasprintf("sha256:%s", out->content_sha256);

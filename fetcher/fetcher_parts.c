@@ -22,6 +22,8 @@
 
 typedef struct {
 	fetcher_parsed_t *out;
+	const char *raw; /* the message GMime parsed (a stream it keeps) */
+	size_t raw_len;
 	size_t cap;   /* room in out->attachments */
 	int nparts;   /* parts seen */
 	int too_many; /* stopped at FETCHER_MAX_PARTS */
@@ -87,6 +89,66 @@ GByteArray *fetcher_part_bytes(GMimeObject *obj, GMimeStream *mem)
 	return g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
 }
 
+/* parts_base64_plain - text PostgreSQL's decode(, 'base64') reads as
+ * GMime did: only the alphabet and line breaks or spaces, whole groups of
+ * four, '=' only as the last one or two, and as many bytes as GMime
+ * decoded. */
+static int parts_base64_plain(const unsigned char *s, size_t n, size_t decoded)
+{
+	size_t chars = 0, pad = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = s[i];
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+			continue;
+		if (c == '=') {
+			pad++;
+		} else if (pad > 0 || !(isalnum(c) || c == '+' || c == '/')) {
+			return 0;
+		}
+		chars++;
+	}
+	return chars % 4 == 0 && pad <= 2 && chars / 4 * 3 - pad == decoded;
+}
+
+/* parts_locate - where a leaf's content lies in the raw message, when the
+ * database can decode it from there to exactly data: base64 that reads
+ * the same to both decoders, or content stored as it is. */
+static void parts_locate(const parts_walk_t *w, GMimeObject *obj, fetcher_attachment_t *a,
+                         const unsigned char *data)
+{
+	a->raw_offset = a->raw_length = -1;
+	a->raw_encoding = NULL;
+	if (!GMIME_IS_PART(obj))
+		return; /* an embedded message is written out anew by GMime */
+	GMimeDataWrapper *wrapper = g_mime_part_get_content(GMIME_PART(obj));
+	GMimeStream *s = wrapper ? g_mime_data_wrapper_get_stream(wrapper) : NULL;
+	if (s == NULL || s->super_stream == NULL || s->super_stream->super_stream != NULL ||
+	    s->bound_start < 0 || s->bound_end < s->bound_start ||
+	    (guint64)s->bound_end > w->raw_len)
+		return;
+	const unsigned char *at = (const unsigned char *)w->raw + s->bound_start;
+	size_t n = (size_t)(s->bound_end - s->bound_start);
+	switch (g_mime_data_wrapper_get_encoding(wrapper)) {
+	case GMIME_CONTENT_ENCODING_BASE64:
+		if (!parts_base64_plain(at, n, a->len))
+			return;
+		a->raw_encoding = "base64";
+		break;
+	case GMIME_CONTENT_ENCODING_DEFAULT:
+	case GMIME_CONTENT_ENCODING_7BIT:
+	case GMIME_CONTENT_ENCODING_8BIT:
+	case GMIME_CONTENT_ENCODING_BINARY:
+		if (n != a->len || memcmp(at, data, n) != 0)
+			return;
+		a->raw_encoding = "identity";
+		break;
+	default:
+		return;
+	}
+	a->raw_offset = s->bound_start;
+	a->raw_length = (int64_t)n;
+}
+
 static void parts_add_attachment(parts_walk_t *w, GMimeObject *obj, const char *path, char *type)
 {
 	fetcher_parsed_t *out = w->out;
@@ -104,11 +166,15 @@ static void parts_add_attachment(parts_walk_t *w, GMimeObject *obj, const char *
 		a->content_id = fetcher_utf8_clean(cid, strlen(cid), 1, NULL);
 	GMimeStream *mem = g_mime_stream_mem_new();
 	GByteArray *bytes = fetcher_part_bytes(obj, mem);
+	const unsigned char *data = bytes && bytes->len ? bytes->data : (const unsigned char *)"";
 	a->len = bytes ? bytes->len : 0;
-	a->data = xmalloc(a->len + 1);
-	if (a->len)
-		memcpy(a->data, bytes->data, a->len);
-	pp_sha256_hex(a->data, a->len, a->sha256);
+	pp_sha256_hex(data, a->len, a->sha256);
+	parts_locate(w, obj, a, data);
+	/* read from the raw message where body keeps it exactly: no copy */
+	if (a->raw_encoding == NULL || w->out->body_lossy) {
+		a->data = xmalloc(a->len + 1);
+		memcpy(a->data, data, a->len);
+	}
 	g_object_unref(mem);
 }
 
@@ -172,11 +238,13 @@ static void parts_walk(parts_walk_t *w, GMimeObject *obj, const char *path, int 
 		parts_leaf(w, obj, *path ? path : "1");
 }
 
-void fetcher_parts_read(GMimeMessage *msg, fetcher_parsed_t *out)
+void fetcher_parts_read(GMimeMessage *msg, const char *raw, size_t len, fetcher_parsed_t *out)
 {
 	parts_walk_t w;
 	memset(&w, 0, sizeof(w));
 	w.out = out;
+	w.raw = raw;
+	w.raw_len = len;
 	GMimeObject *root = g_mime_message_get_mime_part(msg);
 	if (root != NULL)
 		parts_walk(&w, root, "", 0);

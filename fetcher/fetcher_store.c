@@ -1,12 +1,12 @@
 /*
- * fetcher_store.c - stores downloaded messages: for each, under a savepoint
- * of the group's transaction, it files it (fetcher_file.c), inserts the
- * messages row (state 'received') with its bodies, its attachments, the
- * family members it concerns and its tag, writes the audit rows (received,
- * filed), applies what a bounce or an unsubscribe request does
- * (fetcher_act.c) and advances the account's read position
- * (mailbox_state.last_uid, or pop3_seen); so a message is either stored
- * and marked read, or neither.
+ * fetcher_store.c - stores downloaded messages: for each, inside the
+ * group's transaction, it files it (fetcher_file.c), then in one statement
+ * inserts the messages row (state 'received') with its bodies, the family
+ * members it concerns, its tag and the audit rows (received, filed) and
+ * advances the account's read position (mailbox_state.last_uid, or
+ * pop3_seen); then its attachments and what a bounce or an unsubscribe
+ * request does (fetcher_act.c). So a message is either stored and marked
+ * read, or neither.
  *
  * Group commit: messages of one poll share a transaction until
  * [fetcher] commit_messages, commit_bytes or commit_ms is reached, then
@@ -58,13 +58,48 @@ static int store_advance(pp_db_t *db, const fetcher_account_t *acct, const fetch
 	    PP_DB_ARGS(id, src->mailbox, uv, uid));
 }
 
-/* store_insert - the messages row; *msg_id = 0 when it was already there. */
-static int store_insert(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
-                        const fetcher_parsed_t *p, const fetcher_filing_t *f, size_t len,
-                        int64_t *msg_id)
+/* The messages row with its tag, the family members it lists, the audit
+ * rows ("received" by the fetcher, "filed" or "unfiled" by the rule) and the
+ * read position, in one statement: one round trip per message. Without a
+ * row (already stored) only the read position moves. */
+#define STORE_MESSAGE_SQL                                                                          \
+	"WITH m AS (INSERT INTO messages (practice_id, direction, channel, state, "                \
+	"email_account_id, person_id, from_addr, to_addr, cc_addrs, subject, body, "               \
+	"message_id_header, size_bytes, received_at, source_mailbox, source_uidvalidity, "         \
+	"source_uid, body_text, body_html, body_html_safe, content_sha256, dedup_key, "            \
+	"parse_error, in_kind, related_message_id, filed_by, filed_at, references_header) "        \
+	"VALUES ($1, 'in', 'email', 'received', $2, nullif($3::bigint, 0), $4, $5, $6, $7, $8, "   \
+	"$9, $10, CASE WHEN $11::bigint IS NULL OR to_timestamp($11::bigint) > now() + "           \
+	"interval '1 day' THEN now() ELSE to_timestamp($11::bigint) END, $12, $13, $14, $15, "     \
+	"$16, $17, $18, $19, $20, $21, nullif($22::bigint, 0), $23::text, CASE WHEN $23 IS NOT "   \
+	"NULL THEN now() END, $24) ON CONFLICT DO NOTHING RETURNING id), "                         \
+	"t AS (INSERT INTO message_tags (message_id, tag_id) SELECT m.id, pp_tag($1, $25) FROM "   \
+	"m WHERE $25::text IS NOT NULL ON CONFLICT DO NOTHING), "                                  \
+	"l AS (INSERT INTO message_people (message_id, person_id) SELECT m.id, "                   \
+	"unnest(string_to_array($26, ','))::bigint FROM m ON CONFLICT DO NOTHING), "               \
+	"a AS (INSERT INTO audit_log (actor, action, practice_id, message_id, person_id, "         \
+	"detail) SELECT v.actor, v.action, $1, m.id, v.person, v.detail FROM m, (VALUES "          \
+	"($27::text, 'received'::text, NULL::bigint, $28::text), ($29, CASE WHEN $3::bigint = 0 "  \
+	"THEN 'unfiled' ELSE 'filed' END, nullif($3::bigint, 0), $30)) AS v(actor, action, "       \
+	"person, detail)), "
+
+/* the read position: last_uid for IMAP, pop3_seen for POP3 */
+static const char store_message_imap[] =
+    STORE_MESSAGE_SQL "s AS (UPDATE mailbox_state SET last_uid = greatest(last_uid, "
+                      "$31::bigint), updated_at = now() WHERE email_account_id = $2 AND "
+                      "mailbox = $12 AND uidvalidity = $13) SELECT id FROM m";
+static const char store_message_pop3[] =
+    STORE_MESSAGE_SQL "s AS (INSERT INTO pop3_seen (email_account_id, uidl) VALUES ($2, $14) "
+                      "ON CONFLICT DO NOTHING) SELECT id FROM m";
+
+/* store_message - the statement above; *msg_id = 0 when it was already there. */
+static int store_message(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
+                         const fetcher_parsed_t *p, const fetcher_filing_t *f, size_t len,
+                         int64_t *msg_id)
 {
 	static const char *const kinds[] = {"mail", "bounce", "auto_reply", "unsubscribe"};
-	char practice[24], account[24], person[24], size[24], date[24], uv[24], related[24];
+	char practice[PP_LL_LEN], account[PP_LL_LEN], person[PP_LL_LEN], size[PP_LL_LEN];
+	char date[PP_LL_LEN], uv[PP_LL_LEN], related[PP_LL_LEN], uid[PP_LL_LEN];
 	pp_lltoa(practice, acct->practice_id);
 	pp_lltoa(account, acct->id);
 	pp_lltoa(person, f->person_id);
@@ -72,25 +107,53 @@ static int store_insert(pp_db_t *db, const fetcher_account_t *acct, const fetche
 	pp_lltoa(size, (len > INT_MAX ? INT_MAX : len));
 	pp_lltoa(date, p->date_unix);
 	pp_lltoa(uv, src->uidvalidity);
+	pp_lltoa(uid, src->imap_uid);
 	char *filed_by = f->person_id ? xasprintf("rule:%s", f->how) : NULL;
+	char *received =
+	    xasprintf("account=%lld mailbox=%s uid=%s kind=%s%s", (long long)acct->id, src->mailbox,
+	              src->uid, kinds[p->cls.kind], p->parse_error ? " parse_error=yes" : "");
+	char *filed = f->person_id ? xasprintf("rule=%s %s%s%s", f->how, f->why,
+	                                       f->tag ? " tag=" : "", f->tag ? f->tag : "")
+	                           : xstrdup(f->why);
+	/* the texts come from outside: one line each, as pp_audit makes them */
+	pp_audit_one_line(received);
+	pp_audit_one_line(filed);
 	PGresult *res = pp_db_exec_prepared(
-	    db,
-	    "INSERT INTO messages (practice_id, direction, channel, state, email_account_id, "
-	    "person_id, from_addr, to_addr, cc_addrs, subject, body, message_id_header, "
-	    "size_bytes, received_at, source_mailbox, source_uidvalidity, source_uid, "
-	    "body_text, body_html, body_html_safe, content_sha256, dedup_key, parse_error, "
-	    "in_kind, related_message_id, filed_by, filed_at, references_header) "
-	    "VALUES ($1, 'in', 'email', 'received', $2, nullif($3::bigint, 0), $4, $5, $6, $7, "
-	    "$8, $9, $10, CASE WHEN $11::bigint IS NULL OR to_timestamp($11::bigint) > "
-	    "now() + interval '1 day' THEN now() ELSE to_timestamp($11::bigint) END, "
-	    "$12, $13, $14, $15, $16, $17, $18, $19, $20, $21, nullif($22::bigint, 0), $23::text, "
-	    "CASE WHEN $23 IS NOT NULL THEN now() END, $24) ON CONFLICT DO NOTHING RETURNING id",
-	    PP_DB_ARGS(practice, account, person, p->from_addr, p->to_addr, p->cc_addr, p->subject,
-	               p->body, p->message_id, size, p->has_date ? date : NULL, src->mailbox, uv,
-	               src->uid, p->body_text, p->body_html, p->body_html_safe, p->content_sha256,
-	               p->dedup_key, p->parse_error, kinds[p->cls.kind], related, filed_by,
-	               p->references));
+	    db, src->pop3 ? store_message_pop3 : store_message_imap, src->pop3 ? 30 : 31,
+	    (const char *const[]){practice,
+	                          account,
+	                          person,
+	                          p->from_addr,
+	                          p->to_addr,
+	                          p->cc_addr,
+	                          p->subject,
+	                          p->body,
+	                          p->message_id,
+	                          size,
+	                          p->has_date ? date : NULL,
+	                          src->mailbox,
+	                          uv,
+	                          src->uid,
+	                          p->body_text,
+	                          p->body_html,
+	                          p->body_html_safe,
+	                          p->content_sha256,
+	                          p->dedup_key,
+	                          p->parse_error,
+	                          kinds[p->cls.kind],
+	                          related,
+	                          filed_by,
+	                          p->references,
+	                          f->tag,
+	                          f->listed.len ? f->listed.data : "",
+	                          FETCHER_STAGE,
+	                          received,
+	                          PP_AUDIT_RULE,
+	                          filed,
+	                          uid});
 	free(filed_by);
+	free(received);
+	free(filed);
 	if (res == NULL)
 		return -1;
 	*msg_id = PQntuples(res) == 1 ? pp_db_value_ll(res, 0, 0, 0) : 0;
@@ -116,62 +179,37 @@ static int store_attachment(pp_db_t *db, const char *msg, const char *filename, 
 	return rc;
 }
 
-/* store_parts - the attachments, the listed family members and the tag. */
-static int store_parts(pp_db_t *db, const fetcher_account_t *acct, int64_t msg_id,
-                       const fetcher_parsed_t *p, const fetcher_filing_t *f)
+/* store_attachment_at - one row of attachments whose bytes the database
+ * decodes from the raw message (pp_attachment_data). */
+static int store_attachment_at(pp_db_t *db, const char *msg, const fetcher_attachment_t *a)
 {
-	char msg[PP_LL_LEN], practice[PP_LL_LEN];
-	pp_lltoa(msg, msg_id);
-	pp_lltoa(practice, acct->practice_id);
-	for (size_t i = 0; i < p->nattachments; i++) {
-		const fetcher_attachment_t *a = &p->attachments[i];
-		if (store_attachment(db, msg, a->filename, a->content_type, a->part_path,
-		                     a->content_id, a->data, a->len, a->sha256) != 0)
-			return -1;
-	}
-	if (f->listed.len > 0 &&
-	    pp_db_command_prepared(
-	        db,
-	        "INSERT INTO message_people (message_id, person_id) SELECT $1, "
-	        "unnest(string_to_array($2, ','))::bigint ON CONFLICT DO NOTHING",
-	        PP_DB_ARGS(msg, f->listed.data)) != 0)
-		return -1;
-	if (f->tag != NULL &&
-	    pp_db_command_prepared(
-	        db,
-	        "INSERT INTO message_tags (message_id, tag_id) VALUES ($1, pp_tag($2, "
-	        "$3)) ON CONFLICT DO NOTHING",
-	        PP_DB_ARGS(msg, practice, f->tag)) != 0)
-		return -1;
-	return 0;
+	char size[PP_LL_LEN], offset[PP_LL_LEN], length[PP_LL_LEN];
+	return pp_db_command_prepared(
+	    db,
+	    "INSERT INTO attachments (message_id, filename, content_type, size_bytes, sha256, "
+	    "part_path, content_id, raw_offset, raw_length, raw_encoding) VALUES ($1, $2, $3, "
+	    "$4, $5, $6, $7, $8, $9, $10)",
+	    PP_DB_ARGS(msg, a->filename, a->content_type, pp_lltoa(size, (long long)a->len),
+	               a->sha256, a->part_path, a->content_id, pp_lltoa(offset, a->raw_offset),
+	               pp_lltoa(length, a->raw_length), a->raw_encoding));
 }
 
-/* store_audit - "received" by the fetcher and "filed" (or "unfiled") by
- * the rule, in one statement. */
-static int store_audit(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
-                       int64_t msg_id, const fetcher_parsed_t *p, const fetcher_filing_t *f)
+/* store_attachments - the message's attachments rows: by place in the raw
+ * message where body holds it exactly, else with their bytes. */
+static int store_attachments(pp_db_t *db, int64_t msg_id, const fetcher_parsed_t *p)
 {
-	static const char *const kinds[] = {"mail", "bounce", "auto_reply", "unsubscribe"};
-	char practice[PP_LL_LEN], msg[PP_LL_LEN], person[PP_LL_LEN];
-	char *received =
-	    xasprintf("account=%lld mailbox=%s uid=%s kind=%s%s", (long long)acct->id, src->mailbox,
-	              src->uid, kinds[p->cls.kind], p->parse_error ? " parse_error=yes" : "");
-	char *filed = f->person_id ? xasprintf("rule=%s %s%s%s", f->how, f->why,
-	                                       f->tag ? " tag=" : "", f->tag ? f->tag : "")
-	                           : xstrdup(f->why);
-	/* the texts come from outside: one line each, as pp_audit makes them */
-	pp_audit_one_line(received);
-	pp_audit_one_line(filed);
-	int rc = pp_db_command_prepared(
-	    db,
-	    "INSERT INTO audit_log (actor, action, practice_id, message_id, person_id, detail) "
-	    "VALUES ($1, 'received', $3, $4, NULL, $6), ($2, CASE WHEN $5::bigint = 0 THEN "
-	    "'unfiled' ELSE 'filed' END, $3, $4, nullif($5::bigint, 0), $7)",
-	    PP_DB_ARGS(FETCHER_STAGE, PP_AUDIT_RULE, pp_lltoa(practice, acct->practice_id),
-	               pp_lltoa(msg, msg_id), pp_lltoa(person, f->person_id), received, filed));
-	free(received);
-	free(filed);
-	return rc;
+	char msg[PP_LL_LEN];
+	pp_lltoa(msg, msg_id);
+	for (size_t i = 0; i < p->nattachments; i++) {
+		const fetcher_attachment_t *a = &p->attachments[i];
+		int rc = a->raw_encoding != NULL && !p->body_lossy
+		             ? store_attachment_at(db, msg, a)
+		             : store_attachment(db, msg, a->filename, a->content_type, a->part_path,
+		                                a->content_id, a->data, a->len, a->sha256);
+		if (rc != 0)
+			return -1;
+	}
+	return 0;
 }
 
 /* store_original - keep the exact bytes when body had to be cleaned. */
@@ -210,18 +248,19 @@ static void store_log(pp_buf_t *log, const fetcher_account_t *acct, const fetche
 	              p->nattachments, p->from_addr, (long long)f->person_id, f->how, f->why);
 }
 
-/* store_rows - everything of one new message, inside the transaction. */
+/* store_rows - everything of one message, inside the transaction: the
+ * row and what goes with it, the read position, the attachments and what a
+ * bounce or unsubscribe request changes. */
 static int store_rows(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
                       const fetcher_parsed_t *p, const fetcher_filing_t *f, const char *raw,
                       size_t len, int64_t *msg_id)
 {
-	if (store_insert(db, acct, src, p, f, len, msg_id) != 0)
+	if (store_message(db, acct, src, p, f, len, msg_id) != 0)
 		return -1;
 	if (*msg_id == 0)
-		return 0; /* already stored */
+		return 0; /* already stored: only marked read */
 	if ((p->body_lossy && store_original(db, *msg_id, raw, len, p->content_sha256) != 0) ||
-	    store_parts(db, acct, *msg_id, p, f) != 0 ||
-	    store_audit(db, acct, src, *msg_id, p, f) != 0 ||
+	    store_attachments(db, *msg_id, p) != 0 ||
 	    fetcher_act(db, acct->practice_id, *msg_id, p, f) != 0)
 		return -1;
 	return 0;
@@ -242,44 +281,72 @@ static void store_strip(fetcher_parsed_t *p, const char *why)
 	p->parse_error = error;
 }
 
-/* store_one - one message inside the group's open transaction, under a
- * savepoint so that a part the database refuses as data costs only that
- * message's parts. 1 stored, 0 already stored, -1 database failure (the
- * transaction is then unusable). */
-static int store_one(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
-                     const char *raw, size_t len, fetcher_parsed_t *parsed, pp_buf_t *log)
+/* Careful storing: after the database refused a part of a message as data
+ * in a group stored without savepoints, the group is rolled back and read
+ * again at once, and its messages (the same ones, in the same order, from
+ * the read position) are each stored under a savepoint, so that the one
+ * the database refuses costs only its parts. Savepoints are not free
+ * (a subtransaction each; past 64 in one transaction every snapshot gets
+ * slower), so only those messages pay for them. */
+static struct {
+	int64_t account; /* the account whose group failed */
+	int left;        /* its messages still to store carefully */
+} careful;
+
+/* store_careful - the message under a savepoint; after a refused part,
+ * again without its parts. 1 stored, 0 already stored, -1 database
+ * failure (the transaction is then unusable). */
+static int store_careful(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
+                         const char *raw, size_t len, fetcher_parsed_t *parsed, fetcher_filing_t *f,
+                         int64_t *msg_id)
 {
-	fetcher_filing_t f;
-	int64_t msg_id = 0;
-	int stripped = 0, rc = -1;
-	memset(&f, 0, sizeof(f));
-again:
-	if (pp_db_command(db, "SAVEPOINT message", 0, NULL) != 0)
-		goto done;
-	if (fetcher_file(db, acct->practice_id, parsed, &f) != 0 ||
-	    store_rows(db, acct, src, parsed, &f, raw, len, &msg_id) != 0 ||
-	    store_advance(db, acct, src) != 0) {
+	for (int stripped = 0;; stripped = 1) {
+		if (pp_db_command(db, "SAVEPOINT message", 0, NULL) != 0)
+			return -1;
+		if (fetcher_file(db, acct->practice_id, parsed, f) == 0 &&
+		    store_rows(db, acct, src, parsed, f, raw, len, msg_id) == 0)
+			return pp_db_command(db, "RELEASE SAVEPOINT message", 0, NULL);
 		if (stripped || !pp_db_error_is_data(db) ||
 		    pp_db_command(db, "ROLLBACK TO SAVEPOINT message", 0, NULL) != 0)
-			goto done;
+			return -1;
 		log_warnx("account=%lld uid=%s a part was refused by the database (%s); storing "
 		          "the raw message alone",
 		          (long long)acct->id, src->uid, pp_db_error(db));
 		store_strip(parsed, pp_db_error(db));
-		fetcher_filing_clear(&f);
-		stripped = 1;
-		goto again;
+		fetcher_filing_clear(f);
 	}
-	if (pp_db_command(db, "RELEASE SAVEPOINT message", 0, NULL) != 0)
-		goto done;
-	store_log(log, acct, src, parsed, &f, msg_id, len);
-	rc = msg_id != 0 ? 1 : 0;
-done:
-	if (rc < 0)
+}
+
+/* store_one - one message inside the group's open transaction. 1 stored,
+ * 0 already stored, -1 database failure (the transaction is then
+ * unusable); *refused when it was a part refused as data outside careful
+ * storing (the group is then stored again carefully). */
+static int store_one(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
+                     const char *raw, size_t len, fetcher_parsed_t *parsed, pp_buf_t *log,
+                     int *refused)
+{
+	fetcher_filing_t f;
+	int64_t msg_id = 0;
+	int rc;
+	memset(&f, 0, sizeof(f));
+	*refused = 0;
+	if (careful.left > 0 && careful.account == acct->id) {
+		careful.left--;
+		rc = store_careful(db, acct, src, raw, len, parsed, &f, &msg_id);
+	} else {
+		rc = fetcher_file(db, acct->practice_id, parsed, &f) == 0 &&
+		             store_rows(db, acct, src, parsed, &f, raw, len, &msg_id) == 0
+		         ? 0
+		         : -1;
+		*refused = rc < 0 && pp_db_error_is_data(db);
+	}
+	if (rc == 0)
+		store_log(log, acct, src, parsed, &f, msg_id, len);
+	else if (!*refused)
 		log_warnx("account=%lld uid=%s cannot store the message (will retry): %s",
 		          (long long)acct->id, src->uid, pp_db_error(db));
 	fetcher_filing_clear(&f);
-	return rc;
+	return rc < 0 ? -1 : msg_id != 0;
 }
 
 /* batch_discard - the group's transaction failed: nothing of it was
@@ -367,7 +434,21 @@ int fetcher_store_parsed(pp_daemon_t *d, const fetcher_settings_t *s, const fetc
 	fetcher_batch_t *b = &poll->batch;
 	if (batch_begin(db, poll) != 0)
 		return -1;
-	int st = store_one(db, acct, src, raw, len, parsed, &b->log);
+	int refused;
+	int st = store_one(db, acct, src, raw, len, parsed, &b->log, &refused);
+	if (st < 0 && refused) {
+		/* read the group again at once, storing it carefully */
+		log_warnx("account=%lld uid=%s a part was refused by the database (%s); its group "
+		          "of %d message(s) is read again and stored one by one",
+		          (long long)acct->id, src->uid, pp_db_error(db), b->count + 1);
+		careful.account = acct->id;
+		careful.left = b->count + 1;
+		pp_db_rollback(db);
+		pp_buf_free(&b->log);
+		memset(b, 0, sizeof(*b));
+		poll->status = FETCHER_POLL_MORE;
+		return -1;
+	}
 	if (st < 0) {
 		batch_discard(db, poll);
 		return -1;

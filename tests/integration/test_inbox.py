@@ -72,6 +72,10 @@ def test_parts_attachments_and_sanitised_html(setup):
         (["Content-Type: image/png", "Content-Disposition: inline",
           "Content-ID: <img1@patient.example>", "Content-Transfer-Encoding: base64"],
          base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()),
+        (["Content-Type: text/csv; name=\"teeth.csv\"",
+          "Content-Disposition: attachment; filename=\"teeth.csv\""], "tooth,state\r\n16,sore\r\n"),
+        (["Content-Type: text/plain; name=\"note.txt\"", "Content-Transfer-Encoding: quoted-printable",
+          "Content-Disposition: attachment; filename=\"note.txt\""], "Caf=C3=A9 at 10=3D ok"),
     ])
     s.deliver(raw)
     log = s.fetch()
@@ -86,9 +90,10 @@ def test_parts_attachments_and_sanitised_html(setup):
                 "track.example", "evil.example", "<style"):
         assert bad not in low, (bad, safe)
     assert "My tooth hurts." in safe and "https://smile.example/ok" in safe
-    atts = s.db.sql("SELECT filename, content_type, size_bytes, sha256, data, part_path, "
-                    "content_id FROM attachments WHERE message_id = %s ORDER BY id", (msg_id,))
-    assert len(atts) == 2, atts
+    atts = s.db.sql("SELECT filename, content_type, size_bytes, sha256, pp_attachment_data(a), "
+                    "part_path, content_id, raw_encoding, data IS NULL FROM attachments a "
+                    "WHERE message_id = %s ORDER BY id", (msg_id,))
+    assert len(atts) == 4, atts
     pdf = atts[0]
     assert pdf[0] == ".._.._etc_xray.pdf"        # no path survives in a file name
     assert pdf[1] == "application/pdf" and pdf[2] == len(PDF)
@@ -97,11 +102,21 @@ def test_parts_attachments_and_sanitised_html(setup):
     png = atts[1]
     assert png[1] == "image/png" and bytes(png[4]).startswith(b"\x89PNG")
     assert png[6] == "img1@patient.example" and png[0] == "part-3.png"
+    # base64 and as-is content are read from the raw message, not stored twice;
+    # quoted-printable (which the database cannot decode) is stored
+    assert [(a[0], a[7], a[8]) for a in atts] == [
+        (".._.._etc_xray.pdf", "base64", True), ("part-3.png", "base64", True),
+        ("teeth.csv", "identity", True), ("note.txt", None, False)]
+    assert bytes(atts[2][4]) == b"tooth,state\r\n16,sore\r\n"
+    assert bytes(atts[3][4]) == "Caf\u00e9 at 10= ok".encode()
+    assert all(a[3] == hashlib.sha256(bytes(a[4])).hexdigest() and a[2] == len(bytes(a[4]))
+               for a in atts)
     # the CLI shows the sanitised HTML and records who looked
     out = cli(s, "inbox", "show", "--html", msg_id).stdout
     assert "script" not in out.lower() and "My tooth hurts." in out
     info = cli(s, "inbox", "info", msg_id, json_out=True)
-    assert [a["filename"] for a in info["attachments"]] == [".._.._etc_xray.pdf", "part-3.png"]
+    assert [a["filename"] for a in info["attachments"]] == [".._.._etc_xray.pdf", "part-3.png",
+                                                           "teeth.csv", "note.txt"]
     actions = [t["action"] for t in info["timeline"]]
     assert actions[:2] == ["received", "filed"] and "viewed" in actions and "read" in actions
 
@@ -168,9 +183,10 @@ def test_fifty_megabyte_message_is_stored(setup):
     rows = s.db.sql("SELECT subject, size_bytes FROM messages WHERE direction = 'in' ORDER BY id")
     assert [r[0] for r in rows] == ["Big scan", "Small after big"], log
     assert rows[0][1] == len(raw)
-    (size, digest) = s.db.sql("SELECT size_bytes, sha256 FROM attachments WHERE filename = "
-                              "'scan.bin'")[0]
+    (size, digest, data) = s.db.sql("SELECT size_bytes, sha256, pp_attachment_data(a) FROM "
+                                    "attachments a WHERE filename = 'scan.bin'")[0]
     assert size == len(blob) and digest == hashlib.sha256(blob).hexdigest()
+    assert bytes(data) == blob
 
 
 def test_filing_rules_family_guarantor_specialist_and_manual(setup):
