@@ -5,7 +5,7 @@ CC      ?= cc
 BUILD   ?= build
 PREFIX  ?= /usr/local
 DESTDIR ?=
-PKGS     = libzmq msgpack libcurl openssl libpq gmime-3.0 libical inih libxml-2.0
+PKGS     = libzmq msgpack libcurl openssl libpq gmime-3.0 libical inih libxml-2.0 libmicrohttpd json-c
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -70,6 +70,13 @@ $(BUILD)/tests/test_fetcher_%: tests/unit/test_fetcher_%.c $(FETCHER_LIB_OBJ) $(
 	@mkdir -p $(dir $@)
 	@echo "  LD    $@"
 	@$(CC) $(CFLAGS) -Ifetcher $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# Unit tests named test_sms_* also link the sms stage's modules.
+SMS_LIB_OBJ = $(filter-out $(BUILD)/sms/sms_main.o,$(sms_OBJ))
+$(BUILD)/tests/test_sms_%: tests/unit/test_sms_%.c $(SMS_LIB_OBJ) $(BUILD)/libppcommon.a
+	@mkdir -p $(dir $@)
+	@echo "  LD    $@"
+	@$(CC) $(CFLAGS) -Isms $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libppcommon.a
 	@mkdir -p $(dir $@)

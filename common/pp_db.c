@@ -24,6 +24,7 @@ struct pp_db {
 	/* statements prepared on this connection, by the caller's SQL pointer */
 	const char *prepared[PP_DB_PREPARED_MAX];
 	int nprepared;
+	int outstanding; /* a pipelined statement's result is not taken yet */
 };
 
 pp_db_t *pp_db_new(const char *conninfo, const char *application_name)
@@ -126,10 +127,22 @@ static const char *db_prepared(pp_db_t *db, const char *sql, int nparams, char *
 	return name;
 }
 
+/* db_lost - the connection broke: forget it (the next call reconnects). */
+static void db_lost(pp_db_t *db)
+{
+	log_warnx("database connection lost: %s", db->error);
+	pp_strlcpy(db->sqlstate, "08006", sizeof(db->sqlstate));
+	PQfinish(db->conn);
+	db->conn = NULL;
+	db->in_tx = 0;
+}
+
 static PGresult *db_exec(pp_db_t *db, const char *sql, int nparams, const char *const *params,
 			 int prepare)
 {
 	char name[16];
+	if (db->outstanding)
+		fatalx("a statement was run while a pipelined result was outstanding");
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (pp_db_connect(db) != 0)
 			return NULL;
@@ -143,17 +156,78 @@ static PGresult *db_exec(pp_db_t *db, const char *sql, int nparams, const char *
 		PQclear(res);
 		if (PQstatus(db->conn) == CONNECTION_OK)
 			return NULL;
-		/* The server went away (restart, failover): reconnect. */
-		log_warnx("database connection lost: %s", db->error);
-		pp_strlcpy(db->sqlstate, "08006", sizeof(db->sqlstate));
-		PQfinish(db->conn);
-		db->conn = NULL;
-		if (db->in_tx) {
-			db->in_tx = 0;
+		/* The server went away (restart, failover): reconnect, unless
+		 * a transaction was open (its work is lost: the caller says). */
+		int in_tx = db->in_tx;
+		db_lost(db);
+		if (in_tx)
 			return NULL;
-		}
 	}
 	return NULL;
+}
+
+int pp_db_send_prepared(pp_db_t *db, const char *sql, int nparams, const char *const *params)
+{
+	char name[16];
+	if (db->outstanding)
+		fatalx("pp_db_send_prepared: the previous result was not taken");
+	if (pp_db_connect(db) != 0)
+		return -1;
+	const char *stmt = db_prepared(db, sql, nparams, name, sizeof(name));
+	if (stmt == NULL) {
+		db_set_error(db, PQerrorMessage(db->conn), "26000");
+		return -1;
+	}
+	if (PQenterPipelineMode(db->conn) != 1 ||
+	    PQsendQueryPrepared(db->conn, stmt, nparams, params, NULL, NULL, 0) != 1 ||
+	    PQpipelineSync(db->conn) != 1) {
+		db_set_error(db, PQerrorMessage(db->conn), "08006");
+		db_lost(db);
+		return -1;
+	}
+	db->outstanding = 1;
+	return 0;
+}
+
+PGresult *pp_db_result(pp_db_t *db)
+{
+	if (!db->outstanding)
+		fatalx("pp_db_result: no statement was sent");
+	db->outstanding = 0;
+	PGresult *res = PQgetResult(db->conn), *r;
+	ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		db_set_result_error(db, res);
+		PQclear(res);
+		res = NULL;
+	}
+	/* the rest up to the sync point: a NULL ends the statement's results,
+	 * then the sync's own; two NULLs in a row mean the line is gone */
+	for (int nulls = 0; nulls < 2;) {
+		r = PQgetResult(db->conn);
+		if (r == NULL) {
+			nulls++;
+			continue;
+		}
+		nulls = 0;
+		st = PQresultStatus(r);
+		PQclear(r);
+		if (st == PGRES_PIPELINE_SYNC)
+			break;
+	}
+	if (PQexitPipelineMode(db->conn) != 1 || PQstatus(db->conn) != CONNECTION_OK) {
+		if (res != NULL)
+			db_set_error(db, PQerrorMessage(db->conn), "08006");
+		PQclear(res);
+		db_lost(db);
+		return NULL;
+	}
+	return res;
+}
+
+int pp_db_outstanding(const pp_db_t *db)
+{
+	return db->outstanding;
 }
 
 PGresult *pp_db_exec(pp_db_t *db, const char *sql, int nparams, const char *const *params)
@@ -218,6 +292,8 @@ int pp_db_commit(pp_db_t *db)
 
 void pp_db_rollback(pp_db_t *db)
 {
+	if (db->outstanding)
+		PQclear(pp_db_result(db)); /* dropped with the transaction */
 	if (db->conn && PQstatus(db->conn) == CONNECTION_OK) {
 		PGresult *res = PQexec(db->conn, "ROLLBACK");
 		PQclear(res);

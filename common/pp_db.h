@@ -37,6 +37,15 @@ PGresult *pp_db_exec_prepared(pp_db_t *db, const char *sql, int nparams,
 			      const char *const *params);
 int pp_db_command_prepared(pp_db_t *db, const char *sql, int nparams,
 			   const char *const *params);
+/* Pipelining, one statement at a time: pp_db_send_prepared sends a
+ * prepared statement (as pp_db_exec_prepared) and returns without waiting;
+ * pp_db_result then waits for its result (NULL on failure, as pp_db_exec).
+ * Until the result is taken no other statement may run on db (that aborts
+ * the program: a caller's bug); pp_db_rollback drops it. 0 / -1 (not
+ * sent; the connection is gone). */
+int pp_db_send_prepared(pp_db_t *db, const char *sql, int nparams, const char *const *params);
+PGresult *pp_db_result(pp_db_t *db);
+int pp_db_outstanding(const pp_db_t *db);
 /* pp_db_command - run a statement, discard the result; 0 / -1. */
 int pp_db_command(pp_db_t *db, const char *sql, int nparams, const char *const *params);
 

@@ -22,6 +22,8 @@ PP_INCBIN(pp_sql_002, "common/sql/002_sender.sql");
 PP_INCBIN(pp_sql_003, "common/sql/003_composer.sql");
 PP_INCBIN(pp_sql_004, "common/sql/004_automation.sql");
 PP_INCBIN(pp_sql_005, "common/sql/005_inbox.sql");
+PP_INCBIN(pp_sql_006, "common/sql/006_oauth.sql");
+PP_INCBIN(pp_sql_007, "common/sql/007_sms.sql");
 PP_INCBIN(pp_sql_008, "common/sql/008_attachments_raw.sql");
 
 static const struct {
@@ -34,6 +36,8 @@ static const struct {
 	{3, "003_composer", pp_sql_003},
 	{4, "004_automation", pp_sql_004},
 	{5, "005_inbox", pp_sql_005},
+	{6, "006_oauth", pp_sql_006},
+	{7, "007_sms", pp_sql_007},
 	{8, "008_attachments_raw", pp_sql_008},
 };
 

@@ -36,13 +36,14 @@ static char *outbox_sql_accounts(const pp_outbox_desc_t *desc)
 	    "AS cutoff) s WHERE a.enabled AND a.paused_at IS NULL%s AND EXISTS (SELECT 1 FROM "
 	    "messages m WHERE m.%s = a.id AND m.channel = $1 AND m.direction = 'out' AND "
 	    "m.state = 'queued' AND NOT m.flagged AND m.deliver_after <= now() AND (m.send_now "
-	    "OR m.deliver_after <= s.cutoff)) ORDER BY a.rate_tat, a.id LIMIT $2::int FOR "
+	    "OR m.deliver_after <= s.cutoff)%s) ORDER BY a.rate_tat, a.id LIMIT $2::int FOR "
 	    "UPDATE OF a SKIP LOCKED",
 	    desc->daily_cap ? OUTBOX_DAY_ROOM : "NULL::int", desc->account_table,
 	    desc->daily_cap ? " JOIN practices p ON p.id = a.practice_id" : "",
 	    desc->schedule ? "pp_schedule_cutoff(a.practice_id, now())" : "now()",
 	    desc->daily_cap ? " AND (a.daily_cap IS NULL OR " OUTBOX_DAY_ROOM " > 0)" : "",
-	    desc->account_column);
+	    desc->account_column,
+	    desc->sms_optout ? " AND NOT pp_sms_opted_out(m.practice_id, m.to_addr, m.id)" : "");
 }
 
 /* outbox_sql_advance - after a claim: rate_tat past the $2 slots dealt,
@@ -106,9 +107,11 @@ pp_outbox_t *pp_outbox_new(pp_db_t *db, const pp_outbox_desc_t *desc, const char
 	    "WHERE id = ANY(ARRAY(SELECT id FROM messages WHERE %s = $1::bigint AND channel = "
 	    "$4 AND direction = 'out' AND state = 'queued' AND NOT flagged AND deliver_after "
 	    "<= now() AND send_now = $5::boolean AND (send_now OR deliver_after <= "
-	    "$7::timestamptz) ORDER BY deliver_after, id LIMIT $6::int FOR UPDATE SKIP LOCKED)) "
-	    "RETURNING id, practice_id, attempts, send_now%s%s",
-	    desc->account_column, cols ? ", " : "", cols ? cols : "");
+	    "$7::timestamptz)%s ORDER BY deliver_after, id LIMIT $6::int FOR UPDATE SKIP "
+	    "LOCKED)) RETURNING id, practice_id, attempts, send_now%s%s",
+	    desc->account_column,
+	    desc->sms_optout ? " AND NOT pp_sms_opted_out(practice_id, to_addr, id)" : "",
+	    cols ? ", " : "", cols ? cols : "");
 	ob->sql_advance = outbox_sql_advance(desc);
 	ob->sql_release = outbox_sql_release(desc);
 	ob->sql_pause = xasprintf("UPDATE %s SET paused_at = now(), paused_reason = $2 WHERE "

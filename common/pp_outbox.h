@@ -48,6 +48,8 @@ typedef struct {
 	                             * e.g. "to_addr, cc_addrs"; "" for none */
 	int schedule;               /* honour the practice's send schedule (pp_schedule_cutoff) */
 	int daily_cap;              /* the account table has daily_cap, sent_today, sent_day */
+	int sms_optout;             /* never claim a message to a number opted out of SMS
+	                             * (pp_sms_opted_out, 007_sms.sql) */
 } pp_outbox_desc_t;
 
 typedef struct {

@@ -96,6 +96,8 @@ typedef struct {
 	                            COMPOSER_BOUNCED_ON), or NULL */
 	const char *bounce_status;
 	const char *optout_kind; /* pp_optout_kind(category); "general": no List-Unsubscribe */
+	const char *country;     /* the practice's ISO country (mobile numbers), or NULL */
+	int sms_max_segments;    /* the practice's longest SMS, in segments */
 } composer_fields_t;
 
 /* COMPOSER_BOUNCED_ON(p, tz) - SQL: when person p's current address was
@@ -166,6 +168,8 @@ typedef struct {
 	size_t ics_len;
 	pp_ical_method_t ics_method;
 	char unsubscribe_token[PP_MIME_TOKEN_LEN + 1]; /* "" for none */
+	int sms_segments;                              /* SMS: how many segments the text takes */
+	int sms_unicode;                               /* SMS: sent as UCS-2 */
 } composer_message_t;
 
 typedef enum { COMPOSER_NEW = 0, COMPOSER_REPLY, COMPOSER_FORWARD } composer_kind_t;

@@ -257,6 +257,8 @@ static void batch_item_job(const batch_t *b, int row, const composer_job_t *p, c
 	job->fields.time_zone = p->fields.time_zone;
 	job->fields.mail_domain = p->fields.mail_domain;
 	job->fields.now_epoch = p->fields.now_epoch;
+	job->fields.country = p->fields.country;
+	job->fields.sms_max_segments = p->fields.sms_max_segments;
 	job->fields.patient_family = value(b, row, B_FAMILY);
 	job->fields.person_kind = value(b, row, B_KIND);
 	job->fields.optout_kind = value(b, row, B_OPTOUT_KIND);

@@ -143,7 +143,9 @@ enum {
 	F_NOW,
 	F_PE_BOUNCED_ON,
 	F_PE_BOUNCE_STATUS,
-	F_OPTOUT_KIND
+	F_OPTOUT_KIND,
+	F_PR_COUNTRY,
+	F_PR_SMS_MAX_SEGMENTS
 };
 
 /* The person's bounce flag, in the practice's zone. */
@@ -162,7 +164,7 @@ static const char fields_sql[] =
     "sp.id, sp.practice_id, sp.kind, sp.title, sp.first_name, sp.last_name, sp.email, "
     "l.name, l.address, l.phone, pl.name, pl.address, pl.phone, "
     "floor(extract(epoch FROM now()))::bigint, " FIELDS_BOUNCED_ON ", "
-    "pe.email_bounce_status, pp_optout_kind($6::text) "
+    "pe.email_bounce_status, pp_optout_kind($6::text), pr.country, pr.sms_max_segments "
     "FROM practices pr "
     "JOIN people pe ON pe.id = $2::bigint "
     "LEFT JOIN appointments a ON a.id = $3::bigint "
@@ -319,6 +321,8 @@ composer_rc_t composer_fields_load(pp_db_t *db, composer_job_t *job)
 	f->bounced_on = pp_db_value(f->res, 0, F_PE_BOUNCED_ON);
 	f->bounce_status = pp_db_value(f->res, 0, F_PE_BOUNCE_STATUS);
 	f->optout_kind = pp_db_value(f->res, 0, F_OPTOUT_KIND);
+	f->country = pp_db_value(f->res, 0, F_PR_COUNTRY);
+	f->sms_max_segments = (int)pp_db_value_ll(f->res, 0, F_PR_SMS_MAX_SEGMENTS, 3);
 	return COMPOSER_OK;
 }
 

@@ -19,6 +19,8 @@
 #include "pp_log.h"
 #include "pp_merge.h"
 #include "pp_mime.h"
+#include "pp_phone.h"
+#include "pp_sms_text.h"
 #include "pp_util.h"
 
 static const char *message_lookup(void *ctx, pp_merge_field_t field)
@@ -316,14 +318,32 @@ static composer_rc_t message_sms(composer_job_t *job)
 	if (to == NULL || *to == '\0')
 		return composer_refuse(job, "patient %lld has no mobile number",
 		                       LL(job->req.person_id));
+	char e164[PP_PHONE_MAX];
+	const char *why = NULL;
+	if (pp_phone_e164(to, job->fields.country, e164, &why) != 0)
+		return composer_refuse(job, "patient %lld's mobile number \"%.40s\" is invalid: %s",
+		                       LL(job->req.person_id), to, why);
 	composer_rc_t rc = message_body(job, 0, &m->body);
 	if (rc != COMPOSER_OK)
 		return rc;
 	m->size = strlen(m->body);
 	if (m->size == 0)
 		return composer_refuse(job, "the SMS text is empty");
+	pp_sms_text_kind_t kind;
+	int units = 0;
+	m->sms_segments = pp_sms_text_segments(m->body, &kind, &units);
+	m->sms_unicode = kind == PP_SMS_TEXT_UNICODE;
+	if (m->sms_segments < 0)
+		return composer_refuse(job, "the SMS text holds control characters");
+	if (m->sms_segments > job->fields.sms_max_segments)
+		return composer_refuse(job,
+		                       "the SMS text takes %d segments (%d %s), more than the "
+		                       "practice's maximum of %d",
+		                       m->sms_segments, units,
+		                       m->sms_unicode ? "UCS-2 characters" : "GSM-7 characters",
+		                       job->fields.sms_max_segments);
 	m->from_addr = xstrdup(job->account.from_addr ? job->account.from_addr : "");
-	m->to_addr = xstrdup(to);
+	m->to_addr = xstrdup(e164);
 	m->subject = xstrdup("");
 	return COMPOSER_OK;
 }

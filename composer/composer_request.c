@@ -319,10 +319,15 @@ composer_rc_t composer_request_run(pp_daemon_t *d, int64_t id)
 			         (long long)id, (long long)job.msg.id, job.req.template_code);
 			break;
 		}
-		log_info("request=%lld msg=%lld state=%s channel=%s template=%s size=%zu",
+		log_info("request=%lld msg=%lld state=%s channel=%s template=%s size=%zu%s%.0d%s",
 		         (long long)id, (long long)job.msg.id, job.req.draft ? "draft" : "queued",
 		         job.msg.channel == COMPOSER_EMAIL ? "email" : "sms",
-		         job.req.template_code ? job.req.template_code : "-", job.msg.size);
+		         job.req.template_code ? job.req.template_code : "-", job.msg.size,
+		         job.msg.channel == COMPOSER_SMS ? " segments=" : "",
+		         job.msg.channel == COMPOSER_SMS ? job.msg.sms_segments : 0,
+		         job.msg.channel == COMPOSER_SMS
+		             ? (job.msg.sms_unicode ? " coding=ucs2" : " coding=gsm7")
+		             : "");
 		if (!job.req.draft)
 			pp_daemon_wake(d, job.msg.channel == COMPOSER_EMAIL ? "sender" : "sms",
 			               job.msg.id);

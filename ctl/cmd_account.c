@@ -281,9 +281,11 @@ const ctl_command_t ctl_account_commands[] = {
      "[--ca-file F] [--no-verify] [--password-file F] [--in-protocol imap|pop3|none "
      "--in-host H [--in-port P] [--in-tls MODE] [--in-user U] [--in-password-file F] "
      "[--in-ca-file F] [--in-no-verify] [--in-mailbox M] [--in-poll-seconds N]] "
-     "[--per-minute N] [--daily-cap N] [--parallel-connections N] [--max-message-bytes N]",
+     "[--per-minute N] [--daily-cap N] [--parallel-connections N] [--max-message-bytes N] "
+     "[--auth password|oauth2]",
      "add a mail account; passwords are read from F (\"-\" = standard input: outgoing "
-     "first line, incoming second) and stored encrypted; prints its id"},
+     "first line, incoming second) and stored encrypted; prints its id (--auth oauth2: "
+     "no passwords, then run account oauth)"},
     {"account", "add-sms", cmd_account_add_sms,
      "--practice ID --name N --url URL [--user U] [--password-file F] [--sender-id S] "
      "[--ca-file F] [--no-verify] [--per-minute N]",

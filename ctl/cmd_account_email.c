@@ -23,6 +23,7 @@ typedef struct {
 	const char *name, *from, *from_name, *smtp_host, *smtp_user, *ca_file, *password_file;
 	const char *in_host, *in_user, *in_password_file, *in_ca_file, *in_mailbox;
 	int smtp_tls, no_auth, no_verify, in_protocol, in_tls, in_no_verify, in_given;
+	int oauth; /* --auth oauth2: no passwords; `account oauth` sets it up */
 } email_opts_t;
 
 enum {
@@ -52,6 +53,7 @@ enum {
 	O_DAILY_CAP,
 	O_PARALLEL,
 	O_MAX_BYTES,
+	O_AUTH,
 };
 
 static const struct option email_options[] = {
@@ -81,6 +83,7 @@ static const struct option email_options[] = {
     {"daily-cap", required_argument, NULL, O_DAILY_CAP},
     {"parallel-connections", required_argument, NULL, O_PARALLEL},
     {"max-message-bytes", required_argument, NULL, O_MAX_BYTES},
+    {"auth", required_argument, NULL, O_AUTH},
     {NULL, 0, NULL, 0},
 };
 
@@ -161,6 +164,11 @@ static int email_option(email_opts_t *o, int ch, const char *arg)
 		return ctl_parse_int("--parallel-connections", arg, 1, 32, &o->parallel);
 	case O_MAX_BYTES:
 		return ctl_parse_int("--max-message-bytes", arg, 1024, 1000000000, &o->max_bytes);
+	case O_AUTH: {
+		static const char *const kinds[] = {"password", "oauth2", NULL};
+		rc = o->oauth = ctl_parse_choice("--auth", arg, kinds);
+		break;
+	}
 	}
 	return rc < 0 ? -1 : 0;
 }
@@ -213,7 +221,7 @@ static int email_check_incoming(ctl_t *ctl, email_opts_t *o)
 		o->in_port = default_in_port(o->in_protocol, o->in_tls);
 	if (o->in_user == NULL)
 		o->in_user = o->smtp_user != NULL ? o->smtp_user : o->from;
-	if (o->in_password_file == NULL) {
+	if (o->in_password_file == NULL && !o->oauth) {
 		if (o->password_file == NULL || strcmp(o->in_user, o->smtp_user) != 0)
 			return ctl_usage(ctl, "--in-password-file is required for the incoming "
 			                      "server");
@@ -244,7 +252,9 @@ static int email_check(ctl_t *ctl, email_opts_t *o)
 	if (o->no_auth && (o->password_file || o->smtp_user))
 		return ctl_usage(ctl, "--no-auth cannot be combined with --password-file or "
 		                      "--smtp-user");
-	if (!o->no_auth && o->password_file == NULL)
+	if (o->oauth && (o->no_auth || o->password_file || o->in_password_file))
+		return ctl_usage(ctl, "--auth oauth2 takes no passwords and needs authentication");
+	if (!o->no_auth && !o->oauth && o->password_file == NULL)
 		return ctl_usage(ctl, "--password-file is required (the account authenticates; "
 		                      "give --no-auth if the server needs no login)");
 	if (!o->no_auth && o->smtp_user == NULL)

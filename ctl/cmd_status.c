@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "ctl_oauth.h"
 
 #define STATUS_PING_MS 1000
 #define RESTART_WAIT_S 15
@@ -140,6 +141,8 @@ static int cmd_status(ctl_t *ctl, int argc, char **argv)
 		printf("\nwatchdog: %s (%s)\n", answered ? "answered" : "DOWN", detail);
 		printf("open diagnostics: %lld%s\n", diags,
 		       diags ? " (see: practicepost diagnostics)" : "");
+		if (ctl_oauth_print(ctl, 0) < 0)
+			ctl_warn("cannot read the OAuth2 accounts: %s", pp_db_error(ctl->db));
 		printf("overall: %s\n", all_up ? "all up" : "NOT all up");
 	}
 	PQclear(res);

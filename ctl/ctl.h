@@ -233,5 +233,7 @@ extern const ctl_command_t ctl_signature_commands[];
 extern const ctl_command_t ctl_auto_commands[];
 extern const ctl_command_t ctl_recall_commands[];
 extern const ctl_command_t ctl_schedule_commands[];
+extern const ctl_command_t ctl_sms_commands[];
+extern const ctl_command_t ctl_oauth_commands[];
 
 #endif

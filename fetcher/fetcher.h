@@ -49,6 +49,11 @@ typedef struct {
 	int64_t poll_seconds;
 	int64_t delete_after_days; /* POP3: delete stored mail after this; 0 never */
 	int64_t lease_renew_ms;    /* monotonic time of the next lease renewal */
+	int oauth;                 /* auth_kind oauth2: log in with the shared access token */
+	int oauthbearer;           /* SASL OAUTHBEARER rather than XOAUTH2 */
+	char *bearer;              /* the access token (plaintext, wiped by _clear) */
+	int token_status;          /* pp_token_status_t of fetching it */
+	char *token_error;         /* why there is none (never a token) */
 } fetcher_account_t;
 
 /* How one poll of an account ended. */
@@ -66,11 +71,18 @@ typedef struct {
 	int64_t opened_ms; /* monotonic */
 	int64_t stored;    /* new rows in it */
 	pp_buf_t log;      /* their log lines, printed after the commit */
+	/* The last message's statement may still be running (pipelined): its
+	 * result is taken before anything else runs on the connection. */
+	int pending;
+	pp_buf_t pending_lines; /* its log lines, each without "msg=ID " */
+	char *pending_dup;      /* its line if it turns out already stored */
+	char pending_uid[PP_LL_LEN + 8];
 } fetcher_batch_t;
 
 typedef struct {
 	fetcher_poll_status_t status;
 	int db_failed;         /* a database statement failed: temporary */
+	int pipelined;         /* the store may leave a message's statement running */
 	int listed;            /* logged in and listed the mailbox: the account works */
 	int64_t stored;        /* new message rows */
 	char code[48];         /* diagnostic code when status == FETCHER_POLL_ACCOUNT_ERR */
@@ -104,6 +116,9 @@ int fetcher_account_release(pp_daemon_t *d, const fetcher_account_t *acct, int p
 /* fetcher_account_renew - extend the lease when due; -1 if the claim was lost. */
 int fetcher_account_renew(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_account_t *acct);
 void fetcher_account_clear(fetcher_account_t *acct);
+/* fetcher_account_token - for an OAuth2 account: the shared access token
+ * (bearer), or token_status/token_error saying why there is none. */
+void fetcher_account_token(pp_db_t *db, pp_daemon_t *d, fetcher_account_t *acct);
 /* fetcher_account_report - raise the poll's diagnostic once, or resolve
  * the account's open ones after a successful poll. */
 int fetcher_account_report(pp_daemon_t *d, const fetcher_account_t *acct,
@@ -169,8 +184,9 @@ int fetcher_imapc_command(fetcher_imapc_t *c, const char *cmd, pp_buf_t *untagge
 /* fetcher_imap_quote - the mailbox as an IMAP quoted string (owned); NULL
  * if it holds something a quoted string cannot carry (CR, LF, 8-bit). */
 char *fetcher_imap_quote(const char *mailbox);
+typedef struct fetcher_pipe fetcher_pipe_t; /* fetcher_pipe.c */
 void fetcher_imap_poll(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_account_t *acct,
-                       fetcher_poll_t *poll);
+                       fetcher_pipe_t **pipe, fetcher_poll_t *poll);
 void fetcher_pop3_poll(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_account_t *acct,
                        fetcher_poll_t *poll);
 
@@ -268,21 +284,26 @@ void fetcher_filing_clear(fetcher_filing_t *f);
 int fetcher_act(pp_db_t *db, int64_t practice_id, int64_t msg_id, const fetcher_parsed_t *p,
                 const fetcher_filing_t *f);
 
-/* fetcher_pipe.c - a worker thread that parses the next message while
- * the store writes the current one. */
-typedef struct fetcher_pipe fetcher_pipe_t;
+/* fetcher_pipe.c - a worker thread that parses and files the next message
+ * while the store writes the current one. */
 typedef struct {
 	char *raw; /* owned */
 	size_t len;
 	int64_t uid;
+	int64_t practice_id;
 	fetcher_parsed_t parsed;
+	int filed;               /* 1: filing holds the rules' outcome; 0: file it in line */
+	fetcher_filing_t filing; /* owned */
 } fetcher_pipe_job_t;
-/* fetcher_pipe_new - NULL (logged) if no thread could be started. */
-fetcher_pipe_t *fetcher_pipe_new(void);
+/* fetcher_pipe_new - NULL (logged) if no thread could be started. The
+ * worker files on a database connection of its own. */
+fetcher_pipe_t *fetcher_pipe_new(pp_daemon_t *d);
 /* fetcher_pipe_busy - a message was submitted and not yet taken back. */
 int fetcher_pipe_busy(fetcher_pipe_t *p);
-/* fetcher_pipe_submit - parse raw (taken over) in the worker. */
-void fetcher_pipe_submit(fetcher_pipe_t *p, char *raw, size_t len, int64_t uid);
+/* fetcher_pipe_submit - parse raw (taken over) in the worker, and file it
+ * for practice_id. */
+void fetcher_pipe_submit(fetcher_pipe_t *p, char *raw, size_t len, int64_t uid,
+                         int64_t practice_id);
 /* fetcher_pipe_wait - the submitted message back, parsed. */
 void fetcher_pipe_wait(fetcher_pipe_t *p, fetcher_pipe_job_t *out);
 void fetcher_pipe_job_clear(fetcher_pipe_job_t *job);
@@ -291,10 +312,12 @@ void fetcher_pipe_free(fetcher_pipe_t **p);
 /* fetcher_store.c - parse, file and store downloaded messages, several to
  * a transaction (group commit). */
 /* fetcher_store_parsed - store one parsed message (raw: its bytes) in the
- * poll's open group; parsed may be changed. 0 / -1 as below. */
+ * poll's open group; parsed may be changed. filed: the filing rules'
+ * outcome when they already ran (taken over), or NULL to run them here.
+ * 0 / -1 as below. */
 int fetcher_store_parsed(pp_daemon_t *d, const fetcher_settings_t *s, const fetcher_account_t *acct,
                          const fetcher_source_t *src, const char *raw, size_t len,
-                         fetcher_parsed_t *parsed, fetcher_poll_t *poll);
+                         fetcher_parsed_t *parsed, fetcher_filing_t *filed, fetcher_poll_t *poll);
 /* fetcher_store_download - store what the session just downloaded in the
  * poll's open group (committing when the group is full); 0, or -1 when
  * the database failed (poll says so; nothing of the group is stored). */
@@ -305,8 +328,13 @@ int fetcher_store_download(pp_daemon_t *d, const fetcher_settings_t *s,
  * storing it, with a diagnostic naming it; commits the group. 0 / -1. */
 int fetcher_store_skip(pp_daemon_t *d, const fetcher_account_t *acct, const fetcher_source_t *src,
                        int64_t max_bytes, fetcher_poll_t *poll);
+/* fetcher_store_settle - take the result of the message statement still
+ * running, if any: 0, or -1 when it failed (the group is then dropped and
+ * the poll ends; see fetcher_store_parsed). Call before running anything
+ * else on the daemon's connection during a poll. */
+int fetcher_store_settle(pp_daemon_t *d, const fetcher_account_t *acct, fetcher_poll_t *poll);
 /* fetcher_store_flush - commit the poll's open group and log what it
  * stored; 0, or -1 when the commit failed (nothing of it is stored). */
-int fetcher_store_flush(pp_daemon_t *d, fetcher_poll_t *poll);
+int fetcher_store_flush(pp_daemon_t *d, const fetcher_account_t *acct, fetcher_poll_t *poll);
 
 #endif

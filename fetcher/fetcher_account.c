@@ -10,6 +10,8 @@
 
 #include "fetcher.h"
 #include "pp_log.h"
+#include "pp_oauth_token.h"
+#include "pp_secret.h"
 #include "pp_util.h"
 
 /* Diagnostics about one message, not the account: a good poll leaves them. */
@@ -36,7 +38,8 @@ int fetcher_account_claim(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_a
 	    "  AND (in_claimed_by IS NULL OR in_lease_until IS NULL OR in_lease_until < now()) "
 	    "  ORDER BY in_next_poll, id LIMIT 1 FOR UPDATE SKIP LOCKED) "
 	    "RETURNING id, practice_id, in_protocol, in_host, in_port, in_tls, in_username, "
-	    "in_secret, in_ca_file, in_verify, in_mailbox, in_poll_seconds, in_delete_after_days",
+	    "in_secret, in_ca_file, in_verify, in_mailbox, in_poll_seconds, in_delete_after_days, "
+	    "auth_kind",
 	    PP_DB_ARGS(pp_daemon_instance(d), lease));
 	if (res == NULL) {
 		log_warnx("cannot claim an incoming account: %s", pp_db_error(pp_daemon_db(d)));
@@ -60,10 +63,33 @@ int fetcher_account_claim(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_a
 	acct->poll_seconds = pp_db_value_ll(res, 0, 11, 60);
 	acct->delete_after_days = pp_db_value_ll(res, 0, 12, 0);
 	acct->lease_renew_ms = pp_mono_ms() + s->lease_s * 1000 / 3;
+	acct->oauth = strcmp(pp_db_value(res, 0, 13), "oauth2") == 0;
 	PQclear(res);
+	if (acct->oauth)
+		fetcher_account_token(pp_daemon_db(d), d, acct);
 	log_debug("account=%lld claimed protocol=%s host=%s", (long long)acct->id, acct->protocol,
 	          acct->host);
 	return 1;
+}
+
+void fetcher_account_token(pp_db_t *db, pp_daemon_t *d, fetcher_account_t *acct)
+{
+	pp_oauth_access_t tok;
+	char err[512];
+	free(acct->token_error);
+	acct->token_error = NULL;
+	acct->token_status = (int)pp_oauth_access_get(db, pp_daemon_key(d), acct->id, FETCHER_STAGE,
+	                                              &tok, err, sizeof(err));
+	if (acct->token_status == PP_TOKEN_OK) {
+		if (acct->bearer != NULL)
+			pp_secret_wipe_free(acct->bearer);
+		acct->bearer = tok.access_token;
+		acct->oauthbearer = tok.oauthbearer;
+		tok.access_token = NULL;
+	} else {
+		acct->token_error = xstrdup(err);
+	}
+	pp_oauth_access_clear(&tok);
 }
 
 int fetcher_account_renew(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_account_t *acct)
@@ -184,5 +210,8 @@ void fetcher_account_clear(fetcher_account_t *acct)
 	free(acct->secret_stored);
 	free(acct->ca_file);
 	free(acct->mailbox);
+	if (acct->bearer != NULL)
+		pp_secret_wipe_free(acct->bearer);
+	free(acct->token_error);
 	memset(acct, 0, sizeof(*acct));
 }

@@ -17,6 +17,7 @@
  *   6. other        no patient has the address and exactly one specialist,
  *                   provider or staff member does: filed to them
  *
+ * Rules 4 to 6 are common/pp_filing.c, shared with incoming SMS.
  * Filing to a patient tags the message Patient, to a specialist Specialist.
  * Nothing here writes: fetcher_store.c stores the outcome.
  */
@@ -25,20 +26,12 @@
 #include <string.h>
 
 #include "fetcher.h"
+#include "pp_filing.h"
 #include "pp_log.h"
 #include "pp_util.h"
 
 /* The people sharing one address that filing looks at. */
 #define FILE_MAX_SHARING 50
-
-static const char *file_tag_for(const char *kind)
-{
-	if (strcmp(kind, "patient") == 0)
-		return "Patient";
-	if (strcmp(kind, "specialist") == 0)
-		return "Specialist";
-	return NULL;
-}
 
 /* file_outgoing - file to the person of the outgoing message that res's
  * first row names (columns: person_id, message id, kind). */
@@ -47,7 +40,7 @@ static void file_outgoing(const PGresult *res, const char *how, fetcher_filing_t
 	f->person_id = pp_db_value_ll(res, 0, 0, 0);
 	f->related_id = pp_db_value_ll(res, 0, 1, 0);
 	f->how = how;
-	f->tag = file_tag_for(pp_db_value(res, 0, 2));
+	f->tag = pp_filing_tag_for(pp_db_value(res, 0, 2));
 	snprintf(f->why, sizeof(f->why), "%s of msg=%lld",
 	         strcmp(how, "reference") == 0 ? "reply" : how, (long long)f->related_id);
 }
@@ -105,47 +98,6 @@ static int file_by_token(pp_db_t *db, const char *practice, const char *token, f
 	return found;
 }
 
-/* file_family - rule 5 over the patients (rows with kind patient) of res
- * (columns: id, kind, family_id, guarantor_id). */
-static void file_family(const PGresult *res, int patients, fetcher_filing_t *f)
-{
-	const char *family = NULL, *guarantor = NULL;
-	int one_family = 1, one_guarantor = 1;
-	for (int i = 0; i < PQntuples(res); i++) {
-		if (strcmp(pp_db_value(res, i, 1), "patient") != 0)
-			continue;
-		const char *fam = pp_db_value(res, i, 2), *g = pp_db_value(res, i, 3);
-		if (fam == NULL || (family != NULL && strcmp(fam, family) != 0))
-			one_family = 0;
-		family = fam ? fam : family;
-		if (g != NULL && guarantor != NULL && strcmp(g, guarantor) != 0)
-			one_guarantor = 0;
-		guarantor = g ? g : guarantor;
-	}
-	if (!one_family || family == NULL) {
-		snprintf(f->why, sizeof(f->why),
-		         "sender address shared by %d patients not of one family", patients);
-		return;
-	}
-	if (!one_guarantor || guarantor == NULL) {
-		snprintf(f->why, sizeof(f->why),
-		         "sender address shared by %d patients of family %s with no single "
-		         "guarantor",
-		         patients, family);
-		return;
-	}
-	pp_parse_int64(guarantor, &f->person_id);
-	f->how = "family";
-	f->tag = "Patient";
-	for (int i = 0; i < PQntuples(res); i++)
-		if (strcmp(pp_db_value(res, i, 1), "patient") == 0)
-			pp_buf_printf(&f->listed, "%s%s", f->listed.len ? "," : "",
-			              pp_db_value(res, i, 0));
-	snprintf(f->why, sizeof(f->why),
-	         "sender address shared by %d patients of family %s: filed to the guarantor",
-	         patients, family);
-}
-
 /* file_by_sender - rules 4, 5 and 6. 0 done (filed or not), -1 db error. */
 static int file_by_sender(pp_db_t *db, const char *practice, const fetcher_parsed_t *p,
                           fetcher_filing_t *f)
@@ -162,22 +114,8 @@ static int file_by_sender(pp_db_t *db, const char *practice, const fetcher_parse
 	    PP_DB_ARGS(practice, p->from_addr, pp_lltoa(limit, FILE_MAX_SHARING)));
 	if (res == NULL)
 		return -1;
-	int n = PQntuples(res), patients = 0;
-	for (int i = 0; i < n; i++)
-		patients += strcmp(pp_db_value(res, i, 1), "patient") == 0;
-	if (patients == 1 || (patients == 0 && n == 1)) {
-		f->person_id = pp_db_value_ll(res, 0, 0, 0);
-		f->how = patients ? "sender" : "other";
-		f->tag = file_tag_for(pp_db_value(res, 0, 1));
-		snprintf(f->why, sizeof(f->why), "sender address matches one %s",
-		         pp_db_value(res, 0, 1));
-	} else if (patients > 1) {
-		file_family(res, patients, f);
-	} else if (n > 1) {
-		snprintf(f->why, sizeof(f->why), "sender address shared by %d people", n);
-	} else {
-		snprintf(f->why, sizeof(f->why), "sender address matches nobody");
-	}
+	pp_filing_by_people(res, "sender address", &f->person_id, &f->how, &f->tag, &f->listed,
+	                    f->why, sizeof(f->why));
 	PQclear(res);
 	return 0;
 }

@@ -205,7 +205,8 @@ static const char idle_accounts_sql[] =
     "SELECT id, practice_id, in_host, in_port, in_tls::text, in_username, in_secret, "
     "in_ca_file, in_verify, in_mailbox, in_poll_seconds, concat_ws('|', in_host, in_port, "
     "in_tls, in_username, in_secret, in_ca_file, in_verify, in_mailbox) FROM email_accounts "
-    "WHERE enabled AND in_enabled AND in_idle AND in_protocol = 'imap' ORDER BY id "
+    "WHERE enabled AND in_enabled AND in_idle AND in_protocol = 'imap' AND auth_kind = "
+    "'password' ORDER BY id "
     "LIMIT $1::int";
 
 static char *idle_dup(const PGresult *res, int row, int col)

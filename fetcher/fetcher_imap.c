@@ -280,12 +280,14 @@ static int imap_store_job(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_a
 	char uidtext[PP_LL_LEN];
 	pp_lltoa(uidtext, job->uid);
 	fetcher_source_t src = {acct->mailbox, uidvalidity, uidtext, job->uid, 0};
+	if (fetcher_store_settle(d, acct, poll) != 0)
+		return -1;
 	if (fetcher_account_renew(d, s, acct) != 0) {
 		poll->db_failed = 1;
 		return -1;
 	}
 	return fetcher_store_parsed(d, s, acct, &src, job->raw ? job->raw : "", job->len,
-	                            &job->parsed, poll);
+	                            &job->parsed, job->filed ? &job->filing : NULL, poll);
 }
 
 /* imap_drain - store the message still in the parse worker, if any. */
@@ -354,7 +356,7 @@ static int imap_take_message(pp_daemon_t *d, const fetcher_settings_t *s, fetche
 			fetcher_pipe_wait(pipe, &prev);
 			have_prev = 1;
 		}
-		fetcher_pipe_submit(pipe, bytes, len, uid);
+		fetcher_pipe_submit(pipe, bytes, len, uid, acct->practice_id);
 	}
 	if (have_prev) {
 		rc = imap_store_job(d, s, acct, uidvalidity, &prev, poll);
@@ -404,7 +406,7 @@ static int imap_fetch(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_imapc
 }
 
 void fetcher_imap_poll(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_account_t *acct,
-                       fetcher_poll_t *poll)
+                       fetcher_pipe_t **workerp, fetcher_poll_t *poll)
 {
 	fetcher_session_t sess;
 	fetcher_imapc_t c;
@@ -422,8 +424,15 @@ void fetcher_imap_poll(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_acco
 	if (imap_list_new(d, s, &c, acct, &uidvalidity, &uids, poll) != 0)
 		goto done;
 	size_t todo = uids.count < (size_t)s->batch ? uids.count : (size_t)s->batch;
+	/* the worker (and its connection) is made once, for the first poll
+	 * with more than one message, and kept */
+	if (todo > 1 && *workerp == NULL)
+		*workerp = fetcher_pipe_new(d);
 	if (todo > 1)
-		pipe = fetcher_pipe_new();
+		pipe = *workerp;
+	/* the store may leave each message's statement running while the next
+	 * one downloads (every other use of the connection settles it first) */
+	poll->pipelined = 1;
 	for (size_t i = 0; i < todo; i += IMAP_FETCH_GROUP) {
 		size_t n = todo - i < IMAP_FETCH_GROUP ? todo - i : IMAP_FETCH_GROUP;
 		if (pp_daemon_stopping(d)) {
@@ -439,7 +448,13 @@ void fetcher_imap_poll(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_acco
 	if (uids.count > todo)
 		poll->status = FETCHER_POLL_MORE;
 done:
-	fetcher_pipe_free(&pipe);
+	/* a message left in the worker (the poll ended early) is dropped: it
+	 * was not stored, so the next poll reads it again */
+	if (pipe != NULL && fetcher_pipe_busy(pipe)) {
+		fetcher_pipe_job_t left;
+		fetcher_pipe_wait(pipe, &left);
+		fetcher_pipe_job_clear(&left);
+	}
 	free(uids.uids);
 	fetcher_imapc_close(&c);
 	fetcher_session_close(&sess);

@@ -15,6 +15,7 @@
 typedef struct {
 	fetcher_settings_t settings;
 	fetcher_idle_t *idle;
+	fetcher_pipe_t *pipe; /* the parse and filing worker, made for the first large poll */
 } fetcher_state_t;
 
 static void fetcher_read_settings(pp_daemon_t *d, fetcher_settings_t *s)
@@ -60,8 +61,8 @@ static int fetcher_poll_account(pp_daemon_t *d, fetcher_state_t *st, fetcher_acc
 	if (strcmp(acct->protocol, "pop3") == 0)
 		fetcher_pop3_poll(d, &st->settings, acct, &poll);
 	else
-		fetcher_imap_poll(d, &st->settings, acct, &poll);
-	fetcher_store_flush(d, &poll);
+		fetcher_imap_poll(d, &st->settings, acct, &st->pipe, &poll);
+	fetcher_store_flush(d, acct, &poll);
 
 	if (fetcher_account_report(d, acct, &poll) != 0)
 		poll.db_failed = 1;
@@ -109,6 +110,7 @@ static void fetcher_fini(pp_daemon_t *d, void *state)
 	fetcher_state_t *st = state;
 	(void)d;
 	fetcher_idle_stop(&st->idle);
+	fetcher_pipe_free(&st->pipe);
 	free(st);
 	fetcher_parse_shutdown();
 	curl_global_cleanup();

@@ -234,7 +234,7 @@ void fetcher_pop3_poll(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_acco
 			goto done;
 	}
 	/* what was stored is committed before anything is deleted */
-	if (poll->status == FETCHER_POLL_DONE && fetcher_store_flush(d, poll) == 0 &&
+	if (poll->status == FETCHER_POLL_DONE && fetcher_store_flush(d, acct, poll) == 0 &&
 	    !poll->db_failed)
 		pop3_expire(d, &sess, acct, &list, poll);
 done:

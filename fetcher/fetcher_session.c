@@ -11,6 +11,7 @@
 
 #include "fetcher.h"
 #include "pp_log.h"
+#include "pp_oauth_token.h"
 #include "pp_secret.h"
 
 void fetcher_poll_fail(fetcher_poll_t *poll, const char *code, const char *fmt, ...)
@@ -108,6 +109,24 @@ static void session_set_tls(fetcher_session_t *sess, const fetcher_account_t *ac
 	}
 }
 
+/* session_token_fail - an OAuth2 account without an access token. With
+ * no usable consent the account is paused and its one diagnostic raised
+ * already (pp_oauth_token.c): nothing more to say. An unavailable token
+ * endpoint is an account error of this poll; the next poll tries again. */
+static void session_token_fail(const fetcher_account_t *acct, fetcher_poll_t *poll)
+{
+	const char *why = acct->token_error ? acct->token_error : "no access token";
+	if (acct->token_status == PP_TOKEN_REAUTH) {
+		poll->status = FETCHER_POLL_DONE;
+		log_warnx("account=%lld not polled: %s", (long long)acct->id, why);
+		return;
+	}
+	fetcher_poll_fail(poll,
+	                  acct->token_status == PP_TOKEN_BACKOFF ? "fetch_oauth_unavailable"
+	                                                         : "fetch_oauth_failed",
+	                  "%s", why);
+}
+
 int fetcher_session_open(pp_daemon_t *d, const fetcher_settings_t *s, const fetcher_account_t *acct,
                          fetcher_session_t *sess, fetcher_poll_t *poll)
 {
@@ -119,14 +138,20 @@ int fetcher_session_open(pp_daemon_t *d, const fetcher_settings_t *s, const fetc
 		                  acct->host);
 		return -1;
 	}
-	if (acct->secret_stored == NULL) {
+	if (acct->oauth && acct->bearer == NULL) {
+		session_token_fail(acct, poll);
+		return -1;
+	}
+	if (!acct->oauth && acct->secret_stored == NULL) {
 		fetcher_poll_fail(poll, "fetch_secret_missing",
 		                  "no incoming password is set for user %.100s", acct->username);
 		return -1;
 	}
 	const pp_secret_key_t *key = pp_daemon_key(d);
-	char *password = key ? pp_secret_decrypt(key, acct->secret_stored, NULL) : NULL;
-	if (password == NULL) {
+	char *password = acct->oauth ? NULL
+	                 : key       ? pp_secret_decrypt(key, acct->secret_stored, NULL)
+	                             : NULL;
+	if (password == NULL && !acct->oauth) {
 		fetcher_poll_fail(poll, "fetch_secret_invalid",
 		                  "the incoming password cannot be decrypted with the key file");
 		return -1;
@@ -147,8 +172,15 @@ int fetcher_session_open(pp_daemon_t *d, const fetcher_settings_t *s, const fetc
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)s->connect_timeout_s);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)s->transfer_timeout_s);
 	curl_easy_setopt(c, CURLOPT_USERNAME, acct->username);
-	curl_easy_setopt(c, CURLOPT_PASSWORD, password);
-	pp_secret_wipe_free(password);
+	if (acct->oauth) {
+		curl_easy_setopt(c, CURLOPT_XOAUTH2_BEARER, acct->bearer);
+		curl_easy_setopt(c, CURLOPT_LOGIN_OPTIONS,
+		                 acct->oauthbearer ? "AUTH=OAUTHBEARER" : "AUTH=XOAUTH2");
+		curl_easy_setopt(c, CURLOPT_SASL_IR, 1L);
+	} else {
+		curl_easy_setopt(c, CURLOPT_PASSWORD, password);
+		pp_secret_wipe_free(password);
+	}
 	session_set_tls(sess, acct);
 	return 0;
 }

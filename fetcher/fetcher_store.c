@@ -92,9 +92,11 @@ static const char store_message_pop3[] =
     STORE_MESSAGE_SQL "s AS (INSERT INTO pop3_seen (email_account_id, uidl) VALUES ($2, $14) "
                       "ON CONFLICT DO NOTHING) SELECT id FROM m";
 
-/* store_message - the statement above; *msg_id = 0 when it was already there. */
+/* store_message - the statement above, sent (send: its result is taken
+ * later, see store_settle) or run; *msg_id = 0 when the message was
+ * already there. */
 static int store_message(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
-                         const fetcher_parsed_t *p, const fetcher_filing_t *f, size_t len,
+                         const fetcher_parsed_t *p, const fetcher_filing_t *f, size_t len, int send,
                          int64_t *msg_id)
 {
 	static const char *const kinds[] = {"mail", "bounce", "auto_reply", "unsubscribe"};
@@ -118,47 +120,52 @@ static int store_message(pp_db_t *db, const fetcher_account_t *acct, const fetch
 	/* the texts come from outside: one line each, as pp_audit makes them */
 	pp_audit_one_line(received);
 	pp_audit_one_line(filed);
-	PGresult *res = pp_db_exec_prepared(
-	    db, src->pop3 ? store_message_pop3 : store_message_imap, src->pop3 ? 30 : 31,
-	    (const char *const[]){practice,
-	                          account,
-	                          person,
-	                          p->from_addr,
-	                          p->to_addr,
-	                          p->cc_addr,
-	                          p->subject,
-	                          p->body,
-	                          p->message_id,
-	                          size,
-	                          p->has_date ? date : NULL,
-	                          src->mailbox,
-	                          uv,
-	                          src->uid,
-	                          p->body_text,
-	                          p->body_html,
-	                          p->body_html_safe,
-	                          p->content_sha256,
-	                          p->dedup_key,
-	                          p->parse_error,
-	                          kinds[p->cls.kind],
-	                          related,
-	                          filed_by,
-	                          p->references,
-	                          f->tag,
-	                          f->listed.len ? f->listed.data : "",
-	                          FETCHER_STAGE,
-	                          received,
-	                          PP_AUDIT_RULE,
-	                          filed,
-	                          uid});
+	const char *sql = src->pop3 ? store_message_pop3 : store_message_imap;
+	int n = src->pop3 ? 30 : 31;
+	const char *const params[] = {practice,
+	                              account,
+	                              person,
+	                              p->from_addr,
+	                              p->to_addr,
+	                              p->cc_addr,
+	                              p->subject,
+	                              p->body,
+	                              p->message_id,
+	                              size,
+	                              p->has_date ? date : NULL,
+	                              src->mailbox,
+	                              uv,
+	                              src->uid,
+	                              p->body_text,
+	                              p->body_html,
+	                              p->body_html_safe,
+	                              p->content_sha256,
+	                              p->dedup_key,
+	                              p->parse_error,
+	                              kinds[p->cls.kind],
+	                              related,
+	                              filed_by,
+	                              p->references,
+	                              f->tag,
+	                              f->listed.len ? f->listed.data : "",
+	                              FETCHER_STAGE,
+	                              received,
+	                              PP_AUDIT_RULE,
+	                              filed,
+	                              uid};
+	int rc = 0;
+	PGresult *res = NULL;
+	if (send)
+		rc = pp_db_send_prepared(db, sql, n, params);
+	else if ((res = pp_db_exec_prepared(db, sql, n, params)) == NULL)
+		rc = -1;
+	else
+		*msg_id = PQntuples(res) == 1 ? pp_db_value_ll(res, 0, 0, 0) : 0;
+	PQclear(res);
 	free(filed_by);
 	free(received);
 	free(filed);
-	if (res == NULL)
-		return -1;
-	*msg_id = PQntuples(res) == 1 ? pp_db_value_ll(res, 0, 0, 0) : 0;
-	PQclear(res);
-	return 0;
+	return rc;
 }
 
 /* store_attachment - one row of attachments with the decoded bytes. */
@@ -221,31 +228,40 @@ static int store_original(pp_db_t *db, int64_t msg_id, const char *raw, size_t l
 	                        NULL, (const unsigned char *)raw, len, sha256);
 }
 
-/* store_log - the message's log lines, printed once its group commits. */
-static void store_log(pp_buf_t *log, const fetcher_account_t *acct, const fetcher_source_t *src,
-                      const fetcher_parsed_t *p, const fetcher_filing_t *f, int64_t msg_id,
-                      size_t len)
+/* store_lines - the log lines of a new message, each to be prefixed
+ * with "msg=ID " once its id is known; and the line for a message that
+ * was already stored. */
+static void store_lines(pp_buf_t *lines, char **dup, const fetcher_account_t *acct,
+                        const fetcher_source_t *src, const fetcher_parsed_t *p,
+                        const fetcher_filing_t *f, size_t len)
+{
+	*dup = xasprintf("account=%lld mailbox=%s uid=%s already stored (key %s); marked read\n",
+	                 (long long)acct->id, src->mailbox, src->uid, p->dedup_key);
+	if (p->parse_error != NULL)
+		pp_buf_printf(lines, "account=%lld uid=%s stored with a parse error: %s\n",
+		              (long long)acct->id, src->uid, p->parse_error);
+	if (p->body_lossy)
+		pp_buf_printf(lines,
+		              "account=%lld raw message is not UTF-8: exact bytes kept as "
+		              "attachment original.eml\n",
+		              (long long)acct->id);
+	pp_buf_printf(lines,
+	              "state=received account=%lld mailbox=%s uid=%s size=%zu parts=%zu "
+	              "from=%s person=%lld filed_by=%s reason=\"%s\"\n",
+	              (long long)acct->id, src->mailbox, src->uid, len, p->nattachments,
+	              p->from_addr, (long long)f->person_id, f->how, f->why);
+}
+
+/* store_log - the message's log lines (printed once its group commits):
+ * lines prefixed with its id, or dup when it was already stored. */
+static void store_log(pp_buf_t *log, const char *lines, const char *dup, int64_t msg_id)
 {
 	if (msg_id == 0) {
-		pp_buf_printf(log,
-		              "account=%lld mailbox=%s uid=%s already stored (key %s); marked "
-		              "read\n",
-		              (long long)acct->id, src->mailbox, src->uid, p->dedup_key);
+		pp_buf_printf(log, "%s", dup);
 		return;
 	}
-	if (p->parse_error != NULL)
-		pp_buf_printf(log, "msg=%lld account=%lld uid=%s stored with a parse error: %s\n",
-		              (long long)msg_id, (long long)acct->id, src->uid, p->parse_error);
-	if (p->body_lossy)
-		pp_buf_printf(log,
-		              "msg=%lld account=%lld raw message is not UTF-8: exact bytes kept "
-		              "as attachment original.eml\n",
-		              (long long)msg_id, (long long)acct->id);
-	pp_buf_printf(log,
-	              "msg=%lld state=received account=%lld mailbox=%s uid=%s size=%zu "
-	              "parts=%zu from=%s person=%lld filed_by=%s reason=\"%s\"\n",
-	              (long long)msg_id, (long long)acct->id, src->mailbox, src->uid, len,
-	              p->nattachments, p->from_addr, (long long)f->person_id, f->how, f->why);
+	for (const char *line = lines, *eol; line && (eol = strchr(line, '\n')); line = eol + 1)
+		pp_buf_printf(log, "msg=%lld %.*s", (long long)msg_id, (int)(eol - line + 1), line);
 }
 
 /* store_rows - everything of one message, inside the transaction: the
@@ -255,7 +271,7 @@ static int store_rows(pp_db_t *db, const fetcher_account_t *acct, const fetcher_
                       const fetcher_parsed_t *p, const fetcher_filing_t *f, const char *raw,
                       size_t len, int64_t *msg_id)
 {
-	if (store_message(db, acct, src, p, f, len, msg_id) != 0)
+	if (store_message(db, acct, src, p, f, len, 0, msg_id) != 0)
 		return -1;
 	if (*msg_id == 0)
 		return 0; /* already stored: only marked read */
@@ -294,17 +310,16 @@ static struct {
 } careful;
 
 /* store_careful - the message under a savepoint; after a refused part,
- * again without its parts. 1 stored, 0 already stored, -1 database
- * failure (the transaction is then unusable). */
+ * again without its parts. 0, or -1 on a database failure (the
+ * transaction is then unusable). */
 static int store_careful(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
-                         const char *raw, size_t len, fetcher_parsed_t *parsed, fetcher_filing_t *f,
-                         int64_t *msg_id)
+                         const char *raw, size_t len, fetcher_parsed_t *parsed,
+                         const fetcher_filing_t *f, int64_t *msg_id)
 {
 	for (int stripped = 0;; stripped = 1) {
 		if (pp_db_command(db, "SAVEPOINT message", 0, NULL) != 0)
 			return -1;
-		if (fetcher_file(db, acct->practice_id, parsed, f) == 0 &&
-		    store_rows(db, acct, src, parsed, f, raw, len, msg_id) == 0)
+		if (store_rows(db, acct, src, parsed, f, raw, len, msg_id) == 0)
 			return pp_db_command(db, "RELEASE SAVEPOINT message", 0, NULL);
 		if (stripped || !pp_db_error_is_data(db) ||
 		    pp_db_command(db, "ROLLBACK TO SAVEPOINT message", 0, NULL) != 0)
@@ -313,40 +328,81 @@ static int store_careful(pp_db_t *db, const fetcher_account_t *acct, const fetch
 		          "the raw message alone",
 		          (long long)acct->id, src->uid, pp_db_error(db));
 		store_strip(parsed, pp_db_error(db));
-		fetcher_filing_clear(f);
 	}
 }
 
-/* store_one - one message inside the group's open transaction. 1 stored,
- * 0 already stored, -1 database failure (the transaction is then
+/* store_deferrable - the message's rows are the one statement alone (no
+ * attachments, exact bytes or bounce effects, which need its id), so the
+ * store need not wait for it. */
+static int store_deferrable(const fetcher_parsed_t *p, const fetcher_filing_t *f)
+{
+	return p->nattachments == 0 && !p->body_lossy && f->related_id == 0;
+}
+
+/* store_one - one message inside the group's open transaction, filed
+ * (filed, taken over) or filed here; with the poll pipelined and nothing
+ * needing its id, its statement is only sent (b->pending). 1 stored, 0
+ * already stored (or sent), -1 database failure (the transaction is then
  * unusable); *refused when it was a part refused as data outside careful
  * storing (the group is then stored again carefully). */
 static int store_one(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
-                     const char *raw, size_t len, fetcher_parsed_t *parsed, pp_buf_t *log,
-                     int *refused)
+                     const char *raw, size_t len, fetcher_parsed_t *parsed, fetcher_filing_t *filed,
+                     fetcher_poll_t *poll, int *refused)
 {
+	fetcher_batch_t *b = &poll->batch;
 	fetcher_filing_t f;
 	int64_t msg_id = 0;
-	int rc;
+	int rc = 0, sent = 0;
 	memset(&f, 0, sizeof(f));
 	*refused = 0;
-	if (careful.left > 0 && careful.account == acct->id) {
+	if (filed != NULL) {
+		f = *filed;
+		memset(filed, 0, sizeof(*filed));
+	} else {
+		rc = fetcher_file(db, acct->practice_id, parsed, &f);
+	}
+	if (rc != 0) {
+		/* the filing rules' lookups failed: nothing was written */
+	} else if (careful.left > 0 && careful.account == acct->id) {
 		careful.left--;
 		rc = store_careful(db, acct, src, raw, len, parsed, &f, &msg_id);
+	} else if (poll->pipelined && store_deferrable(parsed, &f)) {
+		rc = store_message(db, acct, src, parsed, &f, len, 1, &msg_id);
+		sent = rc == 0;
 	} else {
-		rc = fetcher_file(db, acct->practice_id, parsed, &f) == 0 &&
-		             store_rows(db, acct, src, parsed, &f, raw, len, &msg_id) == 0
-		         ? 0
-		         : -1;
+		rc = store_rows(db, acct, src, parsed, &f, raw, len, &msg_id);
 		*refused = rc < 0 && pp_db_error_is_data(db);
 	}
-	if (rc == 0)
-		store_log(log, acct, src, parsed, &f, msg_id, len);
-	else if (!*refused)
+	if (rc == 0) {
+		pp_buf_t lines;
+		char *dup;
+		pp_buf_init(&lines);
+		store_lines(&lines, &dup, acct, src, parsed, &f, len);
+		if (sent) {
+			b->pending = 1;
+			b->pending_lines = lines;
+			b->pending_dup = dup;
+			snprintf(b->pending_uid, sizeof(b->pending_uid), "%s", src->uid);
+		} else {
+			store_log(&b->log, lines.data, dup, msg_id);
+			pp_buf_free(&lines);
+			free(dup);
+		}
+	} else if (!*refused) {
 		log_warnx("account=%lld uid=%s cannot store the message (will retry): %s",
 		          (long long)acct->id, src->uid, pp_db_error(db));
+	}
 	fetcher_filing_clear(&f);
 	return rc < 0 ? -1 : msg_id != 0;
+}
+
+/* batch_clear - forget the group (its transaction is over). */
+static void batch_clear(fetcher_batch_t *b)
+{
+	pp_buf_free(&b->log);
+	pp_buf_free(&b->pending_lines);
+	free(b->pending_dup);
+	memset(b, 0, sizeof(*b));
 }
 
 /* batch_discard - the group's transaction failed: nothing of it was
@@ -360,9 +416,24 @@ static void batch_discard(pp_db_t *db, fetcher_poll_t *poll)
 		    "%d message(s) not stored (the database failed); the next poll reads them "
 		    "again",
 		    b->count);
-	pp_buf_free(&b->log);
-	memset(b, 0, sizeof(*b));
+	batch_clear(b);
 	poll->db_failed = 1;
+}
+
+/* batch_careful - a part was refused as data: drop the group and read it
+ * again at once, storing its messages (through the one refused) one by one
+ * under savepoints. */
+static void batch_careful(pp_db_t *db, const fetcher_account_t *acct, const char *uid,
+                          fetcher_poll_t *poll, int messages)
+{
+	log_warnx("account=%lld uid=%s a part was refused by the database (%s); its group of %d "
+	          "message(s) is read again and stored one by one",
+	          (long long)acct->id, uid, pp_db_error(db), messages);
+	careful.account = acct->id;
+	careful.left = messages;
+	pp_db_rollback(db);
+	batch_clear(&poll->batch);
+	poll->status = FETCHER_POLL_MORE;
 }
 
 /* batch_begin - open the group's transaction if none is open. */
@@ -382,12 +453,42 @@ static int batch_begin(pp_db_t *db, fetcher_poll_t *poll)
 	return 0;
 }
 
-int fetcher_store_flush(pp_daemon_t *d, fetcher_poll_t *poll)
+int fetcher_store_settle(pp_daemon_t *d, const fetcher_account_t *acct, fetcher_poll_t *poll)
+{
+	fetcher_batch_t *b = &poll->batch;
+	pp_db_t *db = pp_daemon_db(d);
+	if (!b->pending)
+		return 0;
+	b->pending = 0;
+	PGresult *res = pp_db_result(db);
+	if (res == NULL) {
+		if (pp_db_error_is_data(db)) {
+			batch_careful(db, acct, b->pending_uid, poll, b->count);
+		} else {
+			log_warnx("account=%lld uid=%s cannot store the message (will retry): %s",
+			          (long long)acct->id, b->pending_uid, pp_db_error(db));
+			batch_discard(db, poll);
+		}
+		return -1;
+	}
+	int64_t msg_id = PQntuples(res) == 1 ? pp_db_value_ll(res, 0, 0, 0) : 0;
+	PQclear(res);
+	store_log(&b->log, b->pending_lines.data, b->pending_dup, msg_id);
+	b->stored += msg_id != 0;
+	pp_buf_free(&b->pending_lines);
+	free(b->pending_dup);
+	b->pending_dup = NULL;
+	return 0;
+}
+
+int fetcher_store_flush(pp_daemon_t *d, const fetcher_account_t *acct, fetcher_poll_t *poll)
 {
 	fetcher_batch_t *b = &poll->batch;
 	pp_db_t *db = pp_daemon_db(d);
 	if (!b->open)
 		return 0;
+	if (fetcher_store_settle(d, acct, poll) != 0)
+		return -1;
 	if (pp_db_commit(db) != 0) {
 		batch_discard(db, poll);
 		return -1;
@@ -398,8 +499,7 @@ int fetcher_store_flush(pp_daemon_t *d, fetcher_poll_t *poll)
 		log_info("%s", line);
 	}
 	poll->stored += b->stored;
-	pp_buf_free(&b->log);
-	memset(b, 0, sizeof(*b));
+	batch_clear(b);
 	/* A long poll's parse buffers go back to the system at each commit,
 	 * so the fetcher's memory stays flat however big the mailbox. */
 	malloc_trim(0);
@@ -415,7 +515,7 @@ int fetcher_store_skip(pp_daemon_t *d, const fetcher_account_t *acct, const fetc
 	         "mailbox %s uid %s is larger than [fetcher] max_message_bytes=%lld; it was left "
 	         "on the server and not stored",
 	         src->mailbox, src->uid, (long long)max_bytes);
-	if (batch_begin(db, poll) != 0)
+	if (fetcher_store_settle(d, acct, poll) != 0 || batch_begin(db, poll) != 0)
 		return -1;
 	if (store_advance(db, acct, src) != 0 ||
 	    pp_diag_raise(db, FETCHER_STAGE, "warning", "fetch_message_too_large",
@@ -423,30 +523,21 @@ int fetcher_store_skip(pp_daemon_t *d, const fetcher_account_t *acct, const fetc
 		batch_discard(db, poll);
 		return -1;
 	}
-	return fetcher_store_flush(d, poll);
+	return fetcher_store_flush(d, acct, poll);
 }
 
 int fetcher_store_parsed(pp_daemon_t *d, const fetcher_settings_t *s, const fetcher_account_t *acct,
                          const fetcher_source_t *src, const char *raw, size_t len,
-                         fetcher_parsed_t *parsed, fetcher_poll_t *poll)
+                         fetcher_parsed_t *parsed, fetcher_filing_t *filed, fetcher_poll_t *poll)
 {
 	pp_db_t *db = pp_daemon_db(d);
 	fetcher_batch_t *b = &poll->batch;
-	if (batch_begin(db, poll) != 0)
+	if (fetcher_store_settle(d, acct, poll) != 0 || batch_begin(db, poll) != 0)
 		return -1;
 	int refused;
-	int st = store_one(db, acct, src, raw, len, parsed, &b->log, &refused);
+	int st = store_one(db, acct, src, raw, len, parsed, filed, poll, &refused);
 	if (st < 0 && refused) {
-		/* read the group again at once, storing it carefully */
-		log_warnx("account=%lld uid=%s a part was refused by the database (%s); its group "
-		          "of %d message(s) is read again and stored one by one",
-		          (long long)acct->id, src->uid, pp_db_error(db), b->count + 1);
-		careful.account = acct->id;
-		careful.left = b->count + 1;
-		pp_db_rollback(db);
-		pp_buf_free(&b->log);
-		memset(b, 0, sizeof(*b));
-		poll->status = FETCHER_POLL_MORE;
+		batch_careful(db, acct, src->uid, poll, b->count + 1);
 		return -1;
 	}
 	if (st < 0) {
@@ -458,7 +549,7 @@ int fetcher_store_parsed(pp_daemon_t *d, const fetcher_settings_t *s, const fetc
 	b->stored += st;
 	if (b->count >= s->commit_messages || (int64_t)b->bytes >= s->commit_bytes ||
 	    pp_mono_ms() - b->opened_ms >= s->commit_ms)
-		return fetcher_store_flush(d, poll);
+		return fetcher_store_flush(d, acct, poll);
 	return 0;
 }
 
@@ -469,7 +560,7 @@ int fetcher_store_download(pp_daemon_t *d, const fetcher_settings_t *s,
 	fetcher_parsed_t parsed;
 	const char *raw = sess->buf.data ? sess->buf.data : "";
 	fetcher_parse_message(raw, sess->buf.len, &parsed);
-	int rc = fetcher_store_parsed(d, s, acct, src, raw, sess->buf.len, &parsed, poll);
+	int rc = fetcher_store_parsed(d, s, acct, src, raw, sess->buf.len, &parsed, NULL, poll);
 	fetcher_parsed_clear(&parsed);
 	return rc;
 }

@@ -98,7 +98,13 @@ typedef struct sender_account {
 	char *mail_domain; /* EHLO name */
 	int64_t max_bytes;
 	int parallel;      /* connections at most */
+	int oauth;         /* auth_kind oauth2: a shared access token, not the secret */
 	char *fingerprint; /* every setting above, to notice a change */
+	int64_t token_renew_ms;  /* oauth: pp_mono_ms() when the connections' token goes stale */
+	int64_t token_warned_ms; /* oauth: warnings last reported (pp_mono_ms()) */
+	int64_t token_backoff_s; /* oauth: the last connect found the token endpoint down */
+	int token_reauth;        /* oauth: the last connect found no usable consent */
+	int oauthbearer;         /* oauth: SASL OAUTHBEARER rather than XOAUTH2 */
 	PGresult *pending; /* changed settings, applied once no job is in flight */
 	sender_conn_t *conns[SENDER_MAX_CONNECTIONS];
 	int nconns;
@@ -178,10 +184,15 @@ int sender_account_apply_pending(sender_account_t *acct, char *err, size_t errle
 /* sender_account_idle_conn - the least loaded connection of the account
  * with fewer than depth jobs queued; a new one (the secret decrypted) while
  * fewer than parallel exist and none is idle. NULL with *err set on an
- * account problem, NULL with err "" when all are full. */
+ * account problem (for OAuth2: token_backoff_s > 0 when the token endpoint
+ * is down, token_reauth when consent is gone), NULL with err "" when all
+ * are full or waiting to reconnect with a fresh token. */
 sender_conn_t *sender_account_idle_conn(sender_account_t *acct, pp_daemon_t *d, sender_pool_t *pool,
                                         const sender_smtp_opts_t *opts, int depth, char *err,
                                         size_t errlen);
+/* sender_account_defer - hold the account's queued messages back for
+ * seconds (OAuth2 token endpoint down): no attempt is spent. 0 / -1. */
+int sender_account_defer(pp_db_t *db, int64_t id, int64_t seconds);
 /* sender_account_close_idle - close the connections no job is using. */
 void sender_account_close_idle(sender_account_t *acct);
 /* sender_accounts_sweep - close connections unused for idle_ms; forget
@@ -194,7 +205,8 @@ sender_account_t *sender_account_find(sender_accounts_t *accts, int64_t id);
 /* ---- sender_smtp.c ---- */
 
 /* sender_smtp_new - a configured handle; password may be NULL (no AUTH)
- * and is copied by libcurl. NULL with err on failure. */
+ * and is copied by libcurl; for an OAuth2 account it is the access token
+ * (SASL XOAUTH2 or OAUTHBEARER). NULL with err on failure. */
 sender_smtp_t *sender_smtp_new(const sender_account_t *acct, const char *password,
                                const sender_smtp_opts_t *opts, char *err, size_t errlen);
 void sender_smtp_free(sender_smtp_t **smtp);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "pp_log.h"
+#include "pp_oauth_token.h"
 #include "pp_secret.h"
 #include "pp_util.h"
 #include "sender.h"
@@ -29,6 +30,7 @@ enum {
 	ACCT_MAX_BYTES,
 	ACCT_OPTIONAL_PORT,
 	ACCT_PARALLEL,
+	ACCT_AUTH_KIND,
 	ACCT_NCOLS
 };
 
@@ -36,7 +38,7 @@ static const char account_sql[] =
     "SELECT a.practice_id, a.smtp_host, a.smtp_port, a.smtp_tls, a.smtp_auth, "
     "a.smtp_username, a.smtp_secret, nullif(a.smtp_ca_file, ''), a.smtp_verify, "
     "a.from_address, p.mail_domain, a.max_message_bytes, a.smtp_optional_tls_port, "
-    "a.parallel_connections "
+    "a.parallel_connections, a.auth_kind "
     "FROM email_accounts a JOIN practices p ON p.id = a.practice_id WHERE a.id = $1";
 
 static void account_free_settings(sender_account_t *a)
@@ -128,6 +130,8 @@ static int account_load(sender_account_t *a, const PGresult *res, char *err, siz
 		a->parallel = 1;
 	if (a->parallel > SENDER_MAX_CONNECTIONS)
 		a->parallel = SENDER_MAX_CONNECTIONS;
+	a->oauth = strcmp(pp_db_value(res, 0, ACCT_AUTH_KIND), "oauth2") == 0;
+	a->token_renew_ms = 0;
 	a->fingerprint = account_fingerprint(res);
 	if (account_parse_tls(pp_db_value(res, 0, ACCT_TLS), &a->tls) != 0) {
 		snprintf(err, errlen, "unknown TLS mode %s", pp_db_value(res, 0, ACCT_TLS));
@@ -137,7 +141,11 @@ static int account_load(sender_account_t *a, const PGresult *res, char *err, siz
 		snprintf(err, errlen, "no SMTP host is set");
 		return -2;
 	}
-	if (a->auth && (a->secret == NULL || a->username[0] == '\0')) {
+	if (a->oauth && a->username[0] == '\0') {
+		snprintf(err, errlen, "OAuth2 is on but no user name is set");
+		return -2;
+	}
+	if (a->auth && !a->oauth && (a->secret == NULL || a->username[0] == '\0')) {
 		snprintf(err, errlen, "authentication is on but no %s is set",
 		         a->username[0] == '\0' ? "user name" : "password");
 		return -2;
@@ -232,13 +240,61 @@ int sender_account_get(sender_accounts_t *accts, pp_db_t *db, int64_t id, uint64
 	return rc;
 }
 
-/* account_connect - a new connection (decrypting the secret); NULL with
- * err on an account problem. */
+/* account_oauth_warn - report the account's OAuth2 warnings (refresh
+ * token unused too long, client secret expiring) as failed self-tests, so
+ * they reach the event stream; at most hourly per account. */
+static void account_oauth_warn(sender_account_t *a, pp_daemon_t *d)
+{
+	char id[PP_LL_LEN], check[64];
+	if (a->token_warned_ms != 0 && pp_mono_ms() - a->token_warned_ms < 3600 * 1000)
+		return;
+	a->token_warned_ms = pp_mono_ms();
+	PGresult *res = pp_db_exec(pp_daemon_db(d),
+	                           "SELECT kind, text FROM email_oauth_warnings WHERE "
+	                           "account_id = $1 ORDER BY kind",
+	                           PP_DB_ARGS(pp_lltoa(id, a->id)));
+	for (int r = 0; res != NULL && r < PQntuples(res); r++) {
+		snprintf(check, sizeof(check), "oauth_%s account=%s", pp_db_value(res, r, 0), id);
+		pp_daemon_selftest(d, check, 0, pp_db_value(res, r, 1));
+	}
+	PQclear(res);
+}
+
+/* account_token - the shared OAuth2 access token for a new connection;
+ * NULL with err (and token_backoff_s or token_reauth set) if there is none. */
+static char *account_token(sender_account_t *a, pp_daemon_t *d, char *err, size_t errlen)
+{
+	pp_oauth_access_t tok;
+	a->token_backoff_s = 0;
+	a->token_reauth = 0;
+	pp_token_status_t st = pp_oauth_access_get(pp_daemon_db(d), pp_daemon_key(d), a->id,
+	                                           "sender", &tok, err, errlen);
+	if (st == PP_TOKEN_BACKOFF)
+		a->token_backoff_s = tok.retry_s > 0 ? tok.retry_s : 30;
+	a->token_reauth = st == PP_TOKEN_REAUTH;
+	if (st != PP_TOKEN_OK) {
+		pp_oauth_access_clear(&tok);
+		return NULL;
+	}
+	a->token_renew_ms = pp_mono_ms() + tok.valid_s * 1000;
+	a->oauthbearer = tok.oauthbearer;
+	char *token = tok.access_token;
+	tok.access_token = NULL;
+	account_oauth_warn(a, d);
+	return token;
+}
+
+/* account_connect - a new connection (decrypting the secret, or with the
+ * account's OAuth2 access token); NULL with err on an account problem. */
 static sender_conn_t *account_connect(sender_account_t *a, pp_daemon_t *d, sender_pool_t *pool,
                                       const sender_smtp_opts_t *opts, char *err, size_t errlen)
 {
 	char *password = NULL;
-	if (a->auth) {
+	if (a->oauth) {
+		password = account_token(a, d, err, errlen);
+		if (password == NULL)
+			return NULL;
+	} else if (a->auth) {
 		const pp_secret_key_t *key = pp_daemon_key(d);
 		if (key == NULL) {
 			snprintf(err, errlen, "the secret key file cannot be read");
@@ -265,6 +321,14 @@ sender_conn_t *sender_account_idle_conn(sender_account_t *a, pp_daemon_t *d, sen
 	sender_conn_t *best = NULL;
 	err[0] = '\0';
 	a->used_ms = pp_mono_ms();
+	if (a->oauth && a->nconns > 0 && a->used_ms >= a->token_renew_ms) {
+		/* The connections' token is going stale: new ones get a fresh
+		 * token once the busy ones are done. */
+		a->close_idle = 1;
+		sender_account_close_idle(a);
+		if (a->nconns > 0)
+			return NULL;
+	}
 	for (int i = 0; i < a->nconns; i++)
 		if (best == NULL || a->conns[i]->jobs < best->jobs)
 			best = a->conns[i];
@@ -276,6 +340,24 @@ sender_conn_t *sender_account_idle_conn(sender_account_t *a, pp_daemon_t *d, sen
 	if (c != NULL)
 		a->conns[a->nconns++] = c;
 	return c;
+}
+
+int sender_account_defer(pp_db_t *db, int64_t id, int64_t seconds)
+{
+	char idtext[PP_LL_LEN], wait[PP_LL_LEN];
+	int rc =
+	    pp_db_command(db,
+	                  "UPDATE messages SET deliver_after = greatest(deliver_after, now() + "
+	                  "$2::bigint * interval '1 second'), updated_at = now() WHERE "
+	                  "email_account_id = $1 AND channel = 'email' AND direction = 'out' "
+	                  "AND state = 'queued'",
+	                  PP_DB_ARGS(pp_lltoa(idtext, id), pp_lltoa(wait, seconds)));
+	if (rc == 0)
+		log_warnx(
+		    "account=%lld OAuth2 token endpoint unavailable; messages held back %llds "
+		    "(no attempt counted)",
+		    (long long)id, (long long)seconds);
+	return rc;
 }
 
 void sender_account_close_idle(sender_account_t *a)

@@ -162,6 +162,17 @@ static int engine_fail_account(sender_engine_t *e, hold_t *h, pp_outbox_item_t *
 	return 0;
 }
 
+/* engine_defer_account - the account's OAuth2 token endpoint is down:
+ * give back every held message of it (attempts not counted) and hold its
+ * queue back until the retry time, like a temporary account-wide delay. */
+static int engine_defer_account(sender_engine_t *e, pp_outbox_item_t *item, sender_account_t *acct)
+{
+	for (hold_t *o = e->holds; o != NULL; o = o->next)
+		if (pp_outbox_release(e->outbox, &o->batch, item->account_id) < 0)
+			return -1;
+	return sender_account_defer(pp_daemon_db(e->d), acct->id, acct->token_backoff_s);
+}
+
 /* engine_job_done - a job came back: counters, and free it. */
 static void engine_job_done(sender_engine_t *e, sender_job_t *job)
 {
@@ -385,8 +396,13 @@ static try_t engine_try(sender_engine_t *e, hold_t *h, size_t i, int64_t now)
 	sender_conn_t *conn = sender_account_idle_conn(
 	    acct, e->d, &e->pool, &e->opts.smtp,
 	    depth < ENGINE_QUEUE_MAX ? depth : ENGINE_QUEUE_MAX, err, sizeof(err));
+	if (conn == NULL && err[0] != '\0' && acct->token_backoff_s > 0)
+		return engine_defer_account(e, it, acct) == 0 ? TRY_DONE : TRY_ERROR;
 	if (conn == NULL && err[0] != '\0')
-		return engine_fail_account(e, h, it, acct, "smtp_account_config", 0, err) == 0
+		return engine_fail_account(e, h, it, acct,
+		                           acct->token_reauth ? "oauth_reauth_needed"
+		                                              : "smtp_account_config",
+		                           0, err) == 0
 		           ? TRY_DONE
 		           : TRY_ERROR;
 	if (conn == NULL) {

@@ -226,7 +226,13 @@ static CURLcode smtp_configure(sender_smtp_t *s, const sender_account_t *acct, c
 	SET(CURLOPT_SSL_VERIFYHOST, acct->verify ? 2L : 0L);
 	if (acct->ca_file != NULL)
 		SET(CURLOPT_CAINFO, acct->ca_file);
-	if (acct->auth) {
+	if (acct->oauth) {
+		/* password is the OAuth2 access token */
+		SET(CURLOPT_USERNAME, acct->username);
+		SET(CURLOPT_XOAUTH2_BEARER, password ? password : "");
+		SET(CURLOPT_LOGIN_OPTIONS, acct->oauthbearer ? "AUTH=OAUTHBEARER" : "AUTH=XOAUTH2");
+		SET(CURLOPT_SASL_IR, 1L);
+	} else if (acct->auth) {
 		SET(CURLOPT_USERNAME, acct->username);
 		SET(CURLOPT_PASSWORD, password ? password : "");
 		SET(CURLOPT_SASL_IR, 1L);

@@ -25,11 +25,14 @@ int sms_account_load(pp_db_t *db, const pp_outbox_batch_t *batch, sms_account_se
 	for (size_t i = 0; i < batch->count; i++)
 		pp_buf_printf(&ids, "%s%lld", i ? "," : "", (long long)batch->items[i].account_id);
 	pp_buf_puts(&ids, "}");
-	PGresult *res = pp_db_exec(db,
-				   "SELECT id, name, url, username, secret, sender_id, ca_file, "
-				   "verify, per_minute FROM sms_accounts "
-				   "WHERE id = ANY($1::bigint[]) AND enabled AND paused_at IS NULL",
-				   PP_DB_ARGS(ids.data));
+	PGresult *res =
+	    pp_db_exec(db,
+	               "SELECT a.id, a.name, a.url, a.username, a.secret, a.sender_id, "
+	               "a.ca_file, a.verify, a.per_minute, a.callback_secret, p.country, "
+	               "p.sms_validity_minutes FROM sms_accounts a JOIN practices p ON "
+	               "p.id = a.practice_id WHERE a.id = ANY($1::bigint[]) AND "
+	               "a.enabled AND a.paused_at IS NULL",
+	               PP_DB_ARGS(ids.data));
 	pp_buf_free(&ids);
 	if (res == NULL) {
 		log_warnx("cannot read the SMS accounts: %s", pp_db_error(db));
@@ -48,6 +51,9 @@ int sms_account_load(pp_db_t *db, const pp_outbox_batch_t *batch, sms_account_se
 		a->ca_file = account_dup(res, r, 6);
 		a->verify = strcmp(PQgetvalue(res, r, 7), "t") == 0;
 		a->per_minute = pp_db_value_ll(res, r, 8, 1);
+		a->callback_secret = account_dup(res, r, 9);
+		a->country = account_dup(res, r, 10);
+		a->validity_minutes = (int)pp_db_value_ll(res, r, 11, 0);
 	}
 	PQclear(res);
 	return 0;
@@ -71,6 +77,8 @@ void sms_account_set_free(sms_account_set_t *set)
 		free(a->secret);
 		free(a->sender_id);
 		free(a->ca_file);
+		free(a->callback_secret);
+		free(a->country);
 	}
 	free(set->accounts);
 	set->accounts = NULL;

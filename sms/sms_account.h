@@ -15,13 +15,16 @@
 typedef struct {
 	int64_t id;
 	char *name;
-	char *url;       /* sendsms endpoint */
+	char *url; /* sendsms endpoint */
 	char *username;
 	char *secret;    /* pp_secret stored form, or NULL */
 	char *sender_id; /* "" for the gateway's default */
 	char *ca_file;   /* NULL: the system CA store */
 	int verify;
 	int64_t per_minute;
+	char *callback_secret; /* 32 hex digits: the callback URLs carry it */
+	char *country;         /* the practice's ISO country code, or NULL */
+	int validity_minutes;  /* the practice's SMS validity, 0: the gateway's */
 } sms_account_t;
 
 typedef struct {

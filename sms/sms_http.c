@@ -123,6 +123,13 @@ static int http_build_url(CURL *curl, const sms_http_request_t *req, pp_buf_t *u
 		return -1;
 	if (req->unicode)
 		pp_buf_puts(url, "&charset=UTF-8&coding=2");
+	if (req->dlr_url != NULL && *req->dlr_url) {
+		pp_buf_printf(url, "&dlr-mask=%d", req->dlr_mask);
+		if (http_add_param(curl, url, "dlr-url", req->dlr_url) != 0)
+			return -1;
+	}
+	if (req->validity_minutes > 0)
+		pp_buf_printf(url, "&validity=%d", req->validity_minutes);
 	if (req->extra_params != NULL && *req->extra_params)
 		pp_buf_printf(url, "&%s", req->extra_params);
 	return 0;
@@ -146,7 +153,7 @@ static void http_first_line(const pp_buf_t *body, char *out, size_t outlen)
 }
 
 static void http_set_options(sms_http_t *http, const sms_http_request_t *req, const char *url,
-			     char *errbuf)
+                             char *errbuf)
 {
 	CURL *c = http->curl;
 	curl_easy_reset(c); /* keeps the connection cache: keep-alive survives */
@@ -170,20 +177,20 @@ static void http_set_options(sms_http_t *http, const sms_http_request_t *req, co
 /* http_describe - fill res->reply and res->error from what happened,
  * keeping the password out of the error text whatever curl wrote. */
 static void http_describe(sms_http_t *http, const sms_http_request_t *req, CURLcode rc,
-			  const char *errbuf, sms_http_result_t *res)
+                          const char *errbuf, sms_http_result_t *res)
 {
 	http_first_line(&http->body, res->reply, sizeof(res->reply));
 	if (rc != CURLE_OK) {
 		int leaks = req->password != NULL && *req->password &&
-			    strstr(errbuf, req->password) != NULL;
+		            strstr(errbuf, req->password) != NULL;
 		snprintf(res->error, sizeof(res->error), "%s%s%s", curl_easy_strerror(rc),
-			 *errbuf && !leaks ? ": " : "", *errbuf && !leaks ? errbuf : "");
+		         *errbuf && !leaks ? ": " : "", *errbuf && !leaks ? errbuf : "");
 		size_t n = strlen(res->error);
 		while (n > 0 && (res->error[n - 1] == '\n' || res->error[n - 1] == ' '))
 			res->error[--n] = '\0';
 	} else if (res->outcome != SMS_HTTP_SENT) {
 		snprintf(res->error, sizeof(res->error), "HTTP %ld: %s", res->code,
-			 *res->reply ? res->reply : "(no text)");
+		         *res->reply ? res->reply : "(no text)");
 	}
 }
 

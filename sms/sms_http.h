@@ -17,10 +17,10 @@ typedef enum {
 } sms_http_outcome_t;
 
 typedef struct {
-	const char *url;       /* sendsms endpoint, e.g. http://host:13013/cgi-bin/sendsms */
+	const char *url; /* sendsms endpoint, e.g. http://host:13013/cgi-bin/sendsms */
 	const char *username;
 	const char *password;  /* plaintext; never logged, wiped from the URL after use */
-	const char *to;        /* normalised number (sms_text_normalize_phone) */
+	const char *to;        /* normalised number (pp_phone_e164) */
 	const char *text;      /* UTF-8 */
 	const char *sender_id; /* "" or NULL: the gateway's default */
 	const char *ca_file;   /* NULL: the system CA store */
@@ -28,16 +28,22 @@ typedef struct {
 	int unicode;           /* 1: charset=UTF-8&coding=2 (UCS-2) */
 	long timeout_s;
 	long connect_timeout_s;
-	/* Extra already-encoded parameters ("dlr-mask=31&dlr-url=..."), or NULL. */
+	/* Extra already-encoded parameters, or NULL. */
 	const char *extra_params;
+	/* Delivery reports: the URL the gateway calls (with its % escapes;
+	 * holds the account's callback secret, wiped with the request URL),
+	 * NULL for none, and the report types wanted (Kannel's dlr-mask). */
+	const char *dlr_url;
+	int dlr_mask;
+	int validity_minutes; /* 0: the gateway's default */
 } sms_http_request_t;
 
 #define SMS_HTTP_TEXT_MAX 256
 
 typedef struct {
 	sms_http_outcome_t outcome;
-	long code;                      /* HTTP status; 0 when none arrived */
-	char reply[SMS_HTTP_TEXT_MAX];  /* first line of the response body */
+	long code;                           /* HTTP status; 0 when none arrived */
+	char reply[SMS_HTTP_TEXT_MAX];       /* first line of the response body */
 	char error[SMS_HTTP_TEXT_MAX + 128]; /* for every outcome but SENT: what went wrong */
 } sms_http_result_t;
 

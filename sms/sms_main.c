@@ -17,19 +17,27 @@
 #include "pp_outbox.h"
 #include "pp_secret.h"
 #include "pp_state.h"
+#include "pp_phone.h"
+#include "pp_sms_text.h"
 #include "pp_util.h"
 #include "sms_account.h"
+#include "sms_callback.h"
 #include "sms_http.h"
-#include "sms_text.h"
 
 /* Columns of messages the claim returns, in this order. */
 static const pp_outbox_desc_t sms_outbox_desc = {
-	.stage = "sms",
-	.channel = "sms",
-	.account_table = "sms_accounts",
-	.account_column = "sms_account_id",
-	.columns = "to_addr, body",
+    .stage = "sms",
+    .channel = "sms",
+    .account_table = "sms_accounts",
+    .account_column = "sms_account_id",
+    .columns = "to_addr, body",
+    .sms_optout = 1,
 };
+
+/* Delivery reports asked for: delivered (1), undelivered (2) and rejected
+ * by the SMS centre (16); "buffered" and "accepted" would only cost
+ * callbacks. */
+#define SMS_DLR_MASK 19
 enum { SMS_COL_TO, SMS_COL_TEXT };
 
 typedef struct {
@@ -37,6 +45,10 @@ typedef struct {
 	sms_http_t *http;
 	long timeout_s;
 	long connect_timeout_s;
+	sms_callback_t *callback;
+	char *callback_address; /* where the endpoint listens */
+	int callback_port;      /* 0: no endpoint */
+	char *callback_url;     /* the endpoint as the gateway reaches it */
 } sms_state_t;
 
 /* What became of one claimed item, for the batch loop. */
@@ -55,14 +67,48 @@ static void sms_load_config(pp_daemon_t *d, sms_state_t *st)
 	st->timeout_s = (long)pp_daemon_int(d, "timeout_seconds", 20, 1, 600);
 	st->connect_timeout_s = (long)pp_daemon_int(d, "connect_timeout_seconds", 10, 1, 600);
 	o.batch_size = (int)pp_daemon_int(d, "batch_size", 20, 1, 1000);
-	o.retry_base_seconds = pp_daemon_int(d, "retry_base_seconds", PP_OUTBOX_DEFAULT_RETRY_BASE,
-					     1, 86400);
+	o.retry_base_seconds =
+	    pp_daemon_int(d, "retry_base_seconds", PP_OUTBOX_DEFAULT_RETRY_BASE, 1, 86400);
 	o.rate_horizon_ms = (int)(poll_ms < 10000 ? poll_ms : 10000);
 	int64_t min_lease =
-		3 * (st->timeout_s + st->connect_timeout_s) + o.rate_horizon_ms / 1000 + 30;
+	    3 * (st->timeout_s + st->connect_timeout_s) + o.rate_horizon_ms / 1000 + 30;
 	int64_t lease = min_lease > PP_OUTBOX_DEFAULT_LEASE ? min_lease : PP_OUTBOX_DEFAULT_LEASE;
 	o.lease_seconds = (int)pp_daemon_int(d, "lease_seconds", lease, min_lease, 86400);
 	pp_outbox_set_options(st->outbox, &o);
+}
+
+/* sms_callback_config - [sms] callback_address, callback_port (0: no
+ * endpoint, no delivery reports) and callback_url (default
+ * http://ADDRESS:PORT); the endpoint is (re)started when they change. */
+static void sms_callback_config(pp_daemon_t *d, sms_state_t *st)
+{
+	const pp_config_t *cfg = pp_daemon_config(d);
+	const char *address = pp_config_get(cfg, "sms", "callback_address", "127.0.0.1");
+	int port = (int)pp_daemon_int(d, "callback_port", 0, 0, 65535);
+	const char *url = pp_config_get(cfg, "sms", "callback_url", NULL);
+	char *want_url = url && *url ? xstrdup(url) : xasprintf("http://%s:%d", address, port);
+	size_t n = strlen(want_url);
+	while (n > 0 && want_url[n - 1] == '/')
+		want_url[--n] = '\0';
+	int same = st->callback_address != NULL && strcmp(st->callback_address, address) == 0 &&
+	           st->callback_port == port;
+	free(st->callback_url);
+	st->callback_url = port > 0 ? want_url : NULL;
+	if (port == 0)
+		free(want_url);
+	if (same && (st->callback != NULL || port == 0))
+		return;
+	sms_callback_stop(&st->callback);
+	free(st->callback_address);
+	st->callback_address = xstrdup(address);
+	st->callback_port = port;
+	if (port == 0) {
+		log_info("no callback_port: delivery reports and incoming SMS are not received");
+		return;
+	}
+	st->callback = sms_callback_start(d, address, port);
+	if (st->callback == NULL)
+		fatalx("cannot start the SMS callback endpoint on %s:%d", address, port);
 }
 
 static int sms_init(pp_daemon_t *d, void **state)
@@ -81,10 +127,11 @@ static int sms_init(pp_daemon_t *d, void **state)
 	}
 	st->outbox = pp_outbox_new(pp_daemon_db(d), &sms_outbox_desc, pp_daemon_instance(d));
 	sms_load_config(d, st);
+	sms_callback_config(d, st);
 	const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
 	int https = (v->features & CURL_VERSION_SSL) != 0;
 	pp_daemon_selftest(d, "libcurl_https", https,
-			   https ? v->version : "libcurl was built without TLS");
+	                   https ? v->version : "libcurl was built without TLS");
 	*state = st;
 	return 0;
 }
@@ -92,6 +139,7 @@ static int sms_init(pp_daemon_t *d, void **state)
 static void sms_reload(pp_daemon_t *d, void *state)
 {
 	sms_load_config(d, state);
+	sms_callback_config(d, state);
 }
 
 static void sms_fini(pp_daemon_t *d, void *state)
@@ -100,8 +148,11 @@ static void sms_fini(pp_daemon_t *d, void *state)
 	(void)d;
 	if (st == NULL)
 		return;
+	sms_callback_stop(&st->callback);
 	pp_outbox_free(&st->outbox);
 	sms_http_free(&st->http);
+	free(st->callback_address);
+	free(st->callback_url);
 	free(st);
 	curl_global_cleanup();
 }
@@ -116,15 +167,15 @@ static int64_t sms_pending(pp_daemon_t *d, void *state)
 /* sms_record - store one outcome; an ACCOUNT outcome pauses the account
  * (one diagnostic) and gives back every message of it the batch holds. */
 static sms_step_t sms_record(pp_daemon_t *d, sms_state_t *st, pp_outbox_batch_t *b,
-			     pp_outbox_item_t *it, pp_outcome_t outcome, long code,
-			     const char *diag_code, const char *text)
+                             pp_outbox_item_t *it, pp_outcome_t outcome, long code,
+                             const char *diag_code, const char *text)
 {
 	pp_outbox_result_t res = {.outcome = outcome, .code = code};
 	pp_strlcpy(res.text, text ? text : "", sizeof(res.text));
 	if (outcome == PP_OUTCOME_ACCOUNT)
 		return pp_outbox_pause_account(st->outbox, b, it, diag_code, &res) == 0
-			       ? SMS_DONE
-			       : SMS_DB_ERROR;
+		           ? SMS_DONE
+		           : SMS_DB_ERROR;
 	if (outcome == PP_OUTCOME_SENT)
 		pp_daemon_count(d, 1, 0);
 	else if (outcome == PP_OUTCOME_PERMANENT || it->attempts >= PP_MAX_ATTEMPTS)
@@ -134,7 +185,7 @@ static sms_step_t sms_record(pp_daemon_t *d, sms_state_t *st, pp_outbox_batch_t 
 
 /* sms_record_http - map the sendsms answer onto the outbox outcomes. */
 static sms_step_t sms_record_http(pp_daemon_t *d, sms_state_t *st, pp_outbox_batch_t *b,
-				  pp_outbox_item_t *it, const sms_http_result_t *res)
+                                  pp_outbox_item_t *it, const sms_http_result_t *res)
 {
 	char why[sizeof(res->error) + 64];
 	switch (res->outcome) {
@@ -149,61 +200,70 @@ static sms_step_t sms_record_http(pp_daemon_t *d, sms_state_t *st, pp_outbox_bat
 	}
 	int auth = res->code == 401 || res->code == 403;
 	snprintf(why, sizeof(why), "%s: %s",
-		 auth ? "the SMS gateway refused the account's username or password"
-		      : "the SMS account's URL or TLS settings do not work",
-		 res->error);
+	         auth ? "the SMS gateway refused the account's username or password"
+	              : "the SMS account's URL or TLS settings do not work",
+	         res->error);
 	return sms_record(d, st, b, it, PP_OUTCOME_ACCOUNT, res->code,
-			  auth ? "sms_auth_rejected" : "sms_account_error", why);
+	                  auth ? "sms_auth_rejected" : "sms_account_error", why);
 }
 
 /* sms_deliver - check, send and record one claimed SMS. */
 static sms_step_t sms_deliver(pp_daemon_t *d, sms_state_t *st, pp_outbox_batch_t *b,
-			      pp_outbox_item_t *it, const sms_account_t *acct)
+                              pp_outbox_item_t *it, const sms_account_t *acct)
 {
 	const char *to_addr = it->cols[SMS_COL_TO], *text = it->cols[SMS_COL_TEXT];
-	char to[SMS_PHONE_MAX], error[160];
+	char to[PP_PHONE_MAX], error[200];
 	const char *why = NULL;
 	sms_http_result_t res;
 
-	if (sms_text_normalize_phone(to_addr, to, &why) != 0) {
+	if (pp_phone_e164(to_addr, acct->country, to, &why) != 0) {
 		snprintf(error, sizeof(error), "invalid phone number \"%.40s\": %s",
-			 to_addr ? to_addr : "", why);
+		         to_addr ? to_addr : "", why);
 		return sms_record(d, st, b, it, PP_OUTCOME_PERMANENT, 0, NULL, error);
 	}
 	if (text == NULL || *text == '\0')
 		return sms_record(d, st, b, it, PP_OUTCOME_PERMANENT, 0, NULL,
-				  "the SMS text is empty");
-	sms_text_kind_t kind = sms_text_classify(text);
-	if (kind == SMS_TEXT_INVALID)
+		                  "the SMS text is empty");
+	pp_sms_text_kind_t kind = pp_sms_text_classify(text);
+	if (kind == PP_SMS_TEXT_INVALID)
 		return sms_record(d, st, b, it, PP_OUTCOME_PERMANENT, 0, NULL,
-				  "the SMS text is not valid UTF-8 or holds control characters");
+		                  "the SMS text is not valid UTF-8 or holds control characters");
 	const pp_secret_key_t *key = pp_daemon_key(d);
 	if (key == NULL)
 		return SMS_NO_KEY;
 	char *password = acct->secret ? pp_secret_decrypt(key, acct->secret, NULL) : xstrdup("");
 	if (password == NULL)
 		return sms_record(d, st, b, it, PP_OUTCOME_ACCOUNT, 0, "sms_secret_unreadable",
-				  "the SMS account's stored password cannot be decrypted with "
-				  "this key file; set the password again");
+		                  "the SMS account's stored password cannot be decrypted with "
+		                  "this key file; set the password again");
 	if (!acct->verify && strncmp(acct->url, "https:", 6) == 0)
 		log_warnx("sms_account=%lld TLS certificate verification is turned off",
-			  (long long)acct->id);
+		          (long long)acct->id);
+	char *dlr_url = NULL;
+	if (st->callback_url != NULL && acct->callback_secret != NULL)
+		dlr_url = xasprintf("%s/sms/dlr?a=%lld&k=%s&m=%lld&t=%%d&c=%%A", st->callback_url,
+		                    (long long)acct->id, acct->callback_secret, (long long)it->id);
 	sms_http_request_t req = {
-		.url = acct->url,
-		.username = acct->username,
-		.password = password,
-		.to = to,
-		.text = text,
-		.sender_id = acct->sender_id,
-		.ca_file = acct->ca_file,
-		.verify = acct->verify,
-		.unicode = kind == SMS_TEXT_UNICODE,
-		.timeout_s = st->timeout_s,
-		.connect_timeout_s = st->connect_timeout_s,
-		.extra_params = NULL,
+	    .url = acct->url,
+	    .username = acct->username,
+	    .password = password,
+	    .to = to,
+	    .text = text,
+	    .sender_id = acct->sender_id,
+	    .ca_file = acct->ca_file,
+	    .verify = acct->verify,
+	    .unicode = kind == PP_SMS_TEXT_UNICODE,
+	    .timeout_s = st->timeout_s,
+	    .connect_timeout_s = st->connect_timeout_s,
+	    .extra_params = NULL,
+	    .dlr_url = dlr_url,
+	    .dlr_mask = SMS_DLR_MASK,
+	    .validity_minutes = acct->validity_minutes,
 	};
 	sms_http_send(st->http, &req, &res);
 	pp_secret_wipe_free(password);
+	if (dlr_url != NULL)
+		pp_secret_wipe_free(dlr_url);
 	return sms_record_http(d, st, b, it, &res);
 }
 
@@ -225,7 +285,7 @@ static int sms_wait_until(pp_daemon_t *d, int64_t when_ms)
  * the same account in this batch started late (a slow gateway must not
  * squeeze two sends closer than the account's interval). */
 static int64_t sms_not_before(const pp_outbox_batch_t *b, const int64_t *started, size_t i,
-			      const sms_account_t *acct)
+                              const sms_account_t *acct)
 {
 	const pp_outbox_item_t *it = &b->items[i];
 	int64_t when = it->not_before_ms;
@@ -286,12 +346,12 @@ static int sms_work(pp_daemon_t *d, void *state)
 }
 
 static const pp_stage_ops_t sms_ops = {
-	.stage = "sms",
-	.init = sms_init,
-	.work = sms_work,
-	.reload = sms_reload,
-	.fini = sms_fini,
-	.pending = sms_pending,
+    .stage = "sms",
+    .init = sms_init,
+    .work = sms_work,
+    .reload = sms_reload,
+    .fini = sms_fini,
+    .pending = sms_pending,
 };
 
 int main(int argc, char **argv)

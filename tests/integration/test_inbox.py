@@ -536,7 +536,8 @@ def test_group_commit_failure_stores_none_of_the_group_and_reads_it_again(db, pp
     subjects = [r["subject"] for r in s.rows()]
     assert subjects == ["Group %d" % i for i in range(5)], log   # the first group only
     assert s.db.sql("SELECT last_uid FROM mailbox_state") == [(5,)]
-    assert "1 message(s) not stored" in log   # uid 6, stored in the failed group
+    # uid 6, stored in the failed group, and uid 7, whose statement failed
+    assert "2 message(s) not stored" in log, log
     assert "uid=6 size=" not in log          # never logged as stored
     s.db.sql("DROP TRIGGER refuse_poison ON messages")
     log = s.fetch()
@@ -565,6 +566,31 @@ def test_parts_the_database_refuses_leave_the_raw_message_stored(setup):
     assert "parts could not be stored" in rows[0][1] and "bad part" in rows[0][1]
     assert rows[0][2] is None and rows[0][3] == s.anna and rows[0][4] > 0
     assert s.db.sql("SELECT count(*) FROM attachments") == [(0,)]
+
+
+def test_a_message_row_refused_as_data_is_stored_again_without_its_parts(setup):
+    """A message without attachments is stored by one pipelined statement; when
+    the database refuses it as data, the group is read again at once and that
+    message is stored under a savepoint without its parts, the others whole."""
+    s = setup
+    s.add_account()
+    s.db.sql("CREATE FUNCTION refuse_text() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+             "IF NEW.body_text LIKE '%refuse-me%' THEN RAISE EXCEPTION 'bad text' USING "
+             "ERRCODE = '22000'; END IF; RETURN NEW; END $$")
+    s.db.sql("CREATE TRIGGER refuse_text BEFORE INSERT ON messages FOR EACH ROW "
+             "EXECUTE FUNCTION refuse_text()")
+    s.deliver(mail("anna@patient.example", "Before", msgid="before@x.example"))
+    s.deliver(mail("anna@patient.example", "Refused", body="please refuse-me now",
+                   msgid="refused@x.example"))
+    s.deliver(mail("anna@patient.example", "After", msgid="after@x.example"))
+    log = s.fetch()
+    rows = s.db.sql("SELECT subject, parse_error, body_text FROM messages WHERE "
+                    "direction = 'in' ORDER BY source_uid::int")
+    assert [r[0] for r in rows] == ["Before", "Refused", "After"], log
+    assert rows[0][1] is None and rows[2][1] is None
+    assert "parts could not be stored" in rows[1][1] and rows[1][2] is None
+    assert "read again and stored one by one" in log
+    assert s.db.sql("SELECT last_uid FROM mailbox_state") == [(3,)]
 
 
 def test_a_mailbox_of_four_thousand_new_messages_is_read_whole(db, pp_tmp, dovecot):

@@ -157,16 +157,23 @@ def test_sms_wrong_password_pauses_the_account(db, pp_tmp, kannel):
 
 def test_sms_bad_phone_number_fails_the_message(sms, kannel):
     bad = sms.queue("call reception", "Your appointment is confirmed")
-    good = sms.queue("0170 1234567", "Your appointment is confirmed")
+    national = sms.queue("0170 1234567", "Your appointment is confirmed")
     sms.run_once()
     row = sms.row(bad)
     assert row["state"] == "failed", row
     assert "invalid phone number" in row["last_error"]
     assert "call reception" in row["last_error"]
+    # A national number needs the practice's country.
+    row = sms.row(national)
+    assert row["state"] == "failed", row
+    assert "no country" in row["last_error"], row
+    sms.db.sql("UPDATE practices SET country = 'DE' WHERE id = %s", (sms.practice,))
+    good = sms.queue("0170 1234567", "Your appointment is confirmed")
+    sms.run_once()
     assert sms.row(good)["state"] == "sent"
     got = kannel.wait_for(1)
     time.sleep(0.3)
-    assert [m["to"] for m in kannel.received()] == ["01701234567"]
+    assert [m["to"] for m in kannel.received()] == ["+491701234567"]
 
 
 def test_sms_kannel_down_is_a_temporary_failure(sms, kannel):
