@@ -114,6 +114,11 @@ static void idle_open(struct fetcher_idle *w, idle_conn_t *c)
 	pp_buf_t caps;
 	memset(&poll, 0, sizeof(poll));
 	pp_buf_init(&caps);
+	/* OAuth2: a fresh access token for each new connection (the shared
+	 * one, refreshed under its lock when near its end); a session once
+	 * logged in stays so past the token's expiry */
+	if (c->acct.oauth)
+		fetcher_account_token(w->db, w->d, &c->acct);
 	if (fetcher_session_open(w->d, &w->settings, &c->acct, &c->sess, &poll) != 0)
 		goto fail;
 	if (fetcher_imapc_open(&c->imap, &c->sess, IDLE_COMMAND_MS) != 0)
@@ -198,15 +203,16 @@ enum {
 	A_VERIFY,
 	A_MAILBOX,
 	A_POLL,
-	A_SIGNATURE
+	A_SIGNATURE,
+	A_AUTH
 };
 
 static const char idle_accounts_sql[] =
     "SELECT id, practice_id, in_host, in_port, in_tls::text, in_username, in_secret, "
     "in_ca_file, in_verify, in_mailbox, in_poll_seconds, concat_ws('|', in_host, in_port, "
-    "in_tls, in_username, in_secret, in_ca_file, in_verify, in_mailbox) FROM email_accounts "
-    "WHERE enabled AND in_enabled AND in_idle AND in_protocol = 'imap' AND auth_kind = "
-    "'password' ORDER BY id "
+    "in_tls, in_username, in_secret, in_ca_file, in_verify, in_mailbox, auth_kind), "
+    "auth_kind FROM email_accounts "
+    "WHERE enabled AND in_enabled AND in_idle AND in_protocol = 'imap' ORDER BY id "
     "LIMIT $1::int";
 
 static char *idle_dup(const PGresult *res, int row, int col)
@@ -231,6 +237,7 @@ static void idle_fill_account(idle_conn_t *c, const PGresult *res, int row)
 	a->verify = strcmp(pp_db_value(res, row, A_VERIFY), "t") == 0;
 	a->mailbox = idle_dup(res, row, A_MAILBOX);
 	a->poll_seconds = pp_db_value_ll(res, row, A_POLL, 60);
+	a->oauth = strcmp(pp_db_value(res, row, A_AUTH), "oauth2") == 0;
 	free(c->signature);
 	c->signature = idle_dup(res, row, A_SIGNATURE);
 }

@@ -201,6 +201,30 @@ def test_device_flow_then_send_and_fetch_imap(db, pp_tmp, oauth, oauth_sink, oau
     env.assert_no_token_leaked()
 
 
+def test_idle_files_new_mail_for_an_oauth2_account(db, pp_tmp, oauth, oauth_sink,
+                                                   oauth_dovecot):
+    """IMAP IDLE logs in with XOAUTH2: with polling an hour away, only IDLE
+    explains mail filed within seconds of arrival."""
+    from conftest import Daemon
+    env = Env(db, pp_tmp, oauth, oauth_sink, oauth_dovecot, "imap")
+    assert env.authenticate()[0] == 0
+    db.sql("UPDATE email_accounts SET in_poll_seconds = 3600")
+    d = Daemon("fetcher", env.conf)
+    d.wait_log("idle started", timeout=20)
+    time.sleep(0.5)
+    mark = d.mark()
+    t0 = time.monotonic()
+    oauth_dovecot.deliver(USER, mail("anna@patient.example", "Hello while idle"))
+    d.wait_log("uid=1 size=", timeout=10, since=mark)
+    took = time.monotonic() - t0
+    assert took < 2.0, took
+    assert d.stop() == 0
+    env.outputs.append(d.log())
+    subjects = [r[0] for r in db.sql("SELECT subject FROM messages WHERE direction = 'in'")]
+    assert subjects == ["Hello while idle"]
+    env.assert_no_token_leaked()
+
+
 def test_fetch_pop3_xoauth2(db, pp_tmp, oauth, oauth_sink, oauth_dovecot):
     env = Env(db, pp_tmp, oauth, oauth_sink, oauth_dovecot, "pop3")
     assert env.authenticate()[0] == 0
