@@ -25,6 +25,7 @@ PP_INCBIN(pp_sql_005, "common/sql/005_inbox.sql");
 PP_INCBIN(pp_sql_006, "common/sql/006_oauth.sql");
 PP_INCBIN(pp_sql_007, "common/sql/007_sms.sql");
 PP_INCBIN(pp_sql_008, "common/sql/008_attachments_raw.sql");
+PP_INCBIN(pp_sql_009, "common/sql/009_holds.sql");
 
 static const struct {
 	int version;
@@ -39,6 +40,7 @@ static const struct {
 	{6, "006_oauth", pp_sql_006},
 	{7, "007_sms", pp_sql_007},
 	{8, "008_attachments_raw", pp_sql_008},
+	{9, "009_holds", pp_sql_009},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -87,6 +89,8 @@ int pp_migrate_apply(pp_db_t *db, int *from, int *to, char *err, size_t errlen)
 		goto done;
 	}
 	for (int i = 0; i < MIGRATION_COUNT; i++) {
+		if (i > 0 && migrations[i].version != migrations[i - 1].version + 1)
+			fatalx("migration %s is out of order in this build", migrations[i].name);
 		if (migrations[i].version <= current)
 			continue;
 		char v[16];

@@ -1,8 +1,8 @@
 /*
  * pp_outbox.c - claim, lease, rate-limit, schedule and release outgoing
- * messages of one channel (see pp_outbox.h). Owns the SQL text built from
- * the descriptor; every value travels as a parameter. Recording outcomes
- * and pausing accounts live in pp_outbox_record.c.
+ * messages of one channel (see pp_outbox.h). The SQL text is built from
+ * the descriptor in pp_outbox_sql.c; recording outcomes and pausing
+ * accounts live in pp_outbox_record.c.
  */
 #include "pp_outbox.h"
 
@@ -19,107 +19,15 @@
 #include "pp_state.h"
 #include "pp_util.h"
 
-/* The account's remaining daily allowance in the practice's zone. */
-#define OUTBOX_DAY_ROOM                                                                            \
-	"a.daily_cap - CASE WHEN a.sent_day = (now() AT TIME ZONE p.time_zone)::date THEN "        \
-	"a.sent_today ELSE 0 END"
-
-/* outbox_sql_accounts - lock the accounts that have due, eligible mail:
- * id, per_minute, wait to the first slot and slot interval (both in us,
- * from the database clock), daily room (NULL: no cap), schedule cutoff. */
-static char *outbox_sql_accounts(const pp_outbox_desc_t *desc)
-{
-	return xasprintf(
-	    "SELECT a.id, a.per_minute, extract(epoch FROM greatest(a.rate_tat, now()) - "
-	    "clock_timestamp()) * 1000000, extract(epoch FROM interval '1 minute' / "
-	    "a.per_minute) * 1000000, %s, s.cutoff FROM %s a%s CROSS JOIN LATERAL (SELECT %s "
-	    "AS cutoff) s WHERE a.enabled AND a.paused_at IS NULL%s AND EXISTS (SELECT 1 FROM "
-	    "messages m WHERE m.%s = a.id AND m.channel = $1 AND m.direction = 'out' AND "
-	    "m.state = 'queued' AND NOT m.flagged AND m.deliver_after <= now() AND (m.send_now "
-	    "OR m.deliver_after <= s.cutoff)%s) ORDER BY a.rate_tat, a.id LIMIT $2::int FOR "
-	    "UPDATE OF a SKIP LOCKED",
-	    desc->daily_cap ? OUTBOX_DAY_ROOM : "NULL::int", desc->account_table,
-	    desc->daily_cap ? " JOIN practices p ON p.id = a.practice_id" : "",
-	    desc->schedule ? "pp_schedule_cutoff(a.practice_id, now())" : "now()",
-	    desc->daily_cap ? " AND (a.daily_cap IS NULL OR " OUTBOX_DAY_ROOM " > 0)" : "",
-	    desc->account_column,
-	    desc->sms_optout ? " AND NOT pp_sms_opted_out(m.practice_id, m.to_addr, m.id)" : "");
-}
-
-/* outbox_sql_advance - after a claim: rate_tat past the $2 slots dealt,
- * and (with a daily cap) $3 more sent today. */
-static char *outbox_sql_advance(const pp_outbox_desc_t *desc)
-{
-	if (!desc->daily_cap)
-		return xasprintf("UPDATE %s SET rate_tat = greatest(rate_tat, now()) + $2::int * "
-		                 "(interval '1 minute' / per_minute) WHERE id = $1 AND $2::int > 0 "
-		                 "AND $3::int >= 0",
-		                 desc->account_table);
-	return xasprintf("UPDATE %s a SET rate_tat = CASE WHEN $2::int > 0 THEN "
-	                 "greatest(a.rate_tat, now()) + $2::int * (interval '1 minute' / "
-	                 "a.per_minute) ELSE a.rate_tat END, sent_today = CASE WHEN a.sent_day = "
-	                 "(now() AT TIME ZONE p.time_zone)::date THEN a.sent_today ELSE 0 END + "
-	                 "$3::int, sent_day = (now() AT TIME ZONE p.time_zone)::date FROM "
-	                 "practices p WHERE a.id = $1 AND p.id = a.practice_id",
-	                 desc->account_table);
-}
-
-/* outbox_sql_release - sending -> queued, attempt given back ($5: keep
- * $3/$4 as last_code/last_error); with a daily cap, today's count too. */
-static char *outbox_sql_release(const pp_outbox_desc_t *desc)
-{
-	static const char update[] =
-	    "UPDATE messages SET state = 'queued', attempts = greatest(attempts - 1, 0), "
-	    "last_code = CASE WHEN $5::boolean THEN $3::int ELSE last_code END, last_error = "
-	    "CASE WHEN $5::boolean THEN $4 ELSE last_error END, claimed_by = NULL, lease_until = "
-	    "NULL, updated_at = now() WHERE id = ANY($1::bigint[]) AND " OUTBOX_HELD;
-	if (!desc->daily_cap)
-		return xstrdup(update);
-	return xasprintf("WITH r AS (%s RETURNING %s AS account), c AS (SELECT account, "
-	                 "count(*) AS n FROM r GROUP BY account) UPDATE %s a SET sent_today = "
-	                 "greatest(a.sent_today - c.n, 0) FROM c, practices p WHERE a.id = "
-	                 "c.account AND p.id = a.practice_id AND a.sent_day = (now() AT TIME "
-	                 "ZONE p.time_zone)::date",
-	                 update, desc->account_column, desc->account_table);
-}
-
 pp_outbox_t *pp_outbox_new(pp_db_t *db, const pp_outbox_desc_t *desc, const char *instance)
 {
 	pp_outbox_t *ob = xcalloc(1, sizeof(*ob));
-	const char *cols = desc->columns && *desc->columns ? desc->columns : NULL;
 	ob->db = db;
 	ob->desc = desc;
 	ob->instance = xstrdup(instance);
 	ob->opts = (pp_outbox_opts_t){PP_OUTBOX_DEFAULT_BATCH, PP_OUTBOX_DEFAULT_LEASE,
 	                              PP_OUTBOX_DEFAULT_HORIZON_MS, PP_OUTBOX_DEFAULT_RETRY_BASE};
-	ob->sql_expire = xstrdup(
-	    "UPDATE messages SET state = 'queued', claimed_by = NULL, lease_until = NULL, "
-	    "flagged = flagged OR attempts >= $2::int, updated_at = now(), "
-	    "last_error = 'lease expired: the sending instance stopped before recording an "
-	    "outcome' "
-	    "WHERE id = ANY(ARRAY(SELECT id FROM messages WHERE channel = $1 AND direction = "
-	    "'out' AND state = 'sending' AND lease_until < now() FOR UPDATE SKIP LOCKED)) "
-	    "RETURNING id, attempts, flagged");
-	ob->sql_accounts = outbox_sql_accounts(desc);
-	ob->sql_claim = xasprintf(
-	    "UPDATE messages SET state = 'sending', attempts = attempts + 1, claimed_by = $2, "
-	    "lease_until = now() + $3::int * interval '1 second', updated_at = now() "
-	    "WHERE id = ANY(ARRAY(SELECT id FROM messages WHERE %s = $1::bigint AND channel = "
-	    "$4 AND direction = 'out' AND state = 'queued' AND NOT flagged AND deliver_after "
-	    "<= now() AND send_now = $5::boolean AND (send_now OR deliver_after <= "
-	    "$7::timestamptz)%s ORDER BY deliver_after, id LIMIT $6::int FOR UPDATE SKIP "
-	    "LOCKED)) RETURNING id, practice_id, attempts, send_now%s%s",
-	    desc->account_column,
-	    desc->sms_optout ? " AND NOT pp_sms_opted_out(practice_id, to_addr, id)" : "",
-	    cols ? ", " : "", cols ? cols : "");
-	ob->sql_advance = outbox_sql_advance(desc);
-	ob->sql_release = outbox_sql_release(desc);
-	ob->sql_pause = xasprintf("UPDATE %s SET paused_at = now(), paused_reason = $2 WHERE "
-	                          "id = $1 AND paused_at IS NULL RETURNING practice_id",
-	                          desc->account_table);
-	ob->sql_pending = xstrdup("SELECT count(*) FROM messages WHERE channel = $1 AND "
-	                          "direction = 'out' AND state IN ('queued', 'sending') AND NOT "
-	                          "flagged");
+	pp_outbox_sql_build(ob);
 	return ob;
 }
 
@@ -129,13 +37,7 @@ void pp_outbox_free(pp_outbox_t **obp)
 	if (ob == NULL)
 		return;
 	free(ob->instance);
-	free(ob->sql_expire);
-	free(ob->sql_accounts);
-	free(ob->sql_claim);
-	free(ob->sql_advance);
-	free(ob->sql_release);
-	free(ob->sql_pause);
-	free(ob->sql_pending);
+	pp_outbox_sql_free(ob);
 	free(ob);
 	*obp = NULL;
 }
@@ -179,28 +81,37 @@ static int outbox_expire(pp_outbox_t *ob)
 	return 0;
 }
 
-/* outbox_add_rows - append claimed rows (rate slots are dealt later). */
-static void outbox_add_rows(pp_outbox_batch_t *batch, const PGresult *res, int64_t account_id)
+/* outbox_add_rows - append claimed rows (rate slots are dealt later);
+ * rows with a hold (column 0) were held back by a rule: logged, not added.
+ * Returns how many were claimed. */
+static int outbox_add_rows(pp_outbox_batch_t *batch, const PGresult *res, int64_t account_id)
 {
-	int n = PQntuples(res);
-	batch->ncols = PQnfields(res) > 4 ? (size_t)PQnfields(res) - 4 : 0;
+	int n = PQntuples(res), added = 0;
+	batch->ncols = PQnfields(res) > 5 ? (size_t)PQnfields(res) - 5 : 0;
 	if (n == 0)
-		return;
+		return 0;
 	batch->items = xrealloc(batch->items, (batch->count + (size_t)n) * sizeof(*batch->items));
 	for (int r = 0; r < n; r++) {
+		if (!PQgetisnull(res, r, 0)) {
+			log_info("msg=%s state=queued held %s", PQgetvalue(res, r, 1),
+			         PQgetvalue(res, r, 0));
+			continue;
+		}
 		pp_outbox_item_t *it = &batch->items[batch->count++];
 		memset(it, 0, sizeof(*it));
-		it->id = pp_db_value_ll(res, r, 0, 0);
+		it->id = pp_db_value_ll(res, r, 1, 0);
 		it->account_id = account_id;
-		it->practice_id = pp_db_value_ll(res, r, 1, 0);
-		it->attempts = (int)pp_db_value_ll(res, r, 2, 0);
-		it->send_now = strcmp(PQgetvalue(res, r, 3), "t") == 0;
+		it->practice_id = pp_db_value_ll(res, r, 2, 0);
+		it->attempts = (int)pp_db_value_ll(res, r, 3, 0);
+		it->send_now = strcmp(PQgetvalue(res, r, 4), "t") == 0;
 		it->cols = xcalloc(batch->ncols ? batch->ncols : 1, sizeof(char *));
 		for (size_t c = 0; c < batch->ncols; c++) {
-			const char *v = pp_db_value(res, r, 4 + (int)c);
+			const char *v = pp_db_value(res, r, 5 + (int)c);
 			it->cols[c] = v ? xstrdup(v) : NULL;
 		}
+		added++;
 	}
+	return added;
 }
 
 static int outbox_item_cmp(const void *a, const void *b)
@@ -236,22 +147,27 @@ static void outbox_deal_slots(pp_outbox_item_t *items, size_t n, const outbox_sl
 }
 
 /* outbox_claim_account - claim send_now messages, then rate-limited ones
- * within quota and daily room, for one locked account, and advance its
- * rate state. Returns how many or -1. */
+ * within quota, daily room and the open delivery session, for one locked
+ * account, and advance its rate state. Returns how many or -1. */
 static int outbox_claim_account(pp_outbox_t *ob, pp_outbox_batch_t *batch, const PGresult *acc,
                                 int row, int room, int64_t local_us)
 {
 	const char *id = PQgetvalue(acc, row, 0), *cutoff = PQgetvalue(acc, row, 5);
-	int64_t per_minute = pp_db_value_ll(acc, row, 1, 1);
+	const char *interval = PQgetvalue(acc, row, 3);
 	long long day_room = pp_db_value_ll(acc, row, 4, -1);
 	outbox_slots_t sl = {local_us, strtod(PQgetvalue(acc, row, 2), NULL),
-	                     per_minute >= PP_OUTBOX_UNLIMITED_PER_MINUTE
-	                         ? 0
-	                         : strtod(PQgetvalue(acc, row, 3), NULL)};
+	                     strtod(interval, NULL)};
+	int horizon_ms = ob->opts.rate_horizon_ms;
 	char lease[16], limit[16], slots[16], count[16];
 	int claimed = 0, dealt = 0;
 	size_t first = batch->count;
 
+	/* Staggered SMS: no slot may fall past the end of the open session. */
+	if (!PQgetisnull(acc, row, 6)) {
+		double session_ms = strtod(PQgetvalue(acc, row, 6), NULL) / 1000 - 1;
+		if (session_ms < horizon_ms)
+			horizon_ms = session_ms > 0 ? (int)session_ms : -1;
+	}
 	if (day_room >= 0 && day_room < room)
 		room = (int)day_room;
 	snprintf(lease, sizeof(lease), "%d", ob->opts.lease_seconds);
@@ -259,7 +175,7 @@ static int outbox_claim_account(pp_outbox_t *ob, pp_outbox_batch_t *batch, const
 		int quota = pass == 0 || sl.interval_us <= 0
 		                ? room
 		                : pp_outbox_rate_quota(sl.wait_us / 1000, sl.interval_us / 1000,
-		                                       ob->opts.rate_horizon_ms, room);
+		                                       horizon_ms, room);
 		if (quota <= 0)
 			break;
 		snprintf(limit, sizeof(limit), "%d", quota);
@@ -268,8 +184,7 @@ static int outbox_claim_account(pp_outbox_t *ob, pp_outbox_batch_t *batch, const
 		                                      pass == 0 ? "true" : "false", limit, cutoff));
 		if (res == NULL)
 			return -1;
-		int n = PQntuples(res);
-		outbox_add_rows(batch, res, pp_db_value_ll(acc, row, 0, 0));
+		int n = outbox_add_rows(batch, res, pp_db_value_ll(acc, row, 0, 0));
 		PQclear(res);
 		if (pass == 1 && sl.interval_us > 0)
 			dealt = n;
@@ -280,7 +195,7 @@ static int outbox_claim_account(pp_outbox_t *ob, pp_outbox_batch_t *batch, const
 	snprintf(count, sizeof(count), "%d", claimed);
 	if (claimed == 0)
 		return 0;
-	if (pp_db_command(ob->db, ob->sql_advance, PP_DB_ARGS(id, slots, count)) != 0)
+	if (pp_db_command(ob->db, ob->sql_advance, PP_DB_ARGS(id, slots, count, interval)) != 0)
 		return -1;
 	outbox_deal_slots(batch->items + first, batch->count - first, &sl);
 	return claimed;

@@ -50,6 +50,11 @@ typedef struct {
 	int daily_cap;              /* the account table has daily_cap, sent_today, sent_day */
 	int sms_optout;             /* never claim a message to a number opted out of SMS
 	                             * (pp_sms_opted_out, 007_sms.sql) */
+	int holds;                  /* hold automatic messages on practice holidays, in quiet
+	                             * hours, past a patient's cap, or opted out of their type
+	                             * (pp_outbox_hold, 009_holds.sql) */
+	int sms_sessions;           /* staggered SMS: only within the practice's delivery
+	                             * sessions, one message every sms_every (009_holds.sql) */
 } pp_outbox_desc_t;
 
 typedef struct {

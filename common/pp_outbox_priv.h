@@ -2,7 +2,7 @@
  * pp_outbox_priv.h - what the two halves of the outbox share and nobody
  * else may use: the outbox object and its held-item helpers.
  * pp_outbox.c claims, leases and releases; pp_outbox_record.c records
- * outcomes and pauses accounts.
+ * outcomes and pauses accounts; pp_outbox_sql.c writes their SQL.
  */
 #ifndef PP_OUTBOX_PRIV_H
 #define PP_OUTBOX_PRIV_H
@@ -22,6 +22,11 @@ struct pp_outbox {
 	char *sql_pause;
 	char *sql_pending;
 };
+
+/* pp_outbox_sql_build - fill the sql_* texts from ob->desc
+ * (pp_outbox_sql.c); pp_outbox_sql_free - free them. */
+void pp_outbox_sql_build(pp_outbox_t *ob);
+void pp_outbox_sql_free(pp_outbox_t *ob);
 
 /* A message this instance still holds ($2 = instance). */
 #define OUTBOX_HELD "claimed_by = $2 AND state = 'sending'"

@@ -113,6 +113,7 @@ static int cmd_outbox(ctl_t *ctl, int argc, char **argv)
 	    {"subject", "SUBJECT", CTL_COL_TEXT, 30, CTL_COL_BOTH},
 	    {"deliver_after", "DELIVER AFTER", CTL_COL_TIME, 0, CTL_COL_BOTH},
 	    {"status", "STATUS", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+	    {"held", "HELD BECAUSE", CTL_COL_TEXT, 30, CTL_COL_BOTH},
 	    {"delivery_code", "DELIVERY CODE", CTL_COL_TEXT, 0, CTL_COL_JSON_ONLY},
 	    {"attempts", "TRIES", CTL_COL_INT, 0, CTL_COL_BOTH},
 	    {"last_code", "CODE", CTL_COL_INT, 0, CTL_COL_JSON_ONLY},
@@ -134,20 +135,26 @@ static int cmd_outbox(ctl_t *ctl, int argc, char **argv)
 	if (ctl_db(ctl) == NULL)
 		return CTL_FAIL;
 	/* The ORDER BY is one of four fixed strings: never data. */
+	/* A staggered practice's queued SMS show when their slot comes. */
 	char *sql = xasprintf(
+	    "WITH pl AS (SELECT pl.* FROM practices p CROSS JOIN LATERAL pp_sms_planned(p.id) pl "
+	    "WHERE p.sms_mode = 'staggered' AND ($3::bigint IS NULL OR p.id = $3::bigint) AND "
+	    "($2::text IS NULL OR $2 = 'sms')) "
 	    "SELECT id, NULLIF(concat(CASE WHEN flagged THEN 'F' END, CASE WHEN send_now THEN "
 	    "'N' END, CASE WHEN state = 'draft' THEN 'D' END), '') AS flag, flagged, send_now, "
 	    "channel::text AS channel, to_json(created_at) #>> '{}' AS created, "
 	    "from_addr AS \"from\", to_addr AS \"to\", subject, "
-	    "to_json(deliver_after) #>> '{}' AS deliver_after, COALESCE(delivery, state::text) AS "
-	    "status, delivery_code, attempts, "
+	    "to_json(greatest(deliver_after, pl.planned)) #>> '{}' AS deliver_after, "
+	    "COALESCE(delivery, state::text) AS status, hold_reason AS held, delivery_code, "
+	    "attempts, "
 	    "last_code, CASE WHEN last_code IS NOT NULL THEN last_code || ' ' END || last_error "
 	    "AS last_error, CASE WHEN state = 'sent' THEN server_reply ELSE CASE WHEN last_code IS "
 	    "NOT NULL THEN last_code || ' ' END || last_error END AS result, "
 	    "practice_id, person_id, COALESCE(email_account_id, sms_account_id) "
 	    "AS account_id, category, message_id_header, to_json(sent_at) #>> '{}' AS sent_at, "
-	    "server_reply, count(*) OVER () AS total FROM messages "
-	    "WHERE direction = 'out' AND CASE WHEN $1::text IS NULL THEN state <> 'sent' "
+	    "server_reply, count(*) OVER () AS total FROM messages LEFT JOIN pl ON pl.message_id "
+	    "= messages.id WHERE direction = 'out' AND CASE WHEN $1::text IS NULL THEN state <> "
+	    "'sent' "
 	    "WHEN $1 = 'all' THEN true ELSE state::text = $1 END "
 	    "AND ($2::text IS NULL OR channel::text = $2) "
 	    "AND ($3::bigint IS NULL OR practice_id = $3::bigint) AND (NOT $4 OR flagged) "
@@ -237,7 +244,8 @@ static int cmd_contacts(ctl_t *ctl, int argc, char **argv)
 	int found = contacts_patient(ctl, pp_lltoa(ptext, patient));
 	if (found <= 0)
 		return CTL_FAIL;
-	PGresult *res = pp_db_exec(ctl->db, contacts_sql, PP_DB_ARGS(ptext, pp_lltoa(ltext, limit)));
+	PGresult *res =
+	    pp_db_exec(ctl->db, contacts_sql, PP_DB_ARGS(ptext, pp_lltoa(ltext, limit)));
 	if (res == NULL)
 		return ctl_db_fail(ctl, "list the patient's contacts");
 	ctl_print_rows(ctl, res, cols, (int)(sizeof(cols) / sizeof(cols[0])));

@@ -18,7 +18,7 @@ static const char *const channels[] = {"email", "sms", "none", NULL};
 
 typedef struct {
 	int64_t practice, family;
-	const char *kind, *first, *last, *title, *email, *mobile, *prefer, *external_id;
+	const char *kind, *first, *last, *title, *email, *mobile, *prefer, *external_id, *zone;
 	int clear_family;
 } person_opts_t;
 
@@ -41,13 +41,19 @@ bad:
 /* person_parse - options shared by add and set; -1 usage, -2 bad value. */
 static int person_parse(int argc, char **argv, person_opts_t *o)
 {
-	static const struct option opts[] = {
-	    {"practice", required_argument, NULL, 'p'},    {"kind", required_argument, NULL, 'k'},
-	    {"first", required_argument, NULL, 'f'},       {"last", required_argument, NULL, 'l'},
-	    {"title", required_argument, NULL, 't'},       {"email", required_argument, NULL, 'e'},
-	    {"mobile", required_argument, NULL, 'm'},      {"family", required_argument, NULL, 'F'},
-	    {"no-family", no_argument, NULL, 'N'},         {"prefer", required_argument, NULL, 'P'},
-	    {"external-id", required_argument, NULL, 'x'}, {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {{"practice", required_argument, NULL, 'p'},
+	                                     {"kind", required_argument, NULL, 'k'},
+	                                     {"first", required_argument, NULL, 'f'},
+	                                     {"last", required_argument, NULL, 'l'},
+	                                     {"title", required_argument, NULL, 't'},
+	                                     {"email", required_argument, NULL, 'e'},
+	                                     {"mobile", required_argument, NULL, 'm'},
+	                                     {"family", required_argument, NULL, 'F'},
+	                                     {"no-family", no_argument, NULL, 'N'},
+	                                     {"prefer", required_argument, NULL, 'P'},
+	                                     {"external-id", required_argument, NULL, 'x'},
+	                                     {"time-zone", required_argument, NULL, 'z'},
+	                                     {NULL, 0, NULL, 0}};
 	int ch;
 	memset(o, 0, sizeof(*o));
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -91,6 +97,9 @@ static int person_parse(int argc, char **argv, person_opts_t *o)
 		case 'x':
 			o->external_id = optarg;
 			break;
+		case 'z':
+			o->zone = optarg;
+			break;
 		default:
 			return -1;
 		}
@@ -123,12 +132,12 @@ static int cmd_person_add(ctl_t *ctl, int argc, char **argv)
 	PGresult *res = pp_db_exec(
 	    ctl->db,
 	    "INSERT INTO people (practice_id, kind, first_name, last_name, title, email, "
-	    "mobile, family_id, preferred_channel, external_id) VALUES ($1, $2, $3, $4, $5, "
-	    "NULLIF($6, ''), NULLIF($7, ''), $8, $9, $10) RETURNING id",
+	    "mobile, family_id, preferred_channel, external_id, time_zone) VALUES ($1, $2, $3, "
+	    "$4, $5, NULLIF($6, ''), NULLIF($7, ''), $8, $9, $10, NULLIF($11, '')) RETURNING id",
 	    PP_DB_ARGS(pp_lltoa(practice, o.practice), o.kind ? o.kind : "patient", o.first, o.last,
 	               o.title ? o.title : "", o.email, o.mobile,
 	               o.family ? pp_lltoa(family, o.family) : NULL, o.prefer ? o.prefer : "email",
-	               o.external_id));
+	               o.external_id, o.zone));
 	if (res == NULL)
 		return ctl_db_fail(ctl, "add the person");
 	ctl_print_id(ctl, pp_db_value_ll(res, 0, 0, 0));
@@ -162,10 +171,12 @@ static int cmd_person_set(ctl_t *ctl, int argc, char **argv)
 	    "mobile = CASE WHEN $7::text IS NULL THEN mobile ELSE NULLIF($7, '') END, "
 	    "family_id = CASE WHEN $11 THEN NULL ELSE COALESCE($8::bigint, family_id) END, "
 	    "preferred_channel = COALESCE($9, preferred_channel), "
-	    "external_id = COALESCE($10, external_id) WHERE id = $1 RETURNING id",
+	    "external_id = COALESCE($10, external_id), "
+	    "time_zone = CASE WHEN $12::text IS NULL THEN time_zone ELSE NULLIF($12, '') END "
+	    "WHERE id = $1 RETURNING id",
 	    PP_DB_ARGS(pp_lltoa(id, person), o.kind, o.first, o.last, o.title, o.email, o.mobile,
 	               o.family ? pp_lltoa(family, o.family) : NULL, o.prefer, o.external_id,
-	               o.clear_family ? "t" : "f"));
+	               o.clear_family ? "t" : "f", o.zone));
 	if (res == NULL)
 		return ctl_db_fail(ctl, "change the person");
 	int found = PQntuples(res) > 0;
@@ -366,12 +377,14 @@ const ctl_command_t ctl_person_commands[] = {
     {"person", "add", cmd_person_add,
      "--practice ID [--kind patient|provider|specialist|staff] --first F --last L "
      "[--title T] [--email E] [--mobile M] [--family ID] [--prefer email|sms|none] "
-     "[--external-id X]",
-     "add a person; prints the id"},
+     "[--external-id X] [--time-zone TZ]",
+     "add a person (TZ: the patient's own zone for quiet hours, e.g. Europe/Berlin; "
+     "default the practice's); prints the id"},
     {"person", "set", cmd_person_set,
      "ID [--kind K] [--first F] [--last L] [--title T] [--email E] [--mobile M] "
-     "[--family ID | --no-family] [--prefer email|sms|none] [--external-id X]",
-     "change a person (an empty --email or --mobile clears it)"},
+     "[--family ID | --no-family] [--prefer email|sms|none] [--external-id X] "
+     "[--time-zone TZ]",
+     "change a person (an empty --email, --mobile or --time-zone clears it)"},
     {"person", "list", cmd_person_list, "--practice ID [--kind K]", "list a practice's people"},
     {"person", "show", cmd_person_show, "ID",
      "show one person: addresses, family, the email bounce flag and opt-outs"},

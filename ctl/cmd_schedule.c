@@ -10,12 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "ctl.h"
-
-static const char *const day_names[] = {"sunday",   "monday", "tuesday", "wednesday",
-                                        "thursday", "friday", "saturday"};
 
 #define SCHEDULE_MAX_WINDOWS 200
 #define SCHEDULE_MAX_TIMES 48
@@ -33,65 +29,14 @@ typedef struct {
 	int ntimes;
 } schedule_opts_t;
 
-/* parse_day - "mon", "Monday", ... as 0 (Sunday) .. 6; -1 if not a day. */
-static int parse_day(const char *text, size_t len)
-{
-	for (int d = 0; d < 7; d++)
-		if (len >= 3 && len <= strlen(day_names[d]) &&
-		    strncasecmp(text, day_names[d], len) == 0)
-			return d;
-	return -1;
-}
-
-/* parse_days - "mon-fri", "sat,sun", "fri-mon", "daily", "weekdays" as a
- * bit mask of weekdays; -1 if malformed. */
-static int parse_days(const char *text)
-{
-	int mask = 0;
-	if (strcasecmp(text, "daily") == 0)
-		return 0x7f;
-	if (strcasecmp(text, "weekdays") == 0)
-		return 0x3e;
-	if (strcasecmp(text, "weekend") == 0)
-		return 0x41;
-	for (const char *p = text; *p;) {
-		size_t len = strcspn(p, ",");
-		const char *dash = memchr(p, '-', len);
-		int from = parse_day(p, dash ? (size_t)(dash - p) : len);
-		int to = dash ? parse_day(dash + 1, len - (size_t)(dash - p) - 1) : from;
-		if (from < 0 || to < 0)
-			return -1;
-		for (int d = from;; d = (d + 1) % 7) { /* a range may wrap: fri-mon */
-			mask |= 1 << d;
-			if (d == to)
-				break;
-		}
-		p += len + (p[len] == ',');
-	}
-	return mask ? mask : -1;
-}
-
-/* parse_time - "8:00", "17:30" (and "24:00" when end is set) as minutes. */
-static int parse_time(const char *text, int end, int *minutes)
-{
-	int h, m, n = 0;
-	if (sscanf(text, "%2d:%2d%n", &h, &m, &n) != 2 || text[n] != '\0' || h < 0 || m < 0 ||
-	    m > 59 || strlen(text) < 4)
-		return -1;
-	if (h > 23 && !(end && h == 24 && m == 0))
-		return -1;
-	*minutes = h * 60 + m;
-	return 0;
-}
-
 /* parse_window - "mon-fri 08:00-12:00": one window per day of the range. */
 static int parse_window(schedule_opts_t *o, const char *spec)
 {
 	char days[64], from[8], to[8];
 	int n = 0, mask, starts, ends;
 	if (sscanf(spec, " %63s %7[0-9:]-%7[0-9:] %n", days, from, to, &n) != 3 ||
-	    spec[n] != '\0' || (mask = parse_days(days)) < 0 || parse_time(from, 0, &starts) != 0 ||
-	    parse_time(to, 1, &ends) != 0) {
+	    spec[n] != '\0' || (mask = ctl_parse_days(days)) < 0 ||
+	    ctl_parse_clock(from, 0, &starts) != 0 || ctl_parse_clock(to, 1, &ends) != 0) {
 		ctl_err("--window: \"%s\" is not DAYS HH:MM-HH:MM (e.g. 'mon-fri 08:00-12:30')",
 		        spec);
 		return -1;
@@ -131,7 +76,7 @@ static int schedule_parse(ctl_t *ctl, int argc, char **argv, schedule_opts_t *o)
 		    (ch == 'w' && parse_window(o, optarg) != 0))
 			return CTL_USAGE;
 		if (ch == 'a' && (o->ntimes == SCHEDULE_MAX_TIMES ||
-		                  parse_time(optarg, 0, &o->times[o->ntimes++]) != 0))
+		                  ctl_parse_clock(optarg, 0, &o->times[o->ntimes++]) != 0))
 			return ctl_usage(ctl, "--at: \"%s\" is not a time of day (HH:MM)", optarg);
 		o->immediate |= ch == 'i';
 		o->check_given |= ch == 'c';
@@ -246,9 +191,9 @@ static const char show_sql[] =
     "(SELECT string_agg(to_char(at, 'HH24:MI'), ' ' ORDER BY at) FROM send_times "
     "WHERE practice_id = p.id), (SELECT string_agg(weekday || ' ' || to_char(starts, "
     "'HH24:MI') || ' ' || to_char(ends, 'HH24:MI'), ',' ORDER BY weekday, starts) FROM "
-    "send_windows WHERE practice_id = p.id) FROM practices p CROSS JOIN LATERAL (SELECT "
+    "send_windows WHERE practice_id = p.id), p.id FROM practices p CROSS JOIN LATERAL (SELECT "
     "pp_schedule_cutoff(p.id, now()) AS cutoff) c WHERE p.id = $1";
-enum { S_NAME, S_ZONE, S_IMMEDIATE, S_EVERY, S_LOCAL, S_STATE, S_CUTOFF, S_TIMES, S_WINDOWS };
+enum { S_NAME, S_ZONE, S_IMMEDIATE, S_EVERY, S_LOCAL, S_STATE, S_CUTOFF, S_TIMES, S_WINDOWS, S_ID };
 
 /* show_windows - "1 08:00 12:00,1 13:00 17:30,..." as text or JSON. */
 static void show_windows(const char *list, ctl_json_t *j)
@@ -264,8 +209,8 @@ static void show_windows(const char *list, ctl_json_t *j)
 			ctl_json_key(j, "weekday");
 			ctl_json_int(j, day);
 			ctl_json_key(j, "day");
-			ctl_json_str(j, (const char[]){day_names[day][0], day_names[day][1],
-			                               day_names[day][2], '\0'});
+			ctl_json_str(j, (const char[]){ctl_day_names[day][0], ctl_day_names[day][1],
+			                               ctl_day_names[day][2], '\0'});
 			ctl_json_key(j, "starts");
 			ctl_json_str(j, from);
 			ctl_json_key(j, "ends");
@@ -273,7 +218,7 @@ static void show_windows(const char *list, ctl_json_t *j)
 			ctl_json_end_object(j);
 		} else {
 			printf(day != last ? "%s  %.3s %s-%s" : " %.0s%s-%s",
-			       last >= 0 && day != last ? "\n" : "", day_names[day], from, to);
+			       last >= 0 && day != last ? "\n" : "", ctl_day_names[day], from, to);
 		}
 		last = day;
 		p += n + (p[n] == ',');
@@ -344,25 +289,14 @@ static void show_text(const PGresult *r, int64_t id)
 
 static int cmd_schedule_show(ctl_t *ctl, int argc, char **argv)
 {
-	int64_t practice = 0;
-	char id[PP_LL_LEN];
-	int rc = ctl_parse_practice_only(ctl, argc, argv, 1, &practice);
-	if (rc != 0)
-		return rc;
-	if (ctl_db(ctl) == NULL)
-		return CTL_FAIL;
-	PGresult *r = pp_db_exec(ctl->db, show_sql, PP_DB_ARGS(pp_lltoa(id, practice)));
+	int rc;
+	PGresult *r = ctl_practice_query(ctl, argc, argv, show_sql, "read the schedule", 1, &rc);
 	if (r == NULL)
-		return ctl_db_fail(ctl, "read the schedule");
-	if (PQntuples(r) == 0) {
-		PQclear(r);
-		return ctl_err("no practice with id %lld (see: practicepost practice list)",
-		               (long long)practice);
-	}
+		return rc;
 	if (ctl->json)
-		show_json(r, practice);
+		show_json(r, pp_db_value_ll(r, 0, S_ID, 0));
 	else
-		show_text(r, practice);
+		show_text(r, pp_db_value_ll(r, 0, S_ID, 0));
 	PQclear(r);
 	return CTL_OK;
 }

@@ -120,6 +120,24 @@ void ctl_print_id(const ctl_t *ctl, long long id);
 void ctl_sleep_ms(int64_t ms);
 /* CTL_LL - format a long long into a caller's buffer for SQL parameters. */
 
+/* ctl_practice_query - parse `--practice ID` (required, nothing else),
+ * connect and run sql with the id as $1. With need_row, no row means no
+ * such practice (printed). NULL with *rc the exit code after printing why;
+ * else the result (PQclear it) and *rc = 0. (ctl_practice_query.c) */
+PGresult *ctl_practice_query(ctl_t *ctl, int argc, char **argv, const char *sql, const char *doing,
+                             int need_row, int *rc);
+
+/* ---- ctl_time.c: days of the week and times of day ---- */
+
+/* ctl_day_names - "sunday" (0) .. "saturday" (6). */
+extern const char *const ctl_day_names[7];
+/* ctl_parse_days - "mon-fri", "sat,sun", "fri-mon", "daily", "weekdays",
+ * "weekend" as a bit mask of weekdays (bit 0 = Sunday); -1 if malformed. */
+int ctl_parse_days(const char *text);
+/* ctl_parse_clock - "8:00", "17:30" (and "24:00" when end is set) as
+ * minutes since midnight; -1 if malformed. */
+int ctl_parse_clock(const char *text, int end, int *minutes);
+
 /* ---- ctl_json.c: JSON output ---- */
 
 /* ctl_utf8_decode - the code point at s and its length in bytes; an
@@ -235,5 +253,7 @@ extern const ctl_command_t ctl_recall_commands[];
 extern const ctl_command_t ctl_schedule_commands[];
 extern const ctl_command_t ctl_sms_commands[];
 extern const ctl_command_t ctl_oauth_commands[];
+extern const ctl_command_t ctl_holds_commands[];
+extern const ctl_command_t ctl_sms_plan_commands[];
 
 #endif

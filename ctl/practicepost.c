@@ -24,7 +24,7 @@ static const ctl_command_t *const command_tables[] = {
     ctl_inbox_work_commands, ctl_reply_commands,    ctl_incoming_commands, ctl_message_commands,
     ctl_queue_commands,      ctl_status_commands,   ctl_diag_commands,     ctl_signature_commands,
     ctl_auto_commands,       ctl_recall_commands,   ctl_schedule_commands, ctl_sms_commands,
-    ctl_oauth_commands,
+    ctl_oauth_commands,      ctl_holds_commands,    ctl_sms_plan_commands,
 };
 #define N_TABLES (sizeof(command_tables) / sizeof(command_tables[0]))
 

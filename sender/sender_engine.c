@@ -24,6 +24,7 @@ static const pp_outbox_desc_t sender_outbox_desc = {
     .columns = "to_addr, cc_addrs, bcc_addrs, size_bytes",
     .schedule = 1,
     .daily_cap = 1,
+    .holds = 1,
 };
 enum { COL_TO, COL_CC, COL_BCC, COL_SIZE };
 

@@ -31,7 +31,10 @@ static const pp_outbox_desc_t sms_outbox_desc = {
     .account_table = "sms_accounts",
     .account_column = "sms_account_id",
     .columns = "to_addr, body",
+    .schedule = 1,
     .sms_optout = 1,
+    .holds = 1,
+    .sms_sessions = 1,
 };
 
 /* Delivery reports asked for: delivered (1), undelivered (2) and rejected

@@ -247,6 +247,21 @@ def test_help_is_answered_with_the_practice_name_and_phone(tw, kannel, db):
     assert key.startswith("gateway:") and len(key) > len("gateway:") + 8, key
 
 
+def test_help_is_answered_even_after_stop(tw, kannel, db):
+    tw.start()
+    tw.inject("STOP")
+    kannel.wait_for(1)
+    tw.inject("HELP")
+    got = kannel.wait_for(2)
+    assert [m["to"] for m in got] == [MOBILE, MOBILE]
+    assert "call us on" in got[1]["text"], got
+    # Anything else to the number still waits.
+    held = tw.queue(MOBILE, "Recall")
+    time.sleep(1.0)
+    assert len(kannel.received()) == 2
+    assert db.sql("SELECT state::text FROM messages WHERE id = %s", (held,))[0][0] == "queued"
+
+
 def test_delivery_report_types_map_onto_one_status_model(tw, kannel, db):
     tw.start()
     ids = [tw.db.sql("INSERT INTO messages (practice_id, direction, channel, state, "
