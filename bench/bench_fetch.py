@@ -44,7 +44,6 @@ Environment (all optional):
 """
 
 import base64
-import json
 import os
 import random
 import shutil
@@ -53,7 +52,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
@@ -62,6 +60,8 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 import peers  # noqa: E402
 import bench_servers as bs  # noqa: E402
 from bench_phases import BenchError  # noqa: E402
+import bench_alone  # noqa: E402
+from bench_alone import env_int, say  # noqa: E402
 
 MBSYNC = "/usr/bin/mbsync"
 USER = "frontdesk"
@@ -73,15 +73,6 @@ OUR_MESSAGES = 500  # outgoing messages a reply can reference
 MAIL_UID = 8        # peers.Dovecot's users are uid/gid 8 (mail)
 
 
-def env_int(name, default):
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        sys.exit("bench: %s must be a number" % name)
-
-
-def say(text):
-    print("bench: " + text, flush=True)
 
 
 # --------------------------------------------------------------------------
@@ -625,56 +616,8 @@ def phase(base, bin_dir):
         fb.stop()
 
 
-def main():
-    if os.geteuid() != 0:
-        say("run me as root: the servers run as the postgres and mail users")
-        return 1
-    bin_src = os.environ.get("PP_BIN_DIR", os.path.join(ROOT, "build", "bin"))
-    base = peers.make_base("pp-bench-fetch-")
-    say("scratch directory %s" % base)
-    bin_dir = os.path.join(base, "bin")
-    shutil.copytree(bin_src, bin_dir)  # a rebuild during the run must not mix versions
-    ok = False
-    t0 = time.monotonic()
-    try:
-        r = phase(base, bin_dir)
-        ok = True
-    except KeyboardInterrupt:
-        say("interrupted; stopping everything")
-    except BenchError as e:
-        say("the bench broke: %s" % e)
-    except Exception:
-        traceback.print_exc()
-        say("the bench broke")
-    if not ok:
-        say("scratch files kept in %s" % base)
-        return 1
-    if r is None:
-        say("BENCH_FETCH_MESSAGES=0: nothing to measure")
-        return 0
-    table = rows(r)
-    w = [max(len(row[i]) for row in table + [("figure", "value", "target", "result")])
-         for i in range(4)]
-    print("")
-    print("  ".join(h.ljust(w[i]) for i, h in enumerate(("figure", "value", "target",
-                                                          "result"))))
-    print("  ".join("-" * w[i] for i in range(4)))
-    for row in table:
-        print("  ".join(c.ljust(w[i]) for i, c in enumerate(row)).rstrip())
-    print("")
-    print("CPU seconds per component during each fetch run:")
-    print("\n".join(cpu_lines(r)))
-    print("\ntotal fetch bench time %.0f s" % (time.monotonic() - t0))
-    if os.environ.get("BENCH_JSON"):
-        with open(os.environ["BENCH_JSON"], "w") as f:
-            json.dump(r, f, indent=1, default=str)
-    if os.environ.get("BENCH_KEEP"):
-        say("scratch files kept in %s" % base)
-    else:
-        shutil.rmtree(base, ignore_errors=True)
-    return 0
-
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    sys.exit(main())
+    sys.exit(bench_alone.main("fetch", phase, rows, cpu_lines, "BENCH_FETCH_MESSAGES",
+                              "the servers run as the postgres and mail users"))

@@ -36,7 +36,7 @@ static int config_handler(void *user, const char *section, const char *key, cons
 }
 
 static pp_config_t *config_finish(pp_config_t *cfg, int rc, const char *what, char *err,
-				  size_t errlen)
+                                  size_t errlen)
 {
 	if (rc == 0)
 		return cfg;
@@ -60,7 +60,7 @@ pp_config_t *pp_config_from_string(const char *text, char *err, size_t errlen)
 	pp_config_t *cfg = xcalloc(1, sizeof(*cfg));
 	cfg->path = xstrdup("(string)");
 	return config_finish(cfg, ini_parse_string(text, config_handler, cfg), "(string)", err,
-			     errlen);
+	                     errlen);
 }
 
 void pp_config_free(pp_config_t **cfgp)
@@ -85,7 +85,7 @@ const char *pp_config_path(const pp_config_t *cfg)
 }
 
 const char *pp_config_get(const pp_config_t *cfg, const char *section, const char *key,
-			  const char *def)
+                          const char *def)
 {
 	for (size_t i = cfg->count; i > 0; i--) {
 		const config_entry_t *e = &cfg->entries[i - 1];
@@ -96,7 +96,7 @@ const char *pp_config_get(const pp_config_t *cfg, const char *section, const cha
 }
 
 int pp_config_get_int(const pp_config_t *cfg, const char *section, const char *key, int64_t def,
-		      int64_t min, int64_t max, int64_t *out, char *err, size_t errlen)
+                      int64_t min, int64_t max, int64_t *out, char *err, size_t errlen)
 {
 	const char *v = pp_config_get(cfg, section, key, NULL);
 	int64_t n;
@@ -106,7 +106,7 @@ int pp_config_get_int(const pp_config_t *cfg, const char *section, const char *k
 	}
 	if (pp_parse_int64(v, &n) != 0 || n < min || n > max) {
 		snprintf(err, errlen, "%s: [%s] %s = \"%s\" is not an integer from %lld to %lld",
-			 cfg->path, section, key, v, (long long)min, (long long)max);
+		         cfg->path, section, key, v, (long long)min, (long long)max);
 		return -1;
 	}
 	*out = n;
@@ -140,5 +140,5 @@ void pp_config_endpoint(const pp_config_t *cfg, const char *which, char *buf, si
 		snprintf(buf, len, "%s", ep);
 	else
 		snprintf(buf, len, "ipc://%s/%s.sock",
-			 pp_config_get(cfg, "paths", "run_dir", "/run/practicepost"), which);
+		         pp_config_get(cfg, "paths", "run_dir", "/run/practicepost"), which);
 }

@@ -19,10 +19,10 @@ void pp_config_free(pp_config_t **cfg);
 
 const char *pp_config_path(const pp_config_t *cfg);
 const char *pp_config_get(const pp_config_t *cfg, const char *section, const char *key,
-			  const char *def);
+                          const char *def);
 /* pp_config_get_int - def if absent; -1 with err filled if not an integer in [min,max]. */
 int pp_config_get_int(const pp_config_t *cfg, const char *section, const char *key, int64_t def,
-		      int64_t min, int64_t max, int64_t *out, char *err, size_t errlen);
+                      int64_t min, int64_t max, int64_t *out, char *err, size_t errlen);
 int pp_config_get_bool(const pp_config_t *cfg, const char *section, const char *key, int def);
 
 /* pp_config_endpoint - the ZeroMQ endpoint [watchdog] <which> ("control" or

@@ -104,8 +104,8 @@ const pp_secret_key_t *pp_daemon_key(pp_daemon_t *d)
 	char err[256];
 	if (d->key_loaded)
 		return &d->key;
-	const char *path = pp_config_get(d->cfg, "paths", "key_file",
-					 "/etc/practicepost/secret.key");
+	const char *path =
+	    pp_config_get(d->cfg, "paths", "key_file", "/etc/practicepost/secret.key");
 	if (pp_secret_key_load(path, &d->key, err, sizeof(err)) != 0) {
 		log_warnx("%s", err);
 		return NULL;
@@ -118,8 +118,7 @@ int64_t pp_daemon_int(pp_daemon_t *d, const char *key, int64_t def, int64_t min,
 {
 	char err[512];
 	int64_t v;
-	if (pp_config_get_int(d->cfg, d->ops->stage, key, def, min, max, &v, err, sizeof(err)) ==
-	    0)
+	if (pp_config_get_int(d->cfg, d->ops->stage, key, def, min, max, &v, err, sizeof(err)) == 0)
 		return v;
 	if (!d->reloading)
 		fatalx("%s", err);
@@ -186,7 +185,8 @@ static void daemon_handle(pp_daemon_t *d, const pp_msg_t *msg)
 	switch (msg->type) {
 	case PP_MSG_WAKE:
 		d->wake_pending = 1;
-		log_debug("wake from=%s message=%lld", msg->from, (long long)msg->u.wake.message_id);
+		log_debug("wake from=%s message=%lld", msg->from,
+		          (long long)msg->u.wake.message_id);
 		break;
 	case PP_MSG_CONTROL:
 		if (strcmp(msg->u.control.command, "reload") == 0)
@@ -197,8 +197,11 @@ static void daemon_handle(pp_daemon_t *d, const pp_msg_t *msg)
 			log_warnx("control command=%s unknown; ignored", msg->u.control.command);
 		break;
 	default:
+		if (d->ops->message != NULL && d->initialised &&
+		    d->ops->message(d, d->state, msg) == 0)
+			break;
 		log_warnx("message type=%s from=%s not expected by a stage; ignored",
-			  pp_msg_type_name(msg->type), msg->from);
+		          pp_msg_type_name(msg->type), msg->from);
 	}
 }
 
@@ -215,7 +218,7 @@ static void daemon_wait(pp_daemon_t *d, int64_t timeout_ms)
 			t = 0;
 		if (d->control != NULL) {
 			zmq_pollitem_t items[2] = {{d->control, 0, ZMQ_POLLIN, 0},
-						   {NULL, d->wake_fd, ZMQ_POLLIN, 0}};
+			                           {NULL, d->wake_fd, ZMQ_POLLIN, 0}};
 			if (zmq_poll(items, d->wake_fd >= 0 ? 2 : 1, (long)t) < 0 && errno != EINTR)
 				log_warnx("zmq_poll: %s", zmq_strerror(errno));
 			uint64_t wakes;
@@ -225,7 +228,8 @@ static void daemon_wait(pp_daemon_t *d, int64_t timeout_ms)
 			for (;;) {
 				pp_msg_t msg;
 				char err[256];
-				int rc = pp_zmq_recv(d->control, &msg, NULL, NULL, err, sizeof(err));
+				int rc =
+				    pp_zmq_recv(d->control, &msg, NULL, NULL, err, sizeof(err));
 				if (rc == 0)
 					break;
 				if (rc < 0)
@@ -263,24 +267,24 @@ static void daemon_reload(pp_daemon_t *d)
 static void usage(const char *stage)
 {
 	fprintf(stderr,
-		"usage: practicepost-%s [-c CONFIG] [--once] [--instance NAME] [-v]\n"
-		"  -c CONFIG        configuration file (default $PRACTICEPOST_CONFIG or\n"
-		"                   /etc/practicepost/practicepost.conf)\n"
-		"  --once           do the work that is waiting, then exit\n"
-		"  --instance NAME  name of this instance (default %s@HOST:PID)\n"
-		"  -v               debug logging\n",
-		stage, stage);
+	        "usage: practicepost-%s [-c CONFIG] [--once] [--instance NAME] [-v]\n"
+	        "  -c CONFIG        configuration file (default $PRACTICEPOST_CONFIG or\n"
+	        "                   /etc/practicepost/practicepost.conf)\n"
+	        "  --once           do the work that is waiting, then exit\n"
+	        "  --instance NAME  name of this instance (default %s@HOST:PID)\n"
+	        "  -v               debug logging\n",
+	        stage, stage);
 	exit(2);
 }
 
 static void daemon_parse_args(pp_daemon_t *d, int argc, char **argv, const char **cfg_path,
-			      const char **instance)
+                              const char **instance)
 {
 	static const struct option opts[] = {{"once", no_argument, NULL, 'o'},
-					     {"instance", required_argument, NULL, 'i'},
-					     {"config", required_argument, NULL, 'c'},
-					     {"help", no_argument, NULL, 'h'},
-					     {NULL, 0, NULL, 0}};
+	                                     {"instance", required_argument, NULL, 'i'},
+	                                     {"config", required_argument, NULL, 'c'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {NULL, 0, NULL, 0}};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
 		switch (ch) {
@@ -366,7 +370,7 @@ int pp_daemon_main(int argc, char **argv, const pp_stage_ops_t *ops)
 		PP_MSG_SET(d->instance, instance);
 	else
 		snprintf(d->instance, sizeof(d->instance), "%s@%s:%d", ops->stage, pp_hostname(),
-			 (int)getpid());
+		         (int)getpid());
 	d->started_ms = pp_mono_ms();
 	d->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (d->wake_fd < 0)
@@ -374,7 +378,7 @@ int pp_daemon_main(int argc, char **argv, const pp_stage_ops_t *ops)
 	d->poll_ms = pp_daemon_int(d, "poll_interval_ms", 1000, 10, 3600000);
 	char hb_err[256];
 	if (pp_config_get_int(d->cfg, "watchdog", "heartbeat_interval_ms", 1000, 50, 600000,
-			      &d->heartbeat_ms, hb_err, sizeof(hb_err)) != 0)
+	                      &d->heartbeat_ms, hb_err, sizeof(hb_err)) != 0)
 		fatalx("%s", hb_err);
 	char control[512];
 	pp_config_endpoint(d->cfg, "control", control, sizeof(control));
@@ -391,7 +395,7 @@ int pp_daemon_main(int argc, char **argv, const pp_stage_ops_t *ops)
 	daemon_heartbeat(d, "running");
 	daemon_run(d, state, &exit_code);
 	log_info("instance=%s stopping processed=%lld failed=%lld", d->instance,
-		 (long long)d->processed, (long long)d->failed);
+	         (long long)d->processed, (long long)d->failed);
 	if (ops->fini)
 		ops->fini(d, state);
 	daemon_heartbeat(d, "stopped");
@@ -411,18 +415,19 @@ void pp_daemon_wake_self(pp_daemon_t *d)
 }
 
 int pp_diag_raise(pp_db_t *db, const char *stage, const char *severity, const char *code,
-		  int64_t practice_id, int64_t email_account_id, int64_t sms_account_id,
-		  const char *text)
+                  int64_t practice_id, int64_t email_account_id, int64_t sms_account_id,
+                  const char *text)
 {
 	char p[24], e[24], s[24];
 	pp_lltoa(p, practice_id);
 	pp_lltoa(e, email_account_id);
 	pp_lltoa(s, sms_account_id);
 	log_warnx("diagnostic code=%s severity=%s practice=%s email_account=%s sms_account=%s %s",
-		  code, severity, p, e, s, text);
-	return pp_db_command(db,
-			     "INSERT INTO diagnostics (stage, severity, code, practice_id, "
-			     "email_account_id, sms_account_id, text) VALUES ($1, $2, $3, "
-			     "nullif($4::bigint, 0), nullif($5::bigint, 0), nullif($6::bigint, 0), $7)",
-			     PP_DB_ARGS(stage, severity, code, p, e, s, text));
+	          code, severity, p, e, s, text);
+	return pp_db_command(
+	    db,
+	    "INSERT INTO diagnostics (stage, severity, code, practice_id, "
+	    "email_account_id, sms_account_id, text) VALUES ($1, $2, $3, "
+	    "nullif($4::bigint, 0), nullif($5::bigint, 0), nullif($6::bigint, 0), $7)",
+	    PP_DB_ARGS(stage, severity, code, p, e, s, text));
 }

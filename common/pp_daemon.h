@@ -17,6 +17,7 @@
 
 #include "pp_config.h"
 #include "pp_db.h"
+#include "pp_msg.h"
 #include "pp_secret.h"
 
 typedef struct pp_daemon pp_daemon_t;
@@ -32,6 +33,10 @@ typedef struct {
 	void (*fini)(pp_daemon_t *d, void *state);
 	/* pending - optional: how much work waits (for heartbeats). */
 	int64_t (*pending)(pp_daemon_t *d, void *state);
+	/* message - optional: a message from the watchdog of a type the
+	 * skeleton does not handle itself (account_test); 0 if it was taken,
+	 * -1 if the stage does not take that type (logged, ignored). */
+	int (*message)(pp_daemon_t *d, void *state, const pp_msg_t *msg);
 } pp_stage_ops_t;
 
 int pp_daemon_main(int argc, char **argv, const pp_stage_ops_t *ops);
@@ -69,7 +74,7 @@ int64_t pp_daemon_int(pp_daemon_t *d, const char *key, int64_t def, int64_t min,
 /* pp_diag_raise - record a diagnostic row (and log it). Account ids may be
  * 0 for none. Returns 0 / -1. */
 int pp_diag_raise(pp_db_t *db, const char *stage, const char *severity, const char *code,
-		  int64_t practice_id, int64_t email_account_id, int64_t sms_account_id,
-		  const char *text);
+                  int64_t practice_id, int64_t email_account_id, int64_t sms_account_id,
+                  const char *text);
 
 #endif

@@ -65,7 +65,7 @@ static void db_set_result_error(pp_db_t *db, const PGresult *res)
 	const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	const char *constraint = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
 	db_set_error(db, primary ? primary : PQerrorMessage(db->conn),
-		     res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL);
+	             res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL);
 	pp_strlcpy(db->constraint, constraint ? constraint : "", sizeof(db->constraint));
 }
 
@@ -106,8 +106,7 @@ int pp_db_is_up(const pp_db_t *db)
 /* db_prepared - the name of sql prepared on this connection, preparing
  * it on first use; NULL when the table is full or preparing failed (the
  * statement then runs unprepared). */
-static const char *db_prepared(pp_db_t *db, const char *sql, int nparams, char *name,
-			       size_t len)
+static const char *db_prepared(pp_db_t *db, const char *sql, int nparams, char *name, size_t len)
 {
 	int i;
 	for (i = 0; i < db->nprepared; i++)
@@ -138,7 +137,7 @@ static void db_lost(pp_db_t *db)
 }
 
 static PGresult *db_exec(pp_db_t *db, const char *sql, int nparams, const char *const *params,
-			 int prepare)
+                         int prepare)
 {
 	char name[16];
 	if (db->outstanding)
@@ -146,9 +145,11 @@ static PGresult *db_exec(pp_db_t *db, const char *sql, int nparams, const char *
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (pp_db_connect(db) != 0)
 			return NULL;
-		const char *stmt = prepare ? db_prepared(db, sql, nparams, name, sizeof(name)) : NULL;
-		PGresult *res = stmt ? PQexecPrepared(db->conn, stmt, nparams, params, NULL, NULL, 0)
-				     : PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+		const char *stmt =
+		    prepare ? db_prepared(db, sql, nparams, name, sizeof(name)) : NULL;
+		PGresult *res =
+		    stmt ? PQexecPrepared(db->conn, stmt, nparams, params, NULL, NULL, 0)
+		         : PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
 		ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 		if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
 			return res;
@@ -235,14 +236,12 @@ PGresult *pp_db_exec(pp_db_t *db, const char *sql, int nparams, const char *cons
 	return db_exec(db, sql, nparams, params, 0);
 }
 
-PGresult *pp_db_exec_prepared(pp_db_t *db, const char *sql, int nparams,
-			      const char *const *params)
+PGresult *pp_db_exec_prepared(pp_db_t *db, const char *sql, int nparams, const char *const *params)
 {
 	return db_exec(db, sql, nparams, params, 1);
 }
 
-int pp_db_command_prepared(pp_db_t *db, const char *sql, int nparams,
-			   const char *const *params)
+int pp_db_command_prepared(pp_db_t *db, const char *sql, int nparams, const char *const *params)
 {
 	PGresult *res = pp_db_exec_prepared(db, sql, nparams, params);
 	if (res == NULL)

@@ -14,8 +14,10 @@ typedef struct pp_db pp_db_t;
 
 /* PP_DB_ARGS(a, b, ...) expands to "count, array" for pp_db_exec. */
 #define PP_DB_ARGS(...)                                                                            \
-	(int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *)),                     \
-		(const char *const[]){__VA_ARGS__}
+	(int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *)), (const char *const[]) \
+	{                                                                                          \
+		__VA_ARGS__                                                                        \
+	}
 
 /* pp_db_new - remember conninfo; the connection is made lazily. */
 pp_db_t *pp_db_new(const char *conninfo, const char *application_name);
@@ -33,10 +35,8 @@ PGresult *pp_db_exec(pp_db_t *db, const char *sql, int nparams, const char *cons
  * its address names it. At most PP_DB_PREPARED_MAX such statements per
  * connection; past that they run unprepared. */
 #define PP_DB_PREPARED_MAX 32
-PGresult *pp_db_exec_prepared(pp_db_t *db, const char *sql, int nparams,
-			      const char *const *params);
-int pp_db_command_prepared(pp_db_t *db, const char *sql, int nparams,
-			   const char *const *params);
+PGresult *pp_db_exec_prepared(pp_db_t *db, const char *sql, int nparams, const char *const *params);
+int pp_db_command_prepared(pp_db_t *db, const char *sql, int nparams, const char *const *params);
 /* Pipelining, one statement at a time: pp_db_send_prepared sends a
  * prepared statement (as pp_db_exec_prepared) and returns without waiting;
  * pp_db_result then waits for its result (NULL on failure, as pp_db_exec).

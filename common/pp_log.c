@@ -38,7 +38,8 @@ static void log_vline(const char *level, const char *fmt, va_list ap, const char
 	if (err != NULL) {
 		int e = snprintf(line + len, sizeof(line) - len, ": %s", err);
 		if (e > 0)
-			len = len + (size_t)e >= sizeof(line) - 1 ? sizeof(line) - 2 : len + (size_t)e;
+			len = len + (size_t)e >= sizeof(line) - 1 ? sizeof(line) - 2
+			                                          : len + (size_t)e;
 	}
 	/* Keep each event on one line, whatever a value held. */
 	for (size_t i = 0; i < len; i++)

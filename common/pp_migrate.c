@@ -14,7 +14,7 @@
 
 #define PP_INCBIN(sym, file)                                                                       \
 	__asm__(".section .rodata\n.global " #sym "\n.type " #sym ", @object\n" #sym               \
-		":\n.incbin \"" file "\"\n.byte 0\n.previous\n");                                  \
+	        ":\n.incbin \"" file "\"\n.byte 0\n.previous\n");                                  \
 	extern const char sym[]
 
 PP_INCBIN(pp_sql_001, "common/sql/001_schema.sql");
@@ -26,21 +26,20 @@ PP_INCBIN(pp_sql_006, "common/sql/006_oauth.sql");
 PP_INCBIN(pp_sql_007, "common/sql/007_sms.sql");
 PP_INCBIN(pp_sql_008, "common/sql/008_attachments_raw.sql");
 PP_INCBIN(pp_sql_009, "common/sql/009_holds.sql");
+PP_INCBIN(pp_sql_010, "common/sql/010_locations.sql");
+PP_INCBIN(pp_sql_011, "common/sql/011_account_test.sql");
 
 static const struct {
 	int version;
 	const char *name;
 	const char *sql;
 } migrations[] = {
-	{1, "001_schema", pp_sql_001},
-	{2, "002_sender", pp_sql_002},
-	{3, "003_composer", pp_sql_003},
-	{4, "004_automation", pp_sql_004},
-	{5, "005_inbox", pp_sql_005},
-	{6, "006_oauth", pp_sql_006},
-	{7, "007_sms", pp_sql_007},
-	{8, "008_attachments_raw", pp_sql_008},
-	{9, "009_holds", pp_sql_009},
+    {1, "001_schema", pp_sql_001},        {2, "002_sender", pp_sql_002},
+    {3, "003_composer", pp_sql_003},      {4, "004_automation", pp_sql_004},
+    {5, "005_inbox", pp_sql_005},         {6, "006_oauth", pp_sql_006},
+    {7, "007_sms", pp_sql_007},           {8, "008_attachments_raw", pp_sql_008},
+    {9, "009_holds", pp_sql_009},         {10, "010_locations", pp_sql_010},
+    {11, "011_account_test", pp_sql_011},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -83,9 +82,9 @@ int pp_migrate_apply(pp_db_t *db, int *from, int *to, char *err, size_t errlen)
 	}
 	if (current > pp_migrate_latest()) {
 		snprintf(err, errlen,
-			 "the database schema is version %d but this build knows only up to %d; "
-			 "refusing to touch it (upgrade PracticePost)",
-			 current, pp_migrate_latest());
+		         "the database schema is version %d but this build knows only up to %d; "
+		         "refusing to touch it (upgrade PracticePost)",
+		         current, pp_migrate_latest());
 		goto done;
 	}
 	for (int i = 0; i < MIGRATION_COUNT; i++) {
@@ -96,22 +95,23 @@ int pp_migrate_apply(pp_db_t *db, int *from, int *to, char *err, size_t errlen)
 		char v[16];
 		snprintf(v, sizeof(v), "%d", migrations[i].version);
 		if (pp_db_begin(db) != 0 ||
-		    pp_db_command(db,
-				  "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY "
-				  "KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT "
-				  "now())",
-				  0, NULL) != 0 ||
+		    pp_db_command(
+		        db,
+		        "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY "
+		        "KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT "
+		        "now())",
+		        0, NULL) != 0 ||
 		    pp_db_script(db, migrations[i].sql) != 0 ||
 		    pp_db_command(db, "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
-				  PP_DB_ARGS(v, migrations[i].name)) != 0 ||
+		                  PP_DB_ARGS(v, migrations[i].name)) != 0 ||
 		    pp_db_commit(db) != 0) {
 			snprintf(err, errlen, "migration %s failed: %s", migrations[i].name,
-				 pp_db_error(db));
+			         pp_db_error(db));
 			pp_db_rollback(db);
 			goto done;
 		}
 		log_info("schema migrated to version %d (%s)", migrations[i].version,
-			 migrations[i].name);
+		         migrations[i].name);
 		*to = migrations[i].version;
 	}
 	rc = 0;
@@ -129,9 +129,9 @@ int pp_migrate_check(pp_db_t *db, char *err, size_t errlen)
 	}
 	if (v != pp_migrate_latest()) {
 		snprintf(err, errlen,
-			 "database schema is version %d, this build needs %d "
-			 "(run: practicepost db migrate)",
-			 v, pp_migrate_latest());
+		         "database schema is version %d, this build needs %d "
+		         "(run: practicepost db migrate)",
+		         v, pp_migrate_latest());
 		return -1;
 	}
 	return 0;

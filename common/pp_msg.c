@@ -31,11 +31,10 @@ typedef struct {
 	static const field_desc_t name##_fields[] = {FIELDS(DESC_S, DESC_I, pp_msg_##name##_t)};
 PP_MSG_TYPES(DESC_FIELDS)
 
-static const type_desc_t types[PP_MSG_TYPE_COUNT] = {
-	[PP_MSG_NONE] = {"none", NULL, 0},
+static const type_desc_t types[PP_MSG_TYPE_COUNT] = {[PP_MSG_NONE] = {"none", NULL, 0},
 #define DESC_TYPE(ENUM, name, FIELDS)                                                              \
 	[PP_MSG_##ENUM] = {#name, name##_fields, sizeof(name##_fields) / sizeof(field_desc_t)},
-	PP_MSG_TYPES(DESC_TYPE)
+                                                     PP_MSG_TYPES(DESC_TYPE)
 #undef DESC_TYPE
 };
 
@@ -132,7 +131,7 @@ static int get_int(const msgpack_object *o, int64_t *out)
 }
 
 static int get_str(const msgpack_object *o, char *dst, size_t max, const char *what, char *err,
-		   size_t errlen)
+                   size_t errlen)
 {
 	if (o->type != MSGPACK_OBJECT_STR) {
 		snprintf(err, errlen, "field %s: not a string", what);
@@ -170,19 +169,21 @@ static int decode_body(const msgpack_object *o, pp_msg_t *msg, char *err, size_t
 			return -1;
 		}
 		if (seen & (1u << f)) {
-			snprintf(err, errlen, "%s: field %s repeated", td->name, td->fields[f].name);
+			snprintf(err, errlen, "%s: field %s repeated", td->name,
+			         td->fields[f].name);
 			return -1;
 		}
 		seen |= 1u << f;
 		char *dst = msg_body(msg) + td->fields[f].offset;
 		if (td->fields[f].is_str) {
 			if (get_str(&kv->val, dst, td->fields[f].max, td->fields[f].name, err,
-				    errlen) != 0)
+			            errlen) != 0)
 				return -1;
 		} else {
 			int64_t v;
 			if (get_int(&kv->val, &v) != 0) {
-				snprintf(err, errlen, "field %s: not an integer", td->fields[f].name);
+				snprintf(err, errlen, "field %s: not an integer",
+				         td->fields[f].name);
 				return -1;
 			}
 			memcpy(dst, &v, sizeof(v));
@@ -278,26 +279,77 @@ static int msgpack_precheck(const unsigned char *p, size_t len)
 			skip = b & 0x1f;
 		else {
 			switch (b) {
-			case 0xc4: case 0xd9: lenbytes = 1; break;
-			case 0xc5: case 0xda: lenbytes = 2; break;
-			case 0xc6: case 0xdb: lenbytes = 4; break;
-			case 0xc7: lenbytes = 1; extra = 1; break;
-			case 0xc8: lenbytes = 2; extra = 1; break;
-			case 0xc9: lenbytes = 4; extra = 1; break;
-			case 0xca: skip = 4; break;
-			case 0xcb: skip = 8; break;
-			case 0xcc: case 0xd0: skip = 1; break;
-			case 0xcd: case 0xd1: skip = 2; break;
-			case 0xce: case 0xd2: skip = 4; break;
-			case 0xcf: case 0xd3: skip = 8; break;
-			case 0xd4: skip = 2; break;
-			case 0xd5: skip = 3; break;
-			case 0xd6: skip = 5; break;
-			case 0xd7: skip = 9; break;
-			case 0xd8: skip = 17; break;
-			case 0xdc: case 0xde: lenbytes = 2; break;
-			case 0xdd: case 0xdf: lenbytes = 4; break;
-			default: return -1; /* 0xc1 is never used */
+			case 0xc4:
+			case 0xd9:
+				lenbytes = 1;
+				break;
+			case 0xc5:
+			case 0xda:
+				lenbytes = 2;
+				break;
+			case 0xc6:
+			case 0xdb:
+				lenbytes = 4;
+				break;
+			case 0xc7:
+				lenbytes = 1;
+				extra = 1;
+				break;
+			case 0xc8:
+				lenbytes = 2;
+				extra = 1;
+				break;
+			case 0xc9:
+				lenbytes = 4;
+				extra = 1;
+				break;
+			case 0xca:
+				skip = 4;
+				break;
+			case 0xcb:
+				skip = 8;
+				break;
+			case 0xcc:
+			case 0xd0:
+				skip = 1;
+				break;
+			case 0xcd:
+			case 0xd1:
+				skip = 2;
+				break;
+			case 0xce:
+			case 0xd2:
+				skip = 4;
+				break;
+			case 0xcf:
+			case 0xd3:
+				skip = 8;
+				break;
+			case 0xd4:
+				skip = 2;
+				break;
+			case 0xd5:
+				skip = 3;
+				break;
+			case 0xd6:
+				skip = 5;
+				break;
+			case 0xd7:
+				skip = 9;
+				break;
+			case 0xd8:
+				skip = 17;
+				break;
+			case 0xdc:
+			case 0xde:
+				lenbytes = 2;
+				break;
+			case 0xdd:
+			case 0xdf:
+				lenbytes = 4;
+				break;
+			default:
+				return -1; /* 0xc1 is never used */
 			}
 		}
 		if (lenbytes) {

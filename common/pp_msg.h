@@ -25,12 +25,12 @@
 #define PP_MSG_FIELDS_WAKE(S, I, T) S(T, stage, 32) I(T, message_id)
 /* heartbeat: a stage is alive; counters since it started. */
 #define PP_MSG_FIELDS_HEARTBEAT(S, I, T)                                                           \
-	S(T, stage, 32) S(T, instance, 96) S(T, state, 32) I(T, pid) I(T, uptime_s)                \
-		I(T, processed) I(T, failed) I(T, pending)
+	S(T, stage, 32)                                                                            \
+	S(T, instance, 96) S(T, state, 32) I(T, pid) I(T, uptime_s) I(T, processed) I(T, failed)   \
+	    I(T, pending)
 /* event: published by the watchdog on the PUB socket. */
 #define PP_MSG_FIELDS_EVENT(S, I, T)                                                               \
-	S(T, kind, 32) S(T, stage, 32) S(T, instance, 96) I(T, pid) I(T, status)                   \
-		S(T, detail, 512)
+	S(T, kind, 32) S(T, stage, 32) S(T, instance, 96) I(T, pid) I(T, status) S(T, detail, 512)
 /* control: an operator command to the watchdog, or from it to a stage. */
 #define PP_MSG_FIELDS_CONTROL(S, I, T) S(T, command, 32) S(T, stage, 32) S(T, arg, 256)
 /* reply: the answer to a control message. */
@@ -39,13 +39,29 @@
 #define PP_MSG_FIELDS_SELFTEST(S, I, T)                                                            \
 	S(T, stage, 32) S(T, instance, 96) S(T, check, 64) I(T, ok) S(T, detail, 512)
 
+/* account_test: run the credential test of an email account. The CLI
+ * sends it to the watchdog (service ""), which answers REPLY ok=1 and
+ * forwards it to a sender instance with service set to its verdict on the
+ * "service running" step; request names the run in every account_step. */
+#define PP_MSG_FIELDS_ACCOUNT_TEST(S, I, T) S(T, request, 64) I(T, account_id) S(T, service, 512)
+/* account_step: one step of a credential test (stage -> watchdog -> CLI).
+ * status "start" (the step began), "ok", "skipped", "failed" (final: the
+ * run stops there) or "done" (final, after step 7: all passed); action is
+ * what to do about a failure; elapsed_ms is the step's own time. */
+#define PP_MSG_FIELDS_ACCOUNT_STEP(S, I, T)                                                        \
+	S(T, request, 64)                                                                          \
+	I(T, account_id) I(T, step) S(T, status, 16) S(T, detail, 1024) S(T, action, 1024)         \
+	    I(T, final) I(T, elapsed_ms)
+
 #define PP_MSG_TYPES(X)                                                                            \
 	X(WAKE, wake, PP_MSG_FIELDS_WAKE)                                                          \
 	X(HEARTBEAT, heartbeat, PP_MSG_FIELDS_HEARTBEAT)                                           \
 	X(EVENT, event, PP_MSG_FIELDS_EVENT)                                                       \
 	X(CONTROL, control, PP_MSG_FIELDS_CONTROL)                                                 \
 	X(REPLY, reply, PP_MSG_FIELDS_REPLY)                                                       \
-	X(SELFTEST, selftest, PP_MSG_FIELDS_SELFTEST)
+	X(SELFTEST, selftest, PP_MSG_FIELDS_SELFTEST)                                              \
+	X(ACCOUNT_TEST, account_test, PP_MSG_FIELDS_ACCOUNT_TEST)                                  \
+	X(ACCOUNT_STEP, account_step, PP_MSG_FIELDS_ACCOUNT_STEP)
 
 #define PP_MSG_DECL_S(T, name, max) char name[(max) + 1];
 #define PP_MSG_DECL_I(T, name) int64_t name;
@@ -61,7 +77,7 @@ typedef enum {
 #define PP_MSG_DECL_ENUM(ENUM, name, FIELDS) PP_MSG_##ENUM,
 	PP_MSG_TYPES(PP_MSG_DECL_ENUM)
 #undef PP_MSG_DECL_ENUM
-		PP_MSG_TYPE_COUNT
+	    PP_MSG_TYPE_COUNT
 } pp_msg_type_t;
 
 typedef struct {

@@ -141,14 +141,21 @@ static char *outbox_sql_claim(const pp_outbox_desc_t *desc)
 		return sql;
 	}
 	char *nulls = outbox_sql_nulls(cols);
+	/* pp_outbox_hold runs only for a message some rule could touch: its
+	 * person has an opt-out, or it is automatic and the practice has a
+	 * rule today (asked once, g); the gate is a one-time filter. */
 	sql = xasprintf(
 	    "WITH c AS (SELECT id, practice_id, person_id, channel, category, send_now, "
 	    "deliver_after FROM messages WHERE %s ORDER BY deliver_after, id LIMIT $6::int FOR "
-	    "UPDATE SKIP LOCKED), h AS (SELECT c.id, x.hold_until, x.reason, x.stop FROM (SELECT "
-	    "c.*, row_number() OVER (PARTITION BY c.person_id, pp_message_automatic(c.category, "
-	    "c.send_now) ORDER BY c.deliver_after, c.id) AS rank FROM c) c LEFT JOIN LATERAL "
-	    "pp_outbox_hold(c.practice_id, c.person_id, c.channel, c.category, c.send_now, "
-	    "c.rank) x ON true), held AS (UPDATE messages m SET deliver_after = "
+	    "UPDATE SKIP LOCKED), g AS (SELECT coalesce(pp_practice_has_holds((SELECT "
+	    "a.practice_id FROM %s a WHERE a.id = $1::bigint)), false) AS rules), h AS (SELECT "
+	    "c.id, x.hold_until, x.reason, x.stop FROM (SELECT c.*, row_number() OVER "
+	    "(PARTITION BY c.person_id, pp_message_automatic(c.category, c.send_now) ORDER BY "
+	    "c.deliver_after, c.id) AS rank FROM c) c CROSS JOIN g LEFT JOIN LATERAL (SELECT * "
+	    "FROM pp_outbox_hold(c.practice_id, c.person_id, c.channel, c.category, c.send_now, "
+	    "c.rank) WHERE (g.rules AND pp_message_automatic(c.category, c.send_now)) OR "
+	    "EXISTS (SELECT 1 FROM optouts o WHERE o.person_id = c.person_id)) x ON true), "
+	    "held AS (UPDATE messages m SET deliver_after = "
 	    "coalesce(h.hold_until, m.deliver_after), flagged = m.flagged OR h.stop, hold_reason "
 	    "= h.reason, last_error = CASE WHEN h.stop THEN h.reason ELSE m.last_error END, "
 	    "updated_at = now() FROM h WHERE m.id = h.id AND h.reason IS NOT NULL RETURNING "
@@ -159,7 +166,7 @@ static char *outbox_sql_claim(const pp_outbox_desc_t *desc)
 	    "m.send_now%s%s) SELECT NULL::text AS hold, sent.* FROM sent UNION ALL SELECT "
 	    "CASE WHEN held.stop THEN 'flagged: ' ELSE 'until ' || (to_json(held.hold_until) #>> "
 	    "'{}') || ': ' END || held.reason, held.id, held.practice_id, NULL, NULL%s FROM held",
-	    due, cols ? ", " : "", cols ? cols : "", nulls);
+	    due, desc->account_table, cols ? ", " : "", cols ? cols : "", nulls);
 	free(nulls);
 	free(due);
 	return sql;

@@ -43,8 +43,8 @@ int pp_secret_key_load(const char *path, pp_secret_key_t *key, char *err, size_t
 		return -1;
 	}
 	if (fstat(fd, &st) != 0 || (st.st_mode & 077) != 0) {
-		snprintf(err, errlen, "key file %s: must not be readable by group or others (chmod 600)",
-			 path);
+		snprintf(err, errlen,
+		         "key file %s: must not be readable by group or others (chmod 600)", path);
 		close(fd);
 		return -1;
 	}
@@ -59,7 +59,7 @@ int pp_secret_key_load(const char *path, pp_secret_key_t *key, char *err, size_t
 		text[--n] = '\0';
 	if (n != 2 * PP_SECRET_KEY_LEN) {
 		snprintf(err, errlen, "key file %s: expected %d hex digits", path,
-			 2 * PP_SECRET_KEY_LEN);
+		         2 * PP_SECRET_KEY_LEN);
 		return -1;
 	}
 	for (int i = 0; i < PP_SECRET_KEY_LEN; i++) {
@@ -111,7 +111,7 @@ char *pp_secret_encrypt(const pp_secret_key_t *key, const char *plain, size_t le
 	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
 	if (ctx == NULL || EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key->key, raw) != 1 ||
 	    EVP_EncryptUpdate(ctx, raw + NONCE_LEN, &outl, (const unsigned char *)plain,
-			      (int)len) != 1 ||
+	                      (int)len) != 1 ||
 	    EVP_EncryptFinal_ex(ctx, raw + NONCE_LEN + outl, &finl) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_LEN, raw + NONCE_LEN + len) != 1)
 		fatalx("secret: AES-256-GCM encryption failed");
@@ -161,12 +161,11 @@ char *pp_secret_decrypt(const pp_secret_key_t *key, const char *stored, size_t *
 	char *plain = xmalloc(len + 1);
 	int outl = 0, finl = 0, ok;
 	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-	ok = ctx != NULL &&
-	     EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key->key, raw) == 1 &&
-	     EVP_DecryptUpdate(ctx, (unsigned char *)plain, &outl, raw + NONCE_LEN, (int)len) ==
-		     1 &&
-	     EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN, raw + NONCE_LEN + len) == 1 &&
-	     EVP_DecryptFinal_ex(ctx, (unsigned char *)plain + outl, &finl) == 1;
+	ok =
+	    ctx != NULL && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key->key, raw) == 1 &&
+	    EVP_DecryptUpdate(ctx, (unsigned char *)plain, &outl, raw + NONCE_LEN, (int)len) == 1 &&
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN, raw + NONCE_LEN + len) == 1 &&
+	    EVP_DecryptFinal_ex(ctx, (unsigned char *)plain + outl, &finl) == 1;
 	EVP_CIPHER_CTX_free(ctx);
 	free(raw);
 	if (!ok) {

@@ -10,7 +10,7 @@
 
 static const char *const state_names[] = {
 #define PP_STATE_NAME(name, text) text,
-	PP_STATE_LIST(PP_STATE_NAME)
+    PP_STATE_LIST(PP_STATE_NAME)
 #undef PP_STATE_NAME
 };
 
@@ -35,14 +35,15 @@ int pp_state_check(pp_db_t *db, char *err, size_t errlen)
 	pp_buf_init(&want);
 	for (int i = 0; i < PP_STATE_COUNT; i++)
 		pp_buf_printf(&want, "%s%s", i ? "," : "", state_names[i]);
-	PGresult *res = pp_db_exec(
-		db, "SELECT array_to_string(enum_range(NULL::message_state), ',')", 0, NULL);
+	PGresult *res =
+	    pp_db_exec(db, "SELECT array_to_string(enum_range(NULL::message_state), ',')", 0, NULL);
 	int rc = -1;
 	if (res == NULL)
 		snprintf(err, errlen, "cannot read message_state: %s", pp_db_error(db));
 	else if (strcmp(PQgetvalue(res, 0, 0), want.data) != 0)
-		snprintf(err, errlen, "message_state in the database (%s) differs from this build (%s)",
-			 PQgetvalue(res, 0, 0), want.data);
+		snprintf(err, errlen,
+		         "message_state in the database (%s) differs from this build (%s)",
+		         PQgetvalue(res, 0, 0), want.data);
 	else
 		rc = 0;
 	PQclear(res);

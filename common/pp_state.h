@@ -29,7 +29,7 @@ typedef enum {
 #define PP_STATE_ENUM(name, text) PP_STATE_##name,
 	PP_STATE_LIST(PP_STATE_ENUM)
 #undef PP_STATE_ENUM
-		PP_STATE_COUNT
+	    PP_STATE_COUNT
 } pp_state_t;
 
 /* Attempts after which a message is flagged and waits for a reset. */

@@ -52,7 +52,7 @@ void *pp_zmq_socket(int type, const char *endpoint, int bind, const char *identi
 	int rc = bind ? zmq_bind(s, endpoint) : zmq_connect(s, endpoint);
 	if (rc != 0) {
 		log_warnx("endpoint=%s %s failed: %s", endpoint, bind ? "bind" : "connect",
-			  zmq_strerror(errno));
+		          zmq_strerror(errno));
 		zmq_close(s);
 		return NULL;
 	}
@@ -119,7 +119,8 @@ int pp_zmq_recv(void *sock, pp_msg_t *msg, char *id, size_t *idlen, char *err, s
 		} else if (rc == 1 && (parts > (id != NULL ? 1 : 0) || more)) {
 			snprintf(err, errlen, "unexpected multi-part message");
 			rc = -1;
-		} else if (rc == 1 && pp_msg_decode(zmq_msg_data(&part), size, msg, err, errlen) != 0)
+		} else if (rc == 1 &&
+		           pp_msg_decode(zmq_msg_data(&part), size, msg, err, errlen) != 0)
 			rc = -1;
 		zmq_msg_close(&part);
 		parts++;

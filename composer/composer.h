@@ -98,6 +98,9 @@ typedef struct {
 	const char *optout_kind; /* pp_optout_kind(category); "general": no List-Unsubscribe */
 	const char *country;     /* the practice's ISO country (mobile numbers), or NULL */
 	int sms_max_segments;    /* the practice's longest SMS, in segments */
+	/* The identity of the message's location (the appointment's, else the
+	 * patient's preferred one); NULL where it has none. */
+	const char *loc_from_addr, *loc_from_name, *loc_sms_sender_id;
 } composer_fields_t;
 
 /* COMPOSER_BOUNCED_ON(p, tz) - SQL: when person p's current address was
@@ -123,9 +126,13 @@ typedef struct {
 typedef struct {
 	PGresult *res;
 	const char *id;
-	const char *from_name; /* email only; may be "" */
-	const char *from_addr; /* email address, or the SMS sender id */
-	int64_t max_bytes;     /* 0: no limit */
+	const char *from_name;     /* email only; may be "" */
+	const char *from_addr;     /* email address, or the SMS sender id: the
+	                            * location's when it has one (composer_identity.c) */
+	const char *own_addr;      /* the account's own address: List-Unsubscribe goes
+	                            * to the mailbox the fetcher reads */
+	const char *sms_sender_id; /* SMS: the location's sender id, NULL: the account's */
+	int64_t max_bytes;         /* 0: no limit */
 } composer_account_t;
 
 /* Cc and Bcc (composer_recipients.c); names and addresses borrowed. */
@@ -227,6 +234,12 @@ composer_rc_t composer_job_compose(pp_db_t *db, composer_job_t *job);
 composer_rc_t composer_fields_load(pp_db_t *db, composer_job_t *job);
 composer_rc_t composer_template_load(pp_db_t *db, composer_job_t *job);
 composer_rc_t composer_account_load(pp_db_t *db, composer_job_t *job);
+
+/* composer_identity.c - who the message comes from. */
+/* composer_identity_apply - the From (address, name) and SMS sender id of
+ * the message's location where it has them, else the account's
+ * (job->fields.loc_* over job->account). */
+void composer_identity_apply(composer_job_t *job);
 
 /* composer_recipients.c - Cc/Bcc loaded and checked against the rules. */
 composer_rc_t composer_recipients_load(pp_db_t *db, composer_job_t *job);

@@ -11,7 +11,6 @@
 #include "composer.h"
 #include "pp_util.h"
 
-
 /* attach_total - how many files and bytes the request carries. */
 static composer_rc_t attach_total(pp_db_t *db, composer_job_t *job, const char *req, int64_t *count)
 {

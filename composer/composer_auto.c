@@ -148,17 +148,46 @@ typedef struct {
 	const char *subject, *body;              /* of the template chosen */
 	int has_appointment, link_set;
 	const char *link_error;
+	const char *sms_off;         /* why the practice cannot send SMS, NULL: it can */
+	int sms_provider_none;       /* ... because its SMS provider is "none" */
+	int sms_fallback_email;      /* the practice's sms_fallback is 'email' */
+	char skip[COMPOSER_ERR_MAX]; /* why nothing is sent, "" for "wants no messages" */
 } auto_choice_t;
 
 static const char choice_sql[] =
     "SELECT pe.preferred_channel, coalesce(pe.email, '') <> '', coalesce(pe.mobile, '') <> '', "
     "te.channel::text, ts.channel::text, te.subject, te.body, ts.subject, ts.body, "
-    "a.id IS NOT NULL, a.booking_link IS NOT NULL, a.booking_link_error "
-    "FROM people pe "
+    "a.id IS NOT NULL, a.booking_link IS NOT NULL, a.booking_link_error, pp_sms_off($1), "
+    "pr.sms_provider = 'none', pr.sms_fallback = 'email' "
+    "FROM people pe JOIN practices pr ON pr.id = $1 "
     "LEFT JOIN templates te ON te.practice_id = $1 AND te.code = $3 "
     "LEFT JOIN templates ts ON ts.practice_id = $1 AND ts.code = $4 "
     "LEFT JOIN appointments a ON a.id = $5::bigint "
     "WHERE pe.id = $2";
+
+/* auto_sms_off - the patient could have had an SMS but the practice cannot
+ * send one: -1 when nothing is sent (c->skip says why; or a refusal in
+ * err when the practice has SMS but no enabled account), 0 when email
+ * stands in (the patient has an address and the practice's fallback is
+ * email, or the patient prefers email anyway). */
+static int auto_sms_off(const composer_auto_msg_t *m, auto_choice_t *c, int email_ok, char *err,
+                        size_t errlen)
+{
+	int prefers_sms = strcmp(c->preferred, "sms") == 0;
+	if (email_ok && (!prefers_sms || c->sms_fallback_email))
+		return 0;
+	if (email_ok)
+		snprintf(c->skip, sizeof(c->skip),
+		         "patient %lld prefers SMS; %s and its SMS fallback is none",
+		         LL(m->person_id), c->sms_off);
+	else if (c->sms_provider_none)
+		snprintf(c->skip, sizeof(c->skip), "%s and patient %lld has no email address",
+		         c->sms_off, LL(m->person_id));
+	else
+		snprintf(err, errlen, "%s and patient %lld has no email address", c->sms_off,
+		         LL(m->person_id));
+	return -1;
+}
 
 /* auto_choose - the template code to use (borrowed from m), NULL when the
  * patient wants nothing; refusal text in err. */
@@ -174,10 +203,16 @@ static const char *auto_choose(const composer_auto_msg_t *m, auto_choice_t *c, c
 	c->has_appointment = strcmp(pp_db_value(r, 0, 9), "t") == 0;
 	c->link_set = strcmp(pp_db_value(r, 0, 10), "t") == 0;
 	c->link_error = pp_db_value(r, 0, 11);
+	c->sms_off = pp_db_value(r, 0, 12);
+	c->sms_provider_none = strcmp(pp_db_value(r, 0, 13), "t") == 0;
+	c->sms_fallback_email = strcmp(pp_db_value(r, 0, 14), "t") == 0;
 	if (strcmp(c->preferred, "none") == 0)
 		return NULL;
 	int email_ok = m->email_template && c->email_channel && c->has_email;
 	int sms_ok = m->sms_template && c->sms_channel && c->has_mobile;
+	if (sms_ok && c->sms_off != NULL && auto_sms_off(m, c, email_ok, err, errlen) != 0)
+		return NULL;
+	sms_ok = sms_ok && c->sms_off == NULL;
 	int sms = (strcmp(c->preferred, "sms") == 0 && sms_ok) || (!email_ok && sms_ok);
 	if (!sms && m->email_template == NULL) {
 		snprintf(err, errlen,
@@ -271,7 +306,11 @@ composer_auto_rc_t composer_auto_make(pp_daemon_t *d, const composer_auto_msg_t 
 	else
 		code = auto_choose(m, &c, err, sizeof(err));
 	if (code == NULL && err[0] == '\0') {
-		snprintf(outcome, outlen, "patient %lld wants no messages", LL(m->person_id));
+		if (c.skip[0] != '\0')
+			pp_strlcpy(outcome, c.skip, outlen);
+		else
+			snprintf(outcome, outlen, "patient %lld wants no messages",
+			         LL(m->person_id));
 		rc = composer_auto_mark_sent(db, m, 0, outcome) ? AUTO_DB_ERROR : AUTO_SKIPPED;
 		goto done;
 	}

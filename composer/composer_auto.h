@@ -23,9 +23,11 @@
  *    follows it with the higher SEQUENCE.
  *  - No cancellation for an appointment booked and cancelled before any
  *    confirmation went out; nothing for appointments already in the past.
- *  - Channel: the patient's preferred one (sms needs an SMS template and a
- *    mobile number), else the other one that can be sent; "none" sends
- *    nothing.
+ *  - Channel: the patient's preferred one (sms needs an SMS template, a
+ *    mobile number and a practice that can send SMS), else the other one
+ *    that can be sent; "none" sends nothing. While the practice cannot
+ *    send SMS (pp_sms_off) a patient who prefers SMS gets email only if
+ *    the practice's sms_fallback is 'email'.
  *  - A template that merges {{appointment.booking_link}} while the link is
  *    not set gives a pending_sync row without a body; the message is made
  *    into that row (same id) when the link arrives.

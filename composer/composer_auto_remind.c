@@ -15,7 +15,6 @@
 #include "pp_log.h"
 #include "pp_util.h"
 
-
 /* Columns of the due query. */
 enum {
 	R_RULE,

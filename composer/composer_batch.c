@@ -35,6 +35,11 @@ enum {
 	B_LOC_NAME,
 	B_LOC_ADDRESS,
 	B_LOC_PHONE,
+	B_LOC_FROM_ADDR,
+	B_LOC_FROM_NAME,
+	B_LOC_SMS_SENDER_ID,
+	B_SMS_OFF,
+	B_SMS_FALLBACK,
 	B_PRACTICE,
 	B_TEMPLATE,
 	B_SMS_TEMPLATE,
@@ -53,7 +58,9 @@ enum {
 
 #define PATIENT_COLUMNS                                                                            \
 	"pe.id, pe.practice_id, pe.kind::text, pe.preferred_channel, pe.family_id, pe.title, "     \
-	"pe.first_name, pe.last_name, pe.email, pe.mobile, l.name, l.address, l.phone, "
+	"pe.first_name, pe.last_name, pe.email, pe.mobile, l.name, l.address, l.phone, "           \
+	"l.email_from_address, l.email_from_name, l.sms_sender_id, pp_sms_off(pe.practice_id), "   \
+	"(SELECT f.sms_fallback FROM practices f WHERE f.id = pe.practice_id), "
 /* The patient's bounce flag (the last columns, after the category's
  * opt-out type that decides List-Unsubscribe). */
 #define BATCH_BOUNCED_ON                                                                           \
@@ -190,13 +197,15 @@ static int has(const batch_t *b, int row, int col)
 }
 
 /* batch_template - the template code for the row: a recall item's by the
- * patient's preference (as for automatic messages), a request's own. */
+ * patient's preference (as for automatic messages; no SMS while the
+ * practice cannot send them), a request's own. */
 static const char *batch_template(const batch_t *b, int row)
 {
 	if (!b->src->by_preference)
 		return value(b, row, B_TEMPLATE);
 	int email_ok = has(b, row, B_EMAIL);
-	int sms_ok = value(b, row, B_SMS_TEMPLATE) != NULL && has(b, row, B_MOBILE);
+	int sms_ok = value(b, row, B_SMS_TEMPLATE) != NULL && has(b, row, B_MOBILE) &&
+	             !has(b, row, B_SMS_OFF);
 	int sms =
 	    (strcmp(value(b, row, B_PREFERRED), "sms") == 0 && sms_ok) || (!email_ok && sms_ok);
 	return value(b, row, sms ? B_SMS_TEMPLATE : B_TEMPLATE);
@@ -269,6 +278,10 @@ static void batch_item_job(const batch_t *b, int row, const composer_job_t *p, c
 			job->fields.values[f] = p->fields.values[f];
 	for (size_t i = 0; i < sizeof(item_fields) / sizeof(item_fields[0]); i++)
 		job->fields.values[item_fields[i].field] = value(b, row, item_fields[i].column);
+	job->fields.loc_from_addr = value(b, row, B_LOC_FROM_ADDR);
+	job->fields.loc_from_name = value(b, row, B_LOC_FROM_NAME);
+	job->fields.loc_sms_sender_id = value(b, row, B_LOC_SMS_SENDER_ID);
+	composer_identity_apply(job);
 }
 
 /* batch_build - one item's message in memory, or its error; 1 when the
@@ -285,6 +298,10 @@ static int batch_build(pp_db_t *db, batch_t *b, int row)
 		                value(b, row, B_PERSON), value(b, row, B_PRACTICE));
 	else if (b->src->by_preference && strcmp(value(b, row, B_PREFERRED), "none") == 0)
 		composer_refuse(job, "patient %s wants no messages", value(b, row, B_PERSON));
+	else if (b->src->by_preference && strcmp(value(b, row, B_PREFERRED), "sms") == 0 &&
+	         has(b, row, B_SMS_OFF) && strcmp(value(b, row, B_SMS_FALLBACK), "none") == 0)
+		composer_refuse(job, "patient %s prefers SMS; %s and its SMS fallback is none",
+		                value(b, row, B_PERSON), value(b, row, B_SMS_OFF));
 	else if ((p = batch_proto(db, b, row, batch_template(b, row))) == NULL)
 		return 1;
 	else if (p->rc == COMPOSER_DB_ERROR)

@@ -59,6 +59,7 @@ enum {
 	C_SEND_NOW,
 	C_AFTER,
 	C_TOKEN,
+	C_SENDER,
 	C_COUNT
 };
 
@@ -66,14 +67,14 @@ static const char insert_sql[] =
     "INSERT INTO messages (id, practice_id, direction, channel, state, email_account_id, "
     "sms_account_id, person_id, template_id, category, description, from_addr, to_addr, "
     "subject, body, message_id_header, size_bytes, send_now, deliver_after, "
-    "unsubscribe_token) "
+    "unsubscribe_token, sms_sender_id) "
     "SELECT u.id, u.pr, 'out', u.ch::message_channel, u.st::message_state, u.ea, u.sa, u.pe, "
-    "u.tp, u.ca, u.de, u.fr, u.rc, u.su, u.bo, u.mi, u.sz, u.sn, coalesce(u.da, now()), u.tk "
-    "FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], "
+    "u.tp, u.ca, u.de, u.fr, u.rc, u.su, u.bo, u.mi, u.sz, u.sn, coalesce(u.da, now()), u.tk, "
+    "u.si FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], "
     "$6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[], "
     "$12::text[], $13::text[], $14::text[], $15::text[], $16::int[], $17::boolean[], "
-    "$18::timestamptz[], $19::text[]) AS u(id, pr, ch, st, ea, sa, pe, tp, ca, de, fr, rc, su, "
-    "bo, mi, sz, sn, da, tk)";
+    "$18::timestamptz[], $19::text[], $20::text[]) AS u(id, pr, ch, st, ea, sa, pe, tp, ca, "
+    "de, fr, rc, su, bo, mi, sz, sn, da, tk, si)";
 
 /* store_row - one built message as the next element of every column. */
 static void store_row(pp_buf_t *cols, const composer_job_t *j)
@@ -101,6 +102,7 @@ static void store_row(pp_buf_t *cols, const composer_job_t *j)
 	composer_batch_array_add(&cols[C_AFTER], j->req.deliver_after);
 	composer_batch_array_add(&cols[C_TOKEN],
 	                         m->unsubscribe_token[0] ? m->unsubscribe_token : NULL);
+	composer_batch_array_add(&cols[C_SENDER], email ? NULL : j->account.sms_sender_id);
 }
 
 /* store_insert - the built messages of jobs [from, to) in one INSERT. */
@@ -127,7 +129,7 @@ static int store_insert(pp_db_t *db, const composer_job_t *jobs, char *const *er
 	                                        c[4].data, c[5].data, c[6].data, c[7].data,
 	                                        c[8].data, c[9].data, c[10].data, c[11].data,
 	                                        c[12].data, c[13].data, c[14].data, c[15].data,
-	                                        c[16].data, c[17].data, c[18].data));
+	                                        c[16].data, c[17].data, c[18].data, c[19].data));
 	for (int i = 0; i < C_COUNT; i++)
 		pp_buf_free(&c[i]);
 	return rc;

@@ -145,7 +145,10 @@ enum {
 	F_PE_BOUNCE_STATUS,
 	F_OPTOUT_KIND,
 	F_PR_COUNTRY,
-	F_PR_SMS_MAX_SEGMENTS
+	F_PR_SMS_MAX_SEGMENTS,
+	F_LO_FROM_ADDR,
+	F_LO_FROM_NAME,
+	F_LO_SMS_SENDER_ID
 };
 
 /* The person's bounce flag, in the practice's zone. */
@@ -164,7 +167,8 @@ static const char fields_sql[] =
     "sp.id, sp.practice_id, sp.kind, sp.title, sp.first_name, sp.last_name, sp.email, "
     "l.name, l.address, l.phone, pl.name, pl.address, pl.phone, "
     "floor(extract(epoch FROM now()))::bigint, " FIELDS_BOUNCED_ON ", "
-    "pe.email_bounce_status, pp_optout_kind($6::text), pr.country, pr.sms_max_segments "
+    "pe.email_bounce_status, pp_optout_kind($6::text), pr.country, pr.sms_max_segments, "
+    "l.email_from_address, l.email_from_name, l.sms_sender_id "
     "FROM practices pr "
     "JOIN people pe ON pe.id = $2::bigint "
     "LEFT JOIN appointments a ON a.id = $3::bigint "
@@ -323,11 +327,30 @@ composer_rc_t composer_fields_load(pp_db_t *db, composer_job_t *job)
 	f->optout_kind = pp_db_value(f->res, 0, F_OPTOUT_KIND);
 	f->country = pp_db_value(f->res, 0, F_PR_COUNTRY);
 	f->sms_max_segments = (int)pp_db_value_ll(f->res, 0, F_PR_SMS_MAX_SEGMENTS, 3);
+	f->loc_from_addr = pp_db_value(f->res, 0, F_LO_FROM_ADDR);
+	f->loc_from_name = pp_db_value(f->res, 0, F_LO_FROM_NAME);
+	f->loc_sms_sender_id = pp_db_value(f->res, 0, F_LO_SMS_SENDER_ID);
 	return COMPOSER_OK;
 }
 
+/* The SMS account: one row for an existing practice, the account's
+ * columns NULL when it has none to use; the last column says why SMS
+ * cannot be sent (pp_sms_off), NULL when it can. */
+static const char account_sms_sql[] =
+    "SELECT a.id, '', a.sender_id, 0, CASE WHEN p.sms_provider = 'none' THEN "
+    "pp_sms_off(p.id) END FROM practices p LEFT JOIN LATERAL (SELECT id, sender_id FROM "
+    "sms_accounts WHERE practice_id = p.id AND enabled AND ($2::bigint IS NULL OR id = "
+    "$2::bigint) ORDER BY id LIMIT 1) a ON true WHERE p.id = $1";
+
+static const char account_email_sql[] =
+    "SELECT id, from_name, from_address, max_message_bytes, NULL FROM email_accounts "
+    "WHERE practice_id = $1 AND enabled AND ($2::bigint IS NULL OR id = $2::bigint) "
+    "ORDER BY id LIMIT 1";
+
 /* composer_account_load - the request's account, else the practice's
- * enabled account with the lowest id, for the job's channel. */
+ * enabled account with the lowest id, for the job's channel. No SMS
+ * account is used while the practice's SMS provider is "none". The From
+ * and sender id are the account's until composer_identity_apply(). */
 composer_rc_t composer_account_load(pp_db_t *db, composer_job_t *job)
 {
 	const composer_request_t *r = &job->req;
@@ -336,18 +359,13 @@ composer_rc_t composer_account_load(pp_db_t *db, composer_job_t *job)
 	const char *wanted = email ? r->email_account_id : r->sms_account_id;
 	char practice[24];
 	pp_lltoa(practice, r->practice_id);
-	a->res =
-	    pp_db_exec(db,
-	               email ? "SELECT id, from_name, from_address, max_message_bytes "
-	                       "FROM email_accounts WHERE practice_id = $1 AND enabled "
-	                       "AND ($2::bigint IS NULL OR id = $2::bigint) ORDER BY id LIMIT 1"
-	                     : "SELECT id, '', sender_id, 0 FROM sms_accounts "
-	                       "WHERE practice_id = $1 AND enabled "
-	                       "AND ($2::bigint IS NULL OR id = $2::bigint) ORDER BY id LIMIT 1",
-	               PP_DB_ARGS(practice, wanted));
+	a->res = pp_db_exec(db, email ? account_email_sql : account_sms_sql,
+	                    PP_DB_ARGS(practice, wanted));
 	if (a->res == NULL)
 		return COMPOSER_DB_ERROR;
-	if (PQntuples(a->res) != 1) {
+	if (PQntuples(a->res) == 1 && pp_db_value(a->res, 0, 4) != NULL)
+		return composer_refuse(job, "%s: no SMS is queued", pp_db_value(a->res, 0, 4));
+	if (PQntuples(a->res) != 1 || pp_db_value(a->res, 0, 0) == NULL) {
 		if (wanted != NULL)
 			return composer_refuse(
 			    job, "%s account %s is not an enabled account of practice %s",
@@ -358,6 +376,8 @@ composer_rc_t composer_account_load(pp_db_t *db, composer_job_t *job)
 	a->id = pp_db_value(a->res, 0, 0);
 	a->from_name = pp_db_value(a->res, 0, 1);
 	a->from_addr = pp_db_value(a->res, 0, 2);
+	a->own_addr = a->from_addr;
+	a->sms_sender_id = NULL;
 	a->max_bytes = pp_db_value_ll(a->res, 0, 3, 0);
 	return COMPOSER_OK;
 }

@@ -255,7 +255,7 @@ static char *message_unsubscribe(composer_job_t *job)
 {
 	static const char keep[] = "-._~@";
 	const char *kind = job->fields.optout_kind;
-	const char *from = job->account.from_addr;
+	const char *from = job->account.own_addr ? job->account.own_addr : job->account.from_addr;
 	if (kind == NULL || strcmp(kind, "general") == 0)
 		return NULL;
 	if (pp_mime_token(job->msg.unsubscribe_token, sizeof(job->msg.unsubscribe_token),

@@ -157,17 +157,20 @@ static composer_rc_t request_insert(pp_db_t *db, composer_job_t *job)
 	        "INSERT INTO messages (id, practice_id, direction, channel, state, "
 	        "email_account_id, sms_account_id, person_id, appointment_id, template_id, "
 	        "category, description, from_addr, to_addr, cc_addrs, bcc_addrs, subject, body, "
-	        "message_id_header, size_bytes, send_now, deliver_after, unsubscribe_token) "
+	        "message_id_header, size_bytes, send_now, deliver_after, unsubscribe_token, "
+	        "sms_sender_id) "
 	        "VALUES ($1, $2, 'out', $3::message_channel, $4::message_state, $5, $6, $7, "
 	        "$8, $9, coalesce($10, ''), coalesce($11, ''), $12, $13, $14, $15, $16, $17, "
-	        "$18, $19, $20::boolean, coalesce($21::timestamptz, now()), nullif($22, ''))",
+	        "$18, $19, $20::boolean, coalesce($21::timestamptz, now()), nullif($22, ''), "
+	        "$23)",
 	        PP_DB_ARGS(id, practice, email ? "email" : "sms", state,
 	                   email ? job->account.id : NULL, email ? NULL : job->account.id, person,
 	                   job->fields.appointment_id, job->tpl.id, r->category, r->description,
 	                   m->from_addr, m->to_addr, m->cc_addrs ? m->cc_addrs : "",
 	                   m->bcc_addrs ? m->bcc_addrs : "", m->subject, m->body,
 	                   email ? m->message_id : NULL, size, r->send_now ? "true" : "false",
-	                   r->deliver_after, m->unsubscribe_token)) != 0)
+	                   r->deliver_after, m->unsubscribe_token,
+	                   email ? NULL : job->account.sms_sender_id)) != 0)
 		return COMPOSER_DB_ERROR;
 	composer_rc_t rc = composer_attach_store(db, job);
 	if (rc == COMPOSER_OK)
@@ -188,8 +191,10 @@ composer_rc_t composer_job_compose(pp_db_t *db, composer_job_t *job)
 	composer_rc_t rc;
 	if ((rc = composer_template_load(db, job)) != COMPOSER_OK ||
 	    (rc = composer_fields_load(db, job)) != COMPOSER_OK ||
-	    (rc = composer_account_load(db, job)) != COMPOSER_OK ||
-	    (rc = composer_reply_load(db, job)) != COMPOSER_OK ||
+	    (rc = composer_account_load(db, job)) != COMPOSER_OK)
+		return rc;
+	composer_identity_apply(job);
+	if ((rc = composer_reply_load(db, job)) != COMPOSER_OK ||
 	    (rc = composer_recipients_load(db, job)) != COMPOSER_OK ||
 	    (rc = composer_attach_load(db, job)) != COMPOSER_OK ||
 	    (rc = request_next_message_id(db, job)) != COMPOSER_OK ||

@@ -149,12 +149,13 @@ static const char account_list_sql[] =
     "CASE WHEN in_protocol = 'none' THEN NULL ELSE in_protocol || '://' || in_host || "
     "':' || in_port END AS incoming, in_tls::text AS in_tls, in_username, "
     "in_secret IS NOT NULL AS in_has_secret, in_verify, in_mailbox, per_minute, daily_cap, "
-    "enabled, to_json(paused_at) #>> '{}' AS paused_at, paused_reason "
+    "enabled, to_json(paused_at) #>> '{}' AS paused_at, paused_reason, "
+    "to_json(tested_at) #>> '{}' AS tested_at, test_result "
     "FROM email_accounts "
     "UNION ALL "
     "SELECT 'sms', id, practice_id, name, sender_id, url, NULL, username <> '', "
     "username, secret IS NOT NULL, verify, ca_file, NULL, NULL, NULL, NULL, NULL, NULL, "
-    "per_minute, NULL, enabled, to_json(paused_at) #>> '{}', paused_reason "
+    "per_minute, NULL, enabled, to_json(paused_at) #>> '{}', paused_reason, NULL, NULL "
     "FROM sms_accounts) a "
     "WHERE $1::bigint IS NULL OR practice_id = $1::bigint "
     "ORDER BY practice_id, type, id";
@@ -185,6 +186,8 @@ static int cmd_account_list(ctl_t *ctl, int argc, char **argv)
 	    {"enabled", "ENABLED", CTL_COL_BOOL, 0, CTL_COL_BOTH},
 	    {"paused_at", "PAUSED SINCE", CTL_COL_TIME, 0, CTL_COL_BOTH},
 	    {"paused_reason", "PAUSED BECAUSE", CTL_COL_TEXT, 40, CTL_COL_BOTH},
+	    {"tested_at", "TESTED", CTL_COL_TIME, 0, CTL_COL_JSON_ONLY},
+	    {"test_result", "TEST RESULT", CTL_COL_TEXT, 0, CTL_COL_JSON_ONLY},
 	};
 	int64_t practice = 0;
 	char pid[PP_LL_LEN];
@@ -282,10 +285,11 @@ const ctl_command_t ctl_account_commands[] = {
      "--in-host H [--in-port P] [--in-tls MODE] [--in-user U] [--in-password-file F] "
      "[--in-ca-file F] [--in-no-verify] [--in-mailbox M] [--in-poll-seconds N]] "
      "[--per-minute N] [--daily-cap N] [--parallel-connections N] [--max-message-bytes N] "
-     "[--auth password|oauth2]",
+     "[--auth password|oauth2] [--allow-setup-without-details]",
      "add a mail account; passwords are read from F (\"-\" = standard input: outgoing "
      "first line, incoming second) and stored encrypted; prints its id (--auth oauth2: "
-     "no passwords, then run account oauth)"},
+     "no passwords, then run account oauth; --allow-setup-without-details: servers and "
+     "passwords may be missing, saved disabled, enabled after a passed account test)"},
     {"account", "add-sms", cmd_account_add_sms,
      "--practice ID --name N --url URL [--user U] [--password-file F] [--sender-id S] "
      "[--ca-file F] [--no-verify] [--per-minute N]",

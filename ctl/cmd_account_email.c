@@ -3,7 +3,10 @@
  * account, outgoing (SMTP) and incoming (IMAP/POP3) settings. Passwords come
  * from files or standard input, never argv, and are stored encrypted.
  * When both passwords come from standard input, the outgoing one is the
- * first line and the incoming one the second.
+ * first line and the incoming one the second. With
+ * --allow-setup-without-details servers and passwords may be left out:
+ * the account is saved disabled and nothing connects to it; like every
+ * account it is enabled (`account enable`) once a credential test passed.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -23,7 +26,8 @@ typedef struct {
 	const char *name, *from, *from_name, *smtp_host, *smtp_user, *ca_file, *password_file;
 	const char *in_host, *in_user, *in_password_file, *in_ca_file, *in_mailbox;
 	int smtp_tls, no_auth, no_verify, in_protocol, in_tls, in_no_verify, in_given;
-	int oauth; /* --auth oauth2: no passwords; `account oauth` sets it up */
+	int oauth;      /* --auth oauth2: no passwords; `account oauth` sets it up */
+	int no_details; /* --allow-setup-without-details: saved disabled */
 } email_opts_t;
 
 enum {
@@ -54,6 +58,7 @@ enum {
 	O_PARALLEL,
 	O_MAX_BYTES,
 	O_AUTH,
+	O_NO_DETAILS,
 };
 
 static const struct option email_options[] = {
@@ -84,6 +89,7 @@ static const struct option email_options[] = {
     {"parallel-connections", required_argument, NULL, O_PARALLEL},
     {"max-message-bytes", required_argument, NULL, O_MAX_BYTES},
     {"auth", required_argument, NULL, O_AUTH},
+    {"allow-setup-without-details", no_argument, NULL, O_NO_DETAILS},
     {NULL, 0, NULL, 0},
 };
 
@@ -164,6 +170,9 @@ static int email_option(email_opts_t *o, int ch, const char *arg)
 		return ctl_parse_int("--parallel-connections", arg, 1, 32, &o->parallel);
 	case O_MAX_BYTES:
 		return ctl_parse_int("--max-message-bytes", arg, 1024, 1000000000, &o->max_bytes);
+	case O_NO_DETAILS:
+		o->no_details = 1;
+		break;
 	case O_AUTH: {
 		static const char *const kinds[] = {"password", "oauth2", NULL};
 		rc = o->oauth = ctl_parse_choice("--auth", arg, kinds);
@@ -212,8 +221,9 @@ static int email_check_incoming(ctl_t *ctl, email_opts_t *o)
 			                      "pop3");
 		return CTL_OK;
 	}
-	CTL_REQUIRE(ctl, o->in_host, "--in-host");
-	if (check_host("--in-host", o->in_host) != 0)
+	if (!o->no_details)
+		CTL_REQUIRE(ctl, o->in_host, "--in-host");
+	if (o->in_host != NULL && check_host("--in-host", o->in_host) != 0)
 		return CTL_USAGE;
 	if (o->in_tls < 0)
 		o->in_tls = TLS_IMPLICIT;
@@ -221,7 +231,14 @@ static int email_check_incoming(ctl_t *ctl, email_opts_t *o)
 		o->in_port = default_in_port(o->in_protocol, o->in_tls);
 	if (o->in_user == NULL)
 		o->in_user = o->smtp_user != NULL ? o->smtp_user : o->from;
-	if (o->in_password_file == NULL && !o->oauth) {
+	if (o->in_password_file == NULL && !o->oauth && o->no_details) {
+		if (o->password_file != NULL && o->smtp_user != NULL &&
+		    strcmp(o->in_user, o->smtp_user) == 0)
+			fprintf(stderr,
+			        "practicepost: the incoming server uses the outgoing password "
+			        "(same user %s)\n",
+			        o->in_user);
+	} else if (o->in_password_file == NULL && !o->oauth) {
 		if (o->password_file == NULL || strcmp(o->in_user, o->smtp_user) != 0)
 			return ctl_usage(ctl, "--in-password-file is required for the incoming "
 			                      "server");
@@ -243,10 +260,11 @@ static int email_check(ctl_t *ctl, email_opts_t *o)
 	CTL_REQUIRE(ctl, o->practice ? "" : NULL, "--practice");
 	CTL_REQUIRE(ctl, o->name, "--name");
 	CTL_REQUIRE(ctl, o->from, "--from");
-	CTL_REQUIRE(ctl, o->smtp_host, "--smtp-host");
+	if (!o->no_details)
+		CTL_REQUIRE(ctl, o->smtp_host, "--smtp-host");
 	if (ctl_check_line("--name", o->name) || ctl_check_email("--from", o->from) ||
 	    (o->from_name && ctl_check_line("--from-name", o->from_name)) ||
-	    check_host("--smtp-host", o->smtp_host) ||
+	    (o->smtp_host && check_host("--smtp-host", o->smtp_host)) ||
 	    (o->smtp_user && ctl_check_line("--smtp-user", o->smtp_user)))
 		return CTL_USAGE;
 	if (o->no_auth && (o->password_file || o->smtp_user))
@@ -254,7 +272,7 @@ static int email_check(ctl_t *ctl, email_opts_t *o)
 		                      "--smtp-user");
 	if (o->oauth && (o->no_auth || o->password_file || o->in_password_file))
 		return ctl_usage(ctl, "--auth oauth2 takes no passwords and needs authentication");
-	if (!o->no_auth && !o->oauth && o->password_file == NULL)
+	if (!o->no_auth && !o->oauth && o->password_file == NULL && !o->no_details)
 		return ctl_usage(ctl, "--password-file is required (the account authenticates; "
 		                      "give --no-auth if the server needs no login)");
 	if (!o->no_auth && o->smtp_user == NULL)
@@ -303,19 +321,21 @@ static PGresult *email_insert(pp_db_t *db, const email_opts_t *o, const char *sm
 	    "smtp_host, smtp_port, smtp_tls, smtp_auth, smtp_username, smtp_secret, "
 	    "smtp_ca_file, smtp_verify, in_protocol, in_host, in_port, in_tls, in_username, "
 	    "in_secret, in_ca_file, in_verify, in_mailbox, in_poll_seconds, per_minute, "
-	    "daily_cap, parallel_connections, max_message_bytes) VALUES ($1, $2, $3, $4, $5, "
-	    "$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, "
-	    "$23, $24, $25, $26) RETURNING id",
-	    PP_DB_ARGS(pp_lltoa(practice, o->practice), o->name, o->from,
-	               o->from_name ? o->from_name : "", o->smtp_host, pp_lltoa(sport, o->smtp_port),
-	               tls_modes[o->smtp_tls], o->no_auth ? "f" : "t",
-	               o->no_auth ? "" : o->smtp_user, smtp_secret, o->ca_file,
-	               o->no_verify ? "f" : "t", in_protocols[o->in_protocol], in ? o->in_host : "",
-	               in ? pp_lltoa(iport, o->in_port) : "993", tls_modes[in_tls],
-	               in ? o->in_user : "", in_secret, o->in_ca_file, o->in_no_verify ? "f" : "t",
-	               o->in_mailbox ? o->in_mailbox : "INBOX", pp_lltoa(poll, o->in_poll),
-	               pp_lltoa(rate, o->per_minute), o->daily_cap ? pp_lltoa(cap, o->daily_cap) : NULL,
-	               pp_lltoa(par, o->parallel), pp_lltoa(max, o->max_bytes)));
+	    "daily_cap, parallel_connections, max_message_bytes, enabled, setup_incomplete) "
+	    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, "
+	    "$18, $19, $20, $21, $22, $23, $24, $25, $26, NOT $27::boolean, $27::boolean) "
+	    "RETURNING id",
+	    PP_DB_ARGS(
+	        pp_lltoa(practice, o->practice), o->name, o->from, o->from_name ? o->from_name : "",
+	        o->smtp_host ? o->smtp_host : "", pp_lltoa(sport, o->smtp_port),
+	        tls_modes[o->smtp_tls], o->no_auth ? "f" : "t", o->no_auth ? "" : o->smtp_user,
+	        smtp_secret, o->ca_file, o->no_verify ? "f" : "t", in_protocols[o->in_protocol],
+	        in && o->in_host ? o->in_host : "", in ? pp_lltoa(iport, o->in_port) : "993",
+	        tls_modes[in_tls], in ? o->in_user : "", in_secret, o->in_ca_file,
+	        o->in_no_verify ? "f" : "t", o->in_mailbox ? o->in_mailbox : "INBOX",
+	        pp_lltoa(poll, o->in_poll), pp_lltoa(rate, o->per_minute),
+	        o->daily_cap ? pp_lltoa(cap, o->daily_cap) : NULL, pp_lltoa(par, o->parallel),
+	        pp_lltoa(max, o->max_bytes), o->no_details ? "t" : "f"));
 }
 
 int ctl_account_add_email(ctl_t *ctl, int argc, char **argv)
@@ -335,14 +355,13 @@ int ctl_account_add_email(ctl_t *ctl, int argc, char **argv)
 		if (smtp_secret == NULL)
 			goto fail;
 	}
-	if (o.in_protocol != IN_NONE) {
-		if (o.in_password_file != NULL)
-			in_secret = ctl_account_encrypt(ctl, o.in_password_file,
-			                                "incoming server password");
-		else
-			in_secret = xstrdup(smtp_secret);
+	if (o.in_protocol != IN_NONE && o.in_password_file != NULL) {
+		in_secret =
+		    ctl_account_encrypt(ctl, o.in_password_file, "incoming server password");
 		if (in_secret == NULL)
 			goto fail;
+	} else if (o.in_protocol != IN_NONE && smtp_secret != NULL) {
+		in_secret = xstrdup(smtp_secret);
 	}
 	PGresult *res = email_insert(ctl->db, &o, smtp_secret, in_secret);
 	if (res == NULL) {
@@ -350,6 +369,12 @@ int ctl_account_add_email(ctl_t *ctl, int argc, char **argv)
 		goto fail;
 	}
 	ctl_print_id(ctl, pp_db_value_ll(res, 0, 0, 0));
+	if (o.no_details)
+		fprintf(stderr,
+		        "practicepost: account %s saved disabled (setup without account details): "
+		        "nothing connects to it. Once its details are complete, run: practicepost "
+		        "account test --account %s, then: practicepost account enable %s\n",
+		        pp_db_value(res, 0, 0), pp_db_value(res, 0, 0), pp_db_value(res, 0, 0));
 	PQclear(res);
 	rc = CTL_OK;
 fail:

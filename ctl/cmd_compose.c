@@ -382,7 +382,8 @@ static int64_t req_insert_row(ctl_t *ctl, const req_t *r)
 	    "add_signature, draft, send_now, copy_specialist, attach_ics) VALUES ($1, $2, $3, $4, "
 	    "$5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
 	    PP_DB_ARGS(pp_lltoa(prac, r->practice), r->template_code, r->channel,
-	               pp_lltoa(pat, r->patient), r->appointment ? pp_lltoa(app, r->appointment) : NULL,
+	               pp_lltoa(pat, r->patient),
+	               r->appointment ? pp_lltoa(app, r->appointment) : NULL,
 	               r->provider ? pp_lltoa(prov, r->provider) : NULL,
 	               r->specialist ? pp_lltoa(spec, r->specialist) : NULL, r->subject, r->body,
 	               r->category ? r->category : "", r->description ? r->description : "",

@@ -5,7 +5,9 @@
  * for the operator). They carry the account's callback secret: print them
  * only to the operator's terminal. `practicepost sms settings --practice N`
  * shows and changes a practice's SMS settings (country for numbers,
- * confirming words, maximum segments, validity), audited.
+ * confirming words, maximum segments, validity), `sms provider` its SMS
+ * provider ("none" turns SMS off) and the fallback of automatic messages
+ * while it cannot send SMS; both audited.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -222,6 +224,85 @@ static int cmd_sms_settings(ctl_t *ctl, int argc, char **argv)
 	return CTL_OK;
 }
 
+/* Unset options keep their values; the reason SMS cannot be sent is
+ * worked out from the new values (pp_sms_off would see the old row). */
+static const char provider_sql[] =
+    "UPDATE practices SET sms_provider = COALESCE($2, sms_provider), sms_fallback = "
+    "COALESCE($3, sms_fallback) WHERE id = $1 RETURNING id, sms_provider AS provider, "
+    "sms_fallback AS fallback, CASE WHEN sms_provider = 'none' THEN 'SMS provider none' "
+    "WHEN NOT EXISTS (SELECT 1 FROM sms_accounts a WHERE a.practice_id = practices.id AND "
+    "a.enabled) THEN 'no enabled SMS account' END AS sms_off, (SELECT count(*) FROM "
+    "messages m WHERE m.practice_id = practices.id AND m.channel = 'sms' AND m.direction = "
+    "'out' AND m.state IN ('queued', 'sending')) AS queued";
+
+static int cmd_sms_provider(ctl_t *ctl, int argc, char **argv)
+{
+	static const struct option opts[] = {{"practice", required_argument, NULL, 'p'},
+	                                     {"set", required_argument, NULL, 's'},
+	                                     {"fallback", required_argument, NULL, 'f'},
+	                                     {NULL, 0, NULL, 0}};
+	static const char *const providers[] = {"kannel", "none", NULL};
+	static const char *const fallbacks[] = {"email", "none", NULL};
+	static const ctl_column_t cols[] = {
+	    {"id", "PRACTICE", CTL_COL_INT, 0, CTL_COL_BOTH},
+	    {"provider", "PROVIDER", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+	    {"fallback", "FALLBACK", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+	    {"sms_off", "SMS OFF BECAUSE", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+	    {"queued", "SMS QUEUED", CTL_COL_INT, 0, CTL_COL_BOTH},
+	};
+	int64_t practice = 0;
+	const char *provider = NULL, *fallback = NULL;
+	char id[PP_LL_LEN];
+	int ch;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'p':
+			if (ctl_parse_id("--practice", optarg, &practice) != 0)
+				return CTL_USAGE;
+			break;
+		case 's':
+			if (ctl_parse_choice("--set", optarg, providers) < 0)
+				return CTL_USAGE;
+			provider = optarg;
+			break;
+		case 'f':
+			if (ctl_parse_choice("--fallback", optarg, fallbacks) < 0)
+				return CTL_USAGE;
+			fallback = optarg;
+			break;
+		default:
+			return ctl_usage_line(ctl);
+		}
+	}
+	CTL_NO_ARGS(ctl, argc, argv);
+	if (practice == 0)
+		return ctl_usage(ctl, "--practice is required");
+	if (ctl_db(ctl) == NULL)
+		return CTL_FAIL;
+	PGresult *res = pp_db_exec(ctl->db, provider_sql,
+	                           PP_DB_ARGS(pp_lltoa(id, practice), provider, fallback));
+	if (res == NULL)
+		return ctl_db_fail(ctl, "change the SMS provider");
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		return ctl_err("no practice with id %s (see: practicepost practice list)", id);
+	}
+	if ((provider || fallback) &&
+	    pp_audit(ctl->db, pp_audit_operator(), "sms_provider_changed", practice, 0, 0,
+	             "provider=%s fallback=%s", pp_db_value(res, 0, 1),
+	             pp_db_value(res, 0, 2)) != 0) {
+		PQclear(res);
+		return ctl_db_fail(ctl, "record the change");
+	}
+	ctl_print_rows(ctl, res, cols, (int)(sizeof(cols) / sizeof(cols[0])));
+	if (provider != NULL && strcmp(provider, "none") == 0 && pp_db_value_ll(res, 0, 4, 0) > 0)
+		ctl_warn("%s SMS of practice %s were queued before: they still go out through "
+		         "their account while it is enabled (see: practicepost outbox)",
+		         pp_db_value(res, 0, 4), id);
+	PQclear(res);
+	return CTL_OK;
+}
+
 const ctl_command_t ctl_sms_commands[] = {
     {"sms", "settings", cmd_sms_settings,
      "--practice ID [--country CC|none] [--confirm-words \"Y,YES,...\"|default] "
@@ -229,6 +310,11 @@ const ctl_command_t ctl_sms_commands[] = {
      "show or change a practice's SMS settings: the country of national numbers, the replies "
      "that confirm a reminder, the longest text in segments, the validity passed to the "
      "gateway"},
+    {"sms", "provider", cmd_sms_provider,
+     "--practice ID [--set kannel|none] [--fallback email|none]",
+     "show or change a practice's SMS provider (none: the practice sends no SMS) and what "
+     "automatic messages for patients who prefer SMS become while it cannot send SMS "
+     "(email when they have an address, or none)"},
     {"sms", "urls", cmd_sms_urls, "--account ID",
      "the callback URLs (with the account's secret) for the SMS gateway's configuration"},
     {NULL, NULL, NULL, NULL, NULL},

@@ -1,8 +1,8 @@
 /*
  * cmd_status.c - `practicepost status` (each stage instance's check-in as
- * the watchdog wrote it, open diagnostics, and whether the watchdog answers
- * a ping) and `practicepost restart STAGE` (asks the watchdog, waits for
- * its reply).
+ * the watchdog wrote it, open diagnostics, whether the watchdog answers
+ * a ping, and the OAuth2 accounts' sign-in state and warnings) and
+ * `practicepost restart STAGE` (asks the watchdog, waits for its reply).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -84,8 +84,21 @@ static int status_all_up(const PGresult *res)
 	return 1;
 }
 
+/* The OAuth2 accounts for --json: who signed in when, the scopes, the
+ * token's state and the warnings of email_oauth_warnings (never a token). */
+static const char status_oauth_sql[] =
+    "SELECT coalesce(json_agg(json_build_object('account_id', o.account_id, 'provider', "
+    "o.provider, 'authenticated', o.refresh_secret IS NOT NULL, 'authenticated_as', "
+    "o.authenticated_as, 'authenticated_at', o.authenticated_at, 'scopes', "
+    "coalesce(o.granted_scopes, o.scopes), 'refreshed_at', o.refreshed_at, "
+    "'access_expires_at', o.access_expires_at, 'last_error', o.last_error, 'warnings', "
+    "(SELECT coalesce(json_agg(json_build_object('kind', w.kind, 'text', w.text) ORDER BY "
+    "w.kind), '[]'::json) FROM email_oauth_warnings w WHERE w.account_id = o.account_id)) "
+    "ORDER BY o.account_id), '[]'::json)::text FROM email_oauth o JOIN email_accounts a ON "
+    "a.id = o.account_id WHERE a.auth_kind = 'oauth2'";
+
 static void status_json(const PGresult *res, long long diags, int answered, const char *detail,
-                        int all_up)
+                        int all_up, const char *oauth)
 {
 	ctl_json_t j;
 	ctl_json_init(&j);
@@ -103,6 +116,8 @@ static void status_json(const PGresult *res, long long diags, int answered, cons
 	ctl_json_int(&j, diags);
 	ctl_json_key(&j, "all_up");
 	ctl_json_bool(&j, all_up);
+	ctl_json_key(&j, "oauth2");
+	ctl_json_raw(&j, oauth != NULL ? oauth : "null");
 	ctl_json_end_object(&j);
 	ctl_json_print(&j, stdout);
 }
@@ -132,7 +147,12 @@ static int cmd_status(ctl_t *ctl, int argc, char **argv)
 	const char *detail = answered ? reply.text : err;
 	int all_up = answered && status_all_up(res);
 	if (ctl->json) {
-		status_json(res, diags, answered, detail, all_up);
+		PGresult *oauth = pp_db_exec(ctl->db, status_oauth_sql, 0, NULL);
+		if (oauth == NULL)
+			ctl_warn("cannot read the OAuth2 accounts: %s", pp_db_error(ctl->db));
+		status_json(res, diags, answered, detail, all_up,
+		            oauth != NULL ? pp_db_value(oauth, 0, 0) : NULL);
+		PQclear(oauth);
 	} else {
 		if (PQntuples(res) == 0)
 			printf("no stage has checked in yet\n");

@@ -214,6 +214,10 @@ void ctl_wake(ctl_t *ctl, const char *stage);
 int ctl_control(ctl_t *ctl, const char *command, const char *stage, const char *arg, int timeout_ms,
                 pp_msg_reply_t *reply, char *err, size_t errlen);
 
+/* ctl_control_socket - a DEALER connected to the watchdog's control socket
+ * (pp_zmq_close it); NULL with err if there is no watchdog to talk to. */
+void *ctl_control_socket(ctl_t *ctl, char *err, size_t errlen);
+
 /* Commands of a group whose table lives in another file. */
 int ctl_account_add_email(ctl_t *ctl, int argc, char **argv);
 /* ctl_account_encrypt - read a secret (see ctl_read_secret) and return its
@@ -252,7 +256,10 @@ extern const ctl_command_t ctl_auto_commands[];
 extern const ctl_command_t ctl_recall_commands[];
 extern const ctl_command_t ctl_schedule_commands[];
 extern const ctl_command_t ctl_sms_commands[];
+extern const ctl_command_t ctl_sms_test_commands[];
+extern const ctl_command_t ctl_location_commands[];
 extern const ctl_command_t ctl_oauth_commands[];
+extern const ctl_command_t ctl_account_test_commands[];
 extern const ctl_command_t ctl_holds_commands[];
 extern const ctl_command_t ctl_sms_plan_commands[];
 

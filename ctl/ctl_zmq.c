@@ -1,8 +1,9 @@
 /*
  * ctl_zmq.c - the CLI's side of the watchdog's control socket ([watchdog]
  * control): best-effort wake-ups after enqueueing work, and operator
- * commands (ping, restart) that wait for the watchdog's REPLY.
- * Each call opens and closes its own DEALER socket ("ctl-<pid>").
+ * commands (ping, restart) that wait for the watchdog's REPLY, and the
+ * socket for longer conversations (account test). Each call opens and
+ * closes its own DEALER socket ("ctl-<pid>").
  */
 #include <errno.h>
 #include <stdio.h>
@@ -97,6 +98,24 @@ static int control_wait(void *sock, int64_t deadline, pp_msg_reply_t *reply)
 			}
 		}
 	}
+}
+
+void *ctl_control_socket(ctl_t *ctl, char *err, size_t errlen)
+{
+	const char *endpoint = control_endpoint(ctl);
+	void *sock;
+	if (endpoint == NULL) {
+		snprintf(err, errlen, "no watchdog control socket is configured");
+		return NULL;
+	}
+	if (endpoint_absent(endpoint)) {
+		snprintf(err, errlen, "the watchdog is not running (no control socket at %s)",
+		         endpoint + 6);
+		return NULL;
+	}
+	if ((sock = control_socket(endpoint)) == NULL)
+		snprintf(err, errlen, "cannot connect to the watchdog at %s", endpoint);
+	return sock;
 }
 
 int ctl_control(ctl_t *ctl, const char *command, const char *stage, const char *arg, int timeout_ms,

@@ -19,12 +19,15 @@
 #include "pp_zmq.h"
 
 static const ctl_command_t *const command_tables[] = {
-    ctl_db_commands,         ctl_practice_commands, ctl_account_commands,  ctl_person_commands,
-    ctl_template_commands,   ctl_compose_commands,  ctl_outbox_commands,   ctl_inbox_commands,
-    ctl_inbox_work_commands, ctl_reply_commands,    ctl_incoming_commands, ctl_message_commands,
-    ctl_queue_commands,      ctl_status_commands,   ctl_diag_commands,     ctl_signature_commands,
-    ctl_auto_commands,       ctl_recall_commands,   ctl_schedule_commands, ctl_sms_commands,
-    ctl_oauth_commands,      ctl_holds_commands,    ctl_sms_plan_commands,
+    ctl_db_commands,        ctl_practice_commands,     ctl_account_commands,
+    ctl_person_commands,    ctl_template_commands,     ctl_compose_commands,
+    ctl_outbox_commands,    ctl_inbox_commands,        ctl_inbox_work_commands,
+    ctl_reply_commands,     ctl_incoming_commands,     ctl_message_commands,
+    ctl_queue_commands,     ctl_status_commands,       ctl_diag_commands,
+    ctl_signature_commands, ctl_auto_commands,         ctl_recall_commands,
+    ctl_schedule_commands,  ctl_sms_commands,          ctl_oauth_commands,
+    ctl_sms_test_commands,  ctl_location_commands,     ctl_holds_commands,
+    ctl_sms_plan_commands,  ctl_account_test_commands,
 };
 #define N_TABLES (sizeof(command_tables) / sizeof(command_tables[0]))
 
@@ -192,12 +195,14 @@ static const ctl_command_t *find_command(int argc, char **argv, int *consumed)
 	for (int pass = 0; pass < 2; pass++)
 		for (size_t t = 0; t < N_TABLES; t++)
 			for (const ctl_command_t *c = command_tables[t]; c->name; c++) {
-				if (pass == 1 && c->group == NULL && strcmp(argv[0], c->name) == 0) {
+				if (pass == 1 && c->group == NULL &&
+				    strcmp(argv[0], c->name) == 0) {
 					*consumed = 1;
 					return c;
 				}
 				if (pass == 0 && c->group != NULL && argc >= 2 &&
-				    strcmp(argv[0], c->group) == 0 && strcmp(argv[1], c->name) == 0) {
+				    strcmp(argv[0], c->group) == 0 &&
+				    strcmp(argv[1], c->name) == 0) {
 					*consumed = 2;
 					return c;
 				}

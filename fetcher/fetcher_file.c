@@ -84,11 +84,12 @@ static int file_by_references(pp_db_t *db, const char *practice, const fetcher_p
 /* file_by_token - rule 2. */
 static int file_by_token(pp_db_t *db, const char *practice, const char *token, fetcher_filing_t *f)
 {
-	PGresult *res = pp_db_exec_prepared(db,
-	                           "SELECT m.person_id, m.id, p.kind::text FROM messages m "
-	                           "JOIN people p ON p.id = m.person_id WHERE m.practice_id = $1 "
-	                           "AND m.direction = 'out' AND m.unsubscribe_token = $2",
-	                           PP_DB_ARGS(practice, token));
+	PGresult *res =
+	    pp_db_exec_prepared(db,
+	                        "SELECT m.person_id, m.id, p.kind::text FROM messages m "
+	                        "JOIN people p ON p.id = m.person_id WHERE m.practice_id = $1 "
+	                        "AND m.direction = 'out' AND m.unsubscribe_token = $2",
+	                        PP_DB_ARGS(practice, token));
 	if (res == NULL)
 		return -1;
 	int found = PQntuples(res) == 1;

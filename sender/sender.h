@@ -8,6 +8,7 @@
  *   sender_smtp.c      one SMTP transaction and its classification
  *   sender_envelope.c  the envelope recipients
  *   sender_policy.c    pure rules (TLS mode per port, rate slot verdict)
+ *   sender_check.c     the credential test of an account, in threads of its own
  * The outbox itself (claims, leases, GCRA, schedule) is common/pp_outbox.c.
  *
  * Threads: only the engine's thread touches the database, the daemon and
@@ -97,15 +98,15 @@ typedef struct sender_account {
 	char *from_address;
 	char *mail_domain; /* EHLO name */
 	int64_t max_bytes;
-	int parallel;      /* connections at most */
-	int oauth;         /* auth_kind oauth2: a shared access token, not the secret */
-	char *fingerprint; /* every setting above, to notice a change */
+	int parallel;            /* connections at most */
+	int oauth;               /* auth_kind oauth2: a shared access token, not the secret */
+	char *fingerprint;       /* every setting above, to notice a change */
 	int64_t token_renew_ms;  /* oauth: pp_mono_ms() when the connections' token goes stale */
 	int64_t token_warned_ms; /* oauth: warnings last reported (pp_mono_ms()) */
 	int64_t token_backoff_s; /* oauth: the last connect found the token endpoint down */
 	int token_reauth;        /* oauth: the last connect found no usable consent */
 	int oauthbearer;         /* oauth: SASL OAUTHBEARER rather than XOAUTH2 */
-	PGresult *pending; /* changed settings, applied once no job is in flight */
+	PGresult *pending;       /* changed settings, applied once no job is in flight */
 	sender_conn_t *conns[SENDER_MAX_CONNECTIONS];
 	int nconns;
 	int busy;                   /* jobs in flight */
@@ -217,6 +218,17 @@ void sender_smtp_free(sender_smtp_t **smtp);
 void sender_smtp_send(sender_smtp_t *smtp, const char *from, const struct curl_slist *rcpts,
                       const char *body, size_t len, pp_outbox_result_t *res,
                       const char **diag_code);
+
+/* ---- sender_check.c ---- */
+
+typedef struct sender_check sender_check_t;
+
+sender_check_t *sender_check_new(void);
+/* sender_check_message - start the credential test an account_test asks
+ * for, in a thread of its own; 0, or -1 if msg is of another type. */
+int sender_check_message(sender_check_t *c, pp_daemon_t *d, const pp_msg_t *msg);
+/* sender_check_free - cancel the tests still running, join, free. */
+void sender_check_free(sender_check_t **c);
 
 /* ---- sender_envelope.c ---- */
 

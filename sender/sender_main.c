@@ -16,7 +16,8 @@
 
 typedef struct {
 	sender_engine_t *engine;
-	pp_outbox_t *outbox; /* the engine's */
+	pp_outbox_t *outbox;   /* the engine's */
+	sender_check_t *check; /* credential tests (sender_check.c) */
 } sender_t;
 
 /* sender_configure - [sender] settings; bad values are fatal at start. */
@@ -66,6 +67,7 @@ static int sender_init(pp_daemon_t *d, void **state)
 	mallopt(M_ARENA_MAX, 2);
 	sender_t *s = xcalloc(1, sizeof(*s));
 	s->engine = sender_engine_new(d, &s->outbox);
+	s->check = sender_check_new();
 	sender_configure(d, s);
 	*state = s;
 	return 0;
@@ -91,6 +93,7 @@ static void sender_fini(pp_daemon_t *d, void *state)
 	(void)d;
 	if (s == NULL)
 		return;
+	sender_check_free(&s->check);
 	sender_engine_free(&s->engine);
 	free(s);
 	curl_global_cleanup();
@@ -103,6 +106,12 @@ static int64_t sender_pending(pp_daemon_t *d, void *state)
 	return pp_outbox_pending(s->outbox);
 }
 
+static int sender_message(pp_daemon_t *d, void *state, const pp_msg_t *msg)
+{
+	sender_t *s = state;
+	return sender_check_message(s->check, d, msg);
+}
+
 int main(int argc, char **argv)
 {
 	static const pp_stage_ops_t ops = {
@@ -112,6 +121,7 @@ int main(int argc, char **argv)
 	    .reload = sender_reload,
 	    .fini = sender_fini,
 	    .pending = sender_pending,
+	    .message = sender_message,
 	};
 	return pp_daemon_main(argc, argv, &ops);
 }

@@ -1,7 +1,9 @@
 /*
- * sms_http.c - the libcurl GET to a Kannel-style sendsms interface and the
- * classification of its result. Owns the reused curl handle; the URL holds
- * the password, so it is wiped after each request and never logged.
+ * sms_http.c - the libcurl GETs to a Kannel-style sendsms interface (a
+ * multi handle: several in flight, connections kept alive in its cache)
+ * and the classification of their results. Owns the multi handle and the
+ * transfers (reused easy handles); a request URL holds the password, so it
+ * is wiped when its transfer ends and never logged.
  */
 #include "sms_http.h"
 
@@ -13,22 +15,58 @@
 
 /* Largest response body kept; Kannel answers with one short line. */
 #define SMS_HTTP_BODY_MAX 4096
+/* Idle connections the multi handle keeps open. */
+#define SMS_HTTP_MAX_CONNECTS 64L
 
-struct sms_http {
+typedef struct transfer {
 	CURL *curl;
 	pp_buf_t body;
+	pp_buf_t url;   /* holds the password: wiped when the transfer ends */
+	char *password; /* for the check that no error text repeats it */
+	char errbuf[CURL_ERROR_SIZE];
+	void *tag;
+	struct transfer *next; /* in the active or the idle list */
+} transfer_t;
+
+struct sms_http {
+	CURLM *multi;
+	transfer_t *active; /* started, not yet reported */
+	transfer_t *idle;   /* finished: their easy handles are reused */
+	int running;        /* length of the active list */
 };
 
 sms_http_t *sms_http_new(void)
 {
 	sms_http_t *http = xcalloc(1, sizeof(*http));
-	http->curl = curl_easy_init();
-	if (http->curl == NULL) {
+	http->multi = curl_multi_init();
+	if (http->multi == NULL) {
 		free(http);
 		return NULL;
 	}
-	pp_buf_init(&http->body);
+	curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS, SMS_HTTP_MAX_CONNECTS);
 	return http;
+}
+
+static void transfer_wipe(transfer_t *t)
+{
+	if (t->url.data != NULL)
+		explicit_bzero(t->url.data, t->url.len);
+	pp_buf_free(&t->url);
+	if (t->password != NULL) {
+		explicit_bzero(t->password, strlen(t->password));
+		free(t->password);
+		t->password = NULL;
+	}
+	/* Do not leave the URL (and the password in it) inside the handle. */
+	curl_easy_setopt(t->curl, CURLOPT_URL, "");
+}
+
+static void transfer_free(transfer_t *t)
+{
+	transfer_wipe(t);
+	curl_easy_cleanup(t->curl);
+	pp_buf_free(&t->body);
+	free(t);
 }
 
 void sms_http_free(sms_http_t **httpp)
@@ -36,8 +74,19 @@ void sms_http_free(sms_http_t **httpp)
 	sms_http_t *http = *httpp;
 	if (http == NULL)
 		return;
-	curl_easy_cleanup(http->curl);
-	pp_buf_free(&http->body);
+	/* Transfers still running are abandoned with their handles. */
+	while (http->active != NULL) {
+		transfer_t *t = http->active;
+		http->active = t->next;
+		curl_multi_remove_handle(http->multi, t->curl);
+		transfer_free(t);
+	}
+	while (http->idle != NULL) {
+		transfer_t *t = http->idle;
+		http->idle = t->next;
+		transfer_free(t);
+	}
+	curl_multi_cleanup(http->multi);
 	free(http);
 	*httpp = NULL;
 }
@@ -86,11 +135,11 @@ sms_http_outcome_t sms_http_classify(CURLcode rc, long code)
 
 static size_t http_on_body(char *data, size_t size, size_t nmemb, void *user)
 {
-	sms_http_t *http = user;
+	transfer_t *t = user;
 	size_t len = size * nmemb;
-	if (http->body.len < SMS_HTTP_BODY_MAX) {
-		size_t room = SMS_HTTP_BODY_MAX - http->body.len;
-		pp_buf_append(&http->body, data, len < room ? len : room);
+	if (t->body.len < SMS_HTTP_BODY_MAX) {
+		size_t room = SMS_HTTP_BODY_MAX - t->body.len;
+		pp_buf_append(&t->body, data, len < room ? len : room);
 	}
 	return len;
 }
@@ -152,12 +201,11 @@ static void http_first_line(const pp_buf_t *body, char *out, size_t outlen)
 	out[n] = '\0';
 }
 
-static void http_set_options(sms_http_t *http, const sms_http_request_t *req, const char *url,
-                             char *errbuf)
+static void http_set_options(transfer_t *t, const sms_http_request_t *req)
 {
-	CURL *c = http->curl;
-	curl_easy_reset(c); /* keeps the connection cache: keep-alive survives */
-	curl_easy_setopt(c, CURLOPT_URL, url);
+	CURL *c = t->curl;
+	curl_easy_reset(c);
+	curl_easy_setopt(c, CURLOPT_URL, t->url.data);
 	curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
@@ -165,26 +213,30 @@ static void http_set_options(sms_http_t *http, const sms_http_request_t *req, co
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "PracticePost-sms/1");
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, req->timeout_s);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, req->connect_timeout_s);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, t->errbuf);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, http);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
+	curl_easy_setopt(c, CURLOPT_PRIVATE, t);
 	if (req->ca_file != NULL && *req->ca_file)
 		curl_easy_setopt(c, CURLOPT_CAINFO, req->ca_file);
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, req->verify ? 1L : 0L);
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, req->verify ? 2L : 0L);
 }
 
-/* http_describe - fill res->reply and res->error from what happened,
- * keeping the password out of the error text whatever curl wrote. */
-static void http_describe(sms_http_t *http, const sms_http_request_t *req, CURLcode rc,
-                          const char *errbuf, sms_http_result_t *res)
+/* http_describe - fill res from how the transfer ended, keeping the
+ * password out of the error text whatever curl wrote. */
+static void http_describe(transfer_t *t, CURLcode rc, sms_http_result_t *res)
 {
-	http_first_line(&http->body, res->reply, sizeof(res->reply));
+	memset(res, 0, sizeof(*res));
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &res->code);
+	res->outcome = sms_http_classify(rc, res->code);
+	http_first_line(&t->body, res->reply, sizeof(res->reply));
 	if (rc != CURLE_OK) {
-		int leaks = req->password != NULL && *req->password &&
-		            strstr(errbuf, req->password) != NULL;
+		const char *e = t->errbuf;
+		int leaks = t->password != NULL && *t->password && strstr(e, t->password) != NULL;
 		snprintf(res->error, sizeof(res->error), "%s%s%s", curl_easy_strerror(rc),
-		         *errbuf && !leaks ? ": " : "", *errbuf && !leaks ? errbuf : "");
+		         *e && !leaks ? ": " : "", *e && !leaks ? e : "");
 		size_t n = strlen(res->error);
 		while (n > 0 && (res->error[n - 1] == '\n' || res->error[n - 1] == ' '))
 			res->error[--n] = '\0';
@@ -194,33 +246,101 @@ static void http_describe(sms_http_t *http, const sms_http_request_t *req, CURLc
 	}
 }
 
-int sms_http_send(sms_http_t *http, const sms_http_request_t *req, sms_http_result_t *res)
+/* http_transfer - an idle transfer, or a new one; NULL if curl cannot. */
+static transfer_t *http_transfer(sms_http_t *http)
 {
-	char errbuf[CURL_ERROR_SIZE];
-	pp_buf_t url;
-	int rc = -1;
+	transfer_t *t = http->idle;
+	if (t != NULL) {
+		http->idle = t->next;
+		pp_buf_reset(&t->body);
+		return t;
+	}
+	t = xcalloc(1, sizeof(*t));
+	t->curl = curl_easy_init();
+	if (t->curl == NULL) {
+		free(t);
+		return NULL;
+	}
+	pp_buf_init(&t->body);
+	return t;
+}
 
+int sms_http_start(sms_http_t *http, const sms_http_request_t *req, void *tag,
+                   sms_http_result_t *res)
+{
+	transfer_t *t = http_transfer(http);
 	memset(res, 0, sizeof(*res));
-	errbuf[0] = '\0';
-	pp_buf_init(&url);
-	pp_buf_reset(&http->body);
-	if (http_build_url(http->curl, req, &url) != 0) {
-		res->outcome = SMS_HTTP_TEMPORARY;
+	res->outcome = SMS_HTTP_TEMPORARY;
+	if (t == NULL) {
+		snprintf(res->error, sizeof(res->error), "cannot create a curl handle");
+		return -1;
+	}
+	t->errbuf[0] = '\0';
+	t->tag = tag;
+	pp_buf_init(&t->url);
+	if (http_build_url(t->curl, req, &t->url) != 0) {
 		snprintf(res->error, sizeof(res->error), "cannot build the request");
 		goto fail;
 	}
-	http_set_options(http, req, url.data, errbuf);
-	CURLcode cc = curl_easy_perform(http->curl);
-	if (cc == CURLE_OK)
-		curl_easy_getinfo(http->curl, CURLINFO_RESPONSE_CODE, &res->code);
-	res->outcome = sms_http_classify(cc, res->code);
-	http_describe(http, req, cc, errbuf, res);
-	/* Do not leave the URL (and the password in it) inside the handle. */
-	curl_easy_setopt(http->curl, CURLOPT_URL, "");
-	rc = 0;
+	t->password = xstrdup(req->password ? req->password : "");
+	http_set_options(t, req);
+	if (curl_multi_add_handle(http->multi, t->curl) != CURLM_OK) {
+		snprintf(res->error, sizeof(res->error), "cannot start the request");
+		goto fail;
+	}
+	t->next = http->active;
+	http->active = t;
+	http->running++;
+	return 0;
 fail:
-	if (url.data != NULL)
-		explicit_bzero(url.data, url.len);
-	pp_buf_free(&url);
-	return rc;
+	transfer_wipe(t);
+	t->next = http->idle;
+	http->idle = t;
+	return -1;
+}
+
+/* http_finish - a transfer ended: report it, wipe it, keep it for reuse. */
+static void http_finish(sms_http_t *http, CURL *curl, CURLcode rc, sms_http_done_fn *done,
+                        void *arg)
+{
+	transfer_t **p = &http->active;
+	while (*p != NULL && (*p)->curl != curl)
+		p = &(*p)->next;
+	if (*p == NULL)
+		return;
+	transfer_t *t = *p;
+	sms_http_result_t res;
+	*p = t->next;
+	http->running--;
+	curl_multi_remove_handle(http->multi, curl);
+	http_describe(t, rc, &res);
+	transfer_wipe(t);
+	t->next = http->idle;
+	http->idle = t;
+	done(t->tag, &res, arg);
+}
+
+int sms_http_run(sms_http_t *http, int wait_ms, sms_http_done_fn *done, void *arg)
+{
+	int still, left, finished = 0;
+	curl_multi_perform(http->multi, &still);
+	/* Wait only if no transfer has ended yet (a quick answer can come
+	 * within the perform that sent its request). */
+	if (wait_ms > 0 && still >= http->running) {
+		curl_multi_poll(http->multi, NULL, 0, wait_ms, NULL);
+		curl_multi_perform(http->multi, &still);
+	}
+	CURLMsg *m;
+	while ((m = curl_multi_info_read(http->multi, &left)) != NULL) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		http_finish(http, m->easy_handle, m->data.result, done, arg);
+		finished++;
+	}
+	return finished;
+}
+
+int sms_http_running(const sms_http_t *http)
+{
+	return http->running;
 }

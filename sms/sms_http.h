@@ -1,8 +1,10 @@
 /*
- * sms_http.h - one SMS through a Kannel-style HTTP sendsms interface with
- * libcurl, and the classification of what came back. An sms_http_t owns a
- * curl handle that is reused (keep-alive) across messages; free it with
- * sms_http_free().
+ * sms_http.h - SMS through a Kannel-style HTTP sendsms interface with
+ * libcurl's multi interface: several requests in flight at once, each on
+ * a kept-alive connection of the multi handle's cache, and the
+ * classification of what came back. An sms_http_t owns the multi handle,
+ * its connections and every transfer; free it with sms_http_free(), which
+ * abandons transfers still running.
  */
 #ifndef SMS_HTTP_H
 #define SMS_HTTP_H
@@ -49,12 +51,25 @@ typedef struct {
 
 typedef struct sms_http sms_http_t;
 
+/* A finished request: tag is the one given to sms_http_start(). */
+typedef void sms_http_done_fn(void *tag, const sms_http_result_t *res, void *arg);
+
 sms_http_t *sms_http_new(void);
 void sms_http_free(sms_http_t **http);
 
-/* sms_http_send - make the request and fill res. Always classifies: the
- * return value is 0, or -1 only if the request could not even be built. */
-int sms_http_send(sms_http_t *http, const sms_http_request_t *req, sms_http_result_t *res);
+/* sms_http_start - begin the request; everything req points to is copied
+ * or used at once. 0, or -1 when it could not even be built (res filled,
+ * TEMPORARY, nothing started). */
+int sms_http_start(sms_http_t *http, const sms_http_request_t *req, void *tag,
+                   sms_http_result_t *res);
+
+/* sms_http_run - move the transfers on, waiting at most wait_ms (0: not at
+ * all) for something to happen, and call done() for each one that
+ * finished. Returns how many finished. */
+int sms_http_run(sms_http_t *http, int wait_ms, sms_http_done_fn *done, void *arg);
+
+/* sms_http_running - transfers started and not yet reported finished. */
+int sms_http_running(const sms_http_t *http);
 
 /* sms_http_classify - the outcome for a curl result and HTTP status. */
 sms_http_outcome_t sms_http_classify(CURLcode rc, long code);

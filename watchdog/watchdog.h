@@ -7,7 +7,8 @@
  * Events (EVENT on the PUB socket, topic "event.<kind>"): stage_started
  * (status 0), stage_exited (status = exit code, or the signal number when
  * detail says "killed by signal"), stage_restarted (status = restart count),
- * heartbeat_missed, selftest_failed.
+ * heartbeat_missed, selftest_failed, account_test (status 0 passed, else
+ * the step that failed; detail names the account and the outcome).
  */
 #ifndef WATCHDOG_H
 #define WATCHDOG_H
@@ -76,6 +77,20 @@ typedef struct {
 	int64_t deadline_mono;
 } wd_pending_t;
 
+/* A credential test (account_test) in progress: its steps go back to the
+ * CLI that asked for it. */
+typedef struct {
+	char request[PP_MSG_FROM_MAX + 1];
+	char id[PP_ZMQ_ID_MAX]; /* the CLI */
+	size_t idlen;
+	char target[PP_ZMQ_ID_MAX]; /* the routing id of the instance running it */
+	size_t targetlen;
+	char instance[WD_NAME_MAX + 1];
+	int64_t account_id;
+	int step; /* the step in progress */
+	int64_t deadline_mono;
+} wd_test_t;
+
 typedef struct {
 	pp_config_t *cfg;
 	char instance[WD_NAME_MAX + 1]; /* our own name: "watchdog" */
@@ -92,6 +107,8 @@ typedef struct {
 	size_t npeers;
 	wd_pending_t *pending;
 	size_t npending;
+	wd_test_t *tests;
+	size_t ntests;
 	wd_checkin_t *checkin;
 	int stopping;
 	int64_t started_mono;
@@ -101,10 +118,12 @@ typedef struct {
 	int64_t rejected; /* frames rejected */
 } watchdog_t;
 
-/* watchdog_main.c */
+/* watchdog_event.c */
 /* wd_event - log the event and publish it on the PUB socket. */
 void wd_event(watchdog_t *wd, const char *kind, const char *stage, const char *instance,
               int64_t pid, int64_t status, const char *detail);
+
+/* watchdog_main.c */
 /* wd_reload - reread the config file, apply it, forward SIGHUP to stages. */
 void wd_reload(watchdog_t *wd);
 
@@ -140,6 +159,19 @@ void wd_control_recv(watchdog_t *wd);
 void wd_control_tick(watchdog_t *wd);
 /* wd_control_cancel - answer every waiting request with ok=0 and text. */
 void wd_control_cancel(watchdog_t *wd, const char *text);
+
+/* watchdog_test.c */
+/* wd_test_request - an account_test from the CLI: answer the "service
+ * running" step and forward the test to a sender instance (REPLY ok=1),
+ * or report step 2 failed. */
+void wd_test_request(watchdog_t *wd, const char *id, size_t idlen, const pp_msg_t *msg);
+/* wd_test_step - an account_step from a stage, passed on to its CLI;
+ * -1 with err if it is malformed. */
+int wd_test_step(watchdog_t *wd, const pp_msg_t *msg, char *err, size_t errlen);
+/* wd_test_tick - fail the tests whose instance went away or fell silent. */
+void wd_test_tick(watchdog_t *wd);
+/* wd_test_cancel - fail every test in progress with text. */
+void wd_test_cancel(watchdog_t *wd, const char *text);
 
 /* watchdog_checkin.c */
 typedef struct {

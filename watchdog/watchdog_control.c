@@ -1,7 +1,8 @@
 /*
  * watchdog_control.c - the ROUTER control socket: heartbeats and self-tests
- * from stages, wake-ups forwarded to the instances of a stage, and operator
- * commands (ping, status, restart, reload) from the CLI. Owns wd->peers (the
+ * from stages, wake-ups forwarded to the instances of a stage, operator
+ * commands (ping, status, restart, reload) from the CLI, and credential
+ * tests handed to watchdog_test.c. Owns wd->peers (the
  * routing ids seen, with their stage) and wd->pending (restarts waiting to
  * be answered). A bad frame is logged and dropped; it never stops the loop.
  */
@@ -241,6 +242,11 @@ static int control_handle(watchdog_t *wd, const char *id, size_t idlen, const pp
 	case PP_MSG_CONTROL:
 		control_command(wd, id, idlen, msg);
 		return 0;
+	case PP_MSG_ACCOUNT_TEST:
+		wd_test_request(wd, id, idlen, msg);
+		return 0;
+	case PP_MSG_ACCOUNT_STEP:
+		return wd_test_step(wd, msg, err, errlen);
 	default:
 		snprintf(err, errlen, "type %s from=%s not accepted by the watchdog",
 		         pp_msg_type_name(msg->type), msg->from);
@@ -328,6 +334,7 @@ void wd_control_tick(watchdog_t *wd)
 			i--;
 		}
 	}
+	wd_test_tick(wd);
 }
 
 void wd_control_cancel(watchdog_t *wd, const char *text)
@@ -335,4 +342,5 @@ void wd_control_cancel(watchdog_t *wd, const char *text)
 	for (size_t i = 0; i < wd->npending; i++)
 		control_reply(wd, wd->pending[i].id, wd->pending[i].idlen, 0, text);
 	wd->npending = 0;
+	wd_test_cancel(wd, text);
 }

@@ -1,7 +1,7 @@
 /*
  * watchdog_main.c - practicepost-watchdog, the supervisor (like Postfix's
  * master): arguments, configuration, signals (a self-pipe polled with the
- * ZeroMQ sockets), the event publisher, the main loop and shutdown.
+ * ZeroMQ sockets), the sockets, the main loop and shutdown.
  * Owns the watchdog_t, the sockets and the signal pipe.
  */
 #include <errno.h>
@@ -60,27 +60,6 @@ static void wd_signals_drain(void)
 	unsigned char buf[64];
 	while (read(signal_pipe[0], buf, sizeof(buf)) > 0)
 		;
-}
-
-void wd_event(watchdog_t *wd, const char *kind, const char *stage, const char *instance,
-              int64_t pid, int64_t status, const char *detail)
-{
-	char topic[48];
-	pp_msg_t msg;
-	log_info("%s event=%s pid=%lld status=%lld %s", instance, kind, (long long)pid,
-	         (long long)status, detail);
-	if (wd->events == NULL)
-		return;
-	pp_msg_init(&msg, PP_MSG_EVENT, wd->instance);
-	PP_MSG_SET(msg.u.event.kind, kind);
-	PP_MSG_SET(msg.u.event.stage, stage);
-	PP_MSG_SET(msg.u.event.instance, instance);
-	PP_MSG_SET(msg.u.event.detail, detail);
-	msg.u.event.pid = pid;
-	msg.u.event.status = status;
-	snprintf(topic, sizeof(topic), "event.%s", kind);
-	if (pp_zmq_publish(wd->events, topic, &msg) != 0)
-		log_debug("event=%s not published: %s", kind, zmq_strerror(errno));
 }
 
 /* wd_default_bin_dir - the directory of our own executable. */
@@ -355,6 +334,7 @@ static void wd_shutdown(watchdog_t *wd, int lock_fd)
 	free(wd->inst);
 	free(wd->peers);
 	free(wd->pending);
+	free(wd->tests);
 	pp_config_free(&wd->cfg);
 	if (lock_fd >= 0)
 		close(lock_fd);

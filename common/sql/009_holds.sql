@@ -76,6 +76,18 @@ RETURNS timestamptz LANGUAGE sql STABLE AS $$
                       WHERE h.practice_id = practice AND h.day = d::date)
 $$;
 
+-- pp_practice_has_holds - whether any rule but an opt-out can hold a
+-- practice's automatic messages now (the claim asks once per account and
+-- skips pp_outbox_hold for messages no rule can touch).
+CREATE FUNCTION pp_practice_has_holds(practice bigint) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT p.quiet_start IS NOT NULL OR p.cap_per_day IS NOT NULL
+           OR p.cap_per_week IS NOT NULL
+           OR EXISTS (SELECT 1 FROM practice_holidays h WHERE h.practice_id = p.id
+                      AND h.day = (now() AT TIME ZONE p.time_zone)::date)
+    FROM practices p WHERE p.id = practice
+$$;
+
 -- pp_outbox_hold - why an outgoing message must not go now, if it must
 -- not: hold_until (NULL: until staff act), reason, stop (flag it). rank is
 -- the message's place among the automatic messages to the same person in
@@ -245,3 +257,12 @@ RETURNS boolean LANGUAGE sql STABLE AS $$
                          AND i.direction = 'in' AND i.channel = 'sms'
                          AND i.from_addr = m.to_addr)
 $$;
+
+-- The SMS claim takes an account's due messages in (deliver_after, id)
+-- order, "send now" ones first: the same indexes the email claim has, so
+-- neither look scans the whole queue (002_sender.sql).
+DROP INDEX messages_queued_sms;
+CREATE INDEX messages_queued_sms ON messages (sms_account_id, deliver_after, id)
+    WHERE state = 'queued' AND direction = 'out';
+CREATE INDEX messages_send_now_sms ON messages (sms_account_id, deliver_after, id)
+    WHERE state = 'queued' AND direction = 'out' AND send_now;

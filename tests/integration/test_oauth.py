@@ -378,3 +378,42 @@ def test_warnings_in_show_and_status(db, pp_tmp, oauth, oauth_sink):
     assert "warning: the client secret expires on" in show
     status = env.cli("status", check=False).stdout
     assert "Authenticated as alice" in status and "client secret expires" in status
+
+
+def test_warnings_reach_the_event_stream(db, pp_tmp, oauth, oauth_sink):
+    import zmq
+    from conftest import Daemon
+    from test_watchdog import Events, endpoints
+    env = Env(db, pp_tmp, oauth, oauth_sink)
+    assert env.authenticate()[0] == 0
+    db.sql("UPDATE email_oauth SET refresh_idle_days = 90, refreshed_at = now() - "
+           "interval '80 days', client_secret_expires = current_date + 10")
+    with open(env.conf, "a") as f:
+        f.write("\n[watchdog]\nstages = sender\nheartbeat_interval_ms = 200\n")
+    ctx = zmq.Context()
+    try:
+        wd = Daemon("watchdog", env.conf)
+        wd.wait_log("instance=watchdog started")
+        events = Events(ctx, endpoints(env.conf)[1])
+        msg, _, _ = queue(db, env.practice, env.account)
+        events.wait(timeout=20, kind="selftest_failed", stage="sender")
+        deadline = time.monotonic() + 10
+        while True:
+            warned = [e for e in events.seen if e["kind"] == "selftest_failed"]
+            details = " | ".join(e["detail"] for e in warned)
+            if ("oauth_refresh_token_idle" in details and "oauth_client_secret_expiry" in
+                    details) or time.monotonic() > deadline:
+                break
+            events._drain(200)
+        expiry = warned[0]
+        assert "oauth_client_secret_expiry" in details and "expires on" in details, details
+        assert "oauth_refresh_token_idle" in details, details
+        assert expiry["instance"] == "sender.1" and expiry["pid"] > 0
+        oauth_sink.wait_for(1)
+        assert row(db, msg)["state"] == "sent"
+        wd.stop()
+        env.outputs.append(wd.log())
+        env.outputs.append(details)
+    finally:
+        ctx.destroy(linger=0)
+    env.assert_no_token_leaked()

@@ -26,29 +26,26 @@ static void test_config_values(void **state)
 	char err[256];
 	int64_t v;
 	pp_config_t *cfg = pp_config_from_string("[database]\nconninfo = host=/tmp port=5\n"
-						 "[sender]\nbatch_size = 50\nbad = 12x\n"
-						 "tls_verify = no\nbatch_size = 60\n",
-						 err, sizeof(err));
+	                                         "[sender]\nbatch_size = 50\nbad = 12x\n"
+	                                         "tls_verify = no\nbatch_size = 60\n",
+	                                         err, sizeof(err));
 	assert_non_null(cfg);
 	assert_string_equal(pp_config_get(cfg, "database", "conninfo", NULL), "host=/tmp port=5");
 	assert_string_equal(pp_config_get(cfg, "DATABASE", "CONNINFO", NULL), "host=/tmp port=5");
 	assert_null(pp_config_get(cfg, "database", "missing", NULL));
 	assert_string_equal(pp_config_get(cfg, "x", "y", "dflt"), "dflt");
 	/* The last duplicate wins. */
-	assert_int_equal(pp_config_get_int(cfg, "sender", "batch_size", 1, 1, 100, &v, err,
-					   sizeof(err)),
-			 0);
+	assert_int_equal(
+	    pp_config_get_int(cfg, "sender", "batch_size", 1, 1, 100, &v, err, sizeof(err)), 0);
 	assert_int_equal(v, 60);
-	assert_int_equal(pp_config_get_int(cfg, "sender", "batch_size", 1, 1, 10, &v, err,
-					   sizeof(err)),
-			 -1);
+	assert_int_equal(
+	    pp_config_get_int(cfg, "sender", "batch_size", 1, 1, 10, &v, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "batch_size"));
 	assert_int_equal(pp_config_get_int(cfg, "sender", "bad", 1, 0, 100, &v, err, sizeof(err)),
-			 -1);
+	                 -1);
 	assert_non_null(strstr(err, "12x"));
-	assert_int_equal(pp_config_get_int(cfg, "sender", "absent", 7, 0, 100, &v, err,
-					   sizeof(err)),
-			 0);
+	assert_int_equal(
+	    pp_config_get_int(cfg, "sender", "absent", 7, 0, 100, &v, err, sizeof(err)), 0);
 	assert_int_equal(v, 7);
 	assert_int_equal(pp_config_get_bool(cfg, "sender", "tls_verify", 1), 0);
 	assert_int_equal(pp_config_get_bool(cfg, "sender", "absent", 1), 1);
@@ -138,16 +135,19 @@ static void test_secret_key_file_checks(void **state)
 	char err[256];
 	pp_secret_key_t key;
 	const char *path = "/tmp/pp-test-key-checks";
-	write_file(path, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", 0644);
+	write_file(path, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+	           0644);
 	assert_int_equal(pp_secret_key_load(path, &key, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "chmod 600"));
-	write_file(path, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", 0600);
+	write_file(path, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+	           0600);
 	assert_int_equal(pp_secret_key_load(path, &key, err, sizeof(err)), 0);
 	assert_int_equal(key.key[1], 0x11);
 	write_file(path, "0011\n", 0600);
 	assert_int_equal(pp_secret_key_load(path, &key, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "64 hex"));
-	write_file(path, "zz112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", 0600);
+	write_file(path, "zz112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+	           0600);
 	assert_int_equal(pp_secret_key_load(path, &key, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "hexadecimal"));
 	unlink(path);
@@ -192,12 +192,9 @@ static void test_buffer_and_strlcpy(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_config_values),
-		cmocka_unit_test(test_config_errors),
-		cmocka_unit_test(test_secret_round_trip),
-		cmocka_unit_test(test_secret_key_file_checks),
-		cmocka_unit_test(test_state_names),
-		cmocka_unit_test(test_buffer_and_strlcpy),
+	    cmocka_unit_test(test_config_values),     cmocka_unit_test(test_config_errors),
+	    cmocka_unit_test(test_secret_round_trip), cmocka_unit_test(test_secret_key_file_checks),
+	    cmocka_unit_test(test_state_names),       cmocka_unit_test(test_buffer_and_strlcpy),
 	};
 	return cmocka_run_group_tests_name("pp_config_secret", tests, NULL, NULL);
 }

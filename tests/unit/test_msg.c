@@ -248,22 +248,22 @@ static const struct {
 	frame_fn build;
 	const char *reason;
 } bad_frames[] = {
-	{"not a map", f_not_map, "5-entry map"},
-	{"short map", f_short_map, "5-entry map"},
-	{"bad version", f_bad_version, "version"},
-	{"unknown type", f_unknown_type, "unknown type"},
-	{"unknown field", f_unknown_field, "unknown field"},
-	{"missing field", f_missing_field, "missing"},
-	{"repeated field", f_repeated_field, "repeated"},
-	{"string field holds int", f_wrong_type_str, "not a string"},
-	{"int field holds string", f_wrong_type_int, "not an integer"},
-	{"oversized string", f_oversized_str, "exceeds"},
-	{"NUL in string", f_nul_in_str, "NUL"},
-	{"uint beyond int64", f_huge_uint, "not an integer"},
-	{"body not a map", f_body_not_map, "not a map"},
-	{"repeated envelope key", f_repeated_envelope_key, "repeated"},
-	{"unknown envelope key", f_unknown_envelope_key, "unknown envelope key"},
-	{"trailing bytes", f_trailing_bytes, "unread bytes"},
+    {"not a map", f_not_map, "5-entry map"},
+    {"short map", f_short_map, "5-entry map"},
+    {"bad version", f_bad_version, "version"},
+    {"unknown type", f_unknown_type, "unknown type"},
+    {"unknown field", f_unknown_field, "unknown field"},
+    {"missing field", f_missing_field, "missing"},
+    {"repeated field", f_repeated_field, "repeated"},
+    {"string field holds int", f_wrong_type_str, "not a string"},
+    {"int field holds string", f_wrong_type_int, "not an integer"},
+    {"oversized string", f_oversized_str, "exceeds"},
+    {"NUL in string", f_nul_in_str, "NUL"},
+    {"uint beyond int64", f_huge_uint, "not an integer"},
+    {"body not a map", f_body_not_map, "not a map"},
+    {"repeated envelope key", f_repeated_envelope_key, "repeated"},
+    {"unknown envelope key", f_unknown_envelope_key, "unknown envelope key"},
+    {"trailing bytes", f_trailing_bytes, "unread bytes"},
 };
 
 static void test_rejects_bad_frames(void **state)
@@ -279,8 +279,8 @@ static void test_rejects_bad_frames(void **state)
 		bad_frames[i].build(&pk);
 		int rc = pp_msg_decode(sbuf.data, sbuf.size, &out, err, sizeof(err));
 		if (rc != -1 || strstr(err, bad_frames[i].reason) == NULL)
-			fail_msg("%s: rc=%d err=\"%s\" (wanted \"%s\")", bad_frames[i].name, rc, err,
-				 bad_frames[i].reason);
+			fail_msg("%s: rc=%d err=\"%s\" (wanted \"%s\")", bad_frames[i].name, rc,
+			         err, bad_frames[i].reason);
 		assert_int_equal(out.type, PP_MSG_NONE);
 		msgpack_sbuffer_destroy(&sbuf);
 	}
@@ -346,11 +346,11 @@ static void test_fuzz_random_frames(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_round_trip_all_types),
-		cmocka_unit_test(test_encode_truncates_long_strings),
-		cmocka_unit_test(test_rejects_bad_frames),
-		cmocka_unit_test(test_rejects_raw_garbage),
-		cmocka_unit_test(test_fuzz_random_frames),
+	    cmocka_unit_test(test_round_trip_all_types),
+	    cmocka_unit_test(test_encode_truncates_long_strings),
+	    cmocka_unit_test(test_rejects_bad_frames),
+	    cmocka_unit_test(test_rejects_raw_garbage),
+	    cmocka_unit_test(test_fuzz_random_frames),
 	};
 	return cmocka_run_group_tests_name("pp_msg", tests, NULL, NULL);
 }
