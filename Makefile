@@ -92,17 +92,17 @@ integration: all
 	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	    /usr/bin/python3 -m pytest -q -ra $(PYTEST_ARGS)
 
-# make check: install what is missing, build, unit tests, then the
-# integration suite against real servers - once with the plain build and
-# once with the ASan+UBSan build (a sanitizer report in any daemon's log
-# fails the test that ran it).
+# make check: install what is missing, build, the unit tests of the plain
+# and the ASan+UBSan builds, the integration suite against real servers
+# with the ASan+UBSan daemons (a sanitizer report in any daemon's log fails
+# the test that ran it), then each fuzz target for a short while.
 check:
 	@./scripts/install-deps
 	$(MAKE) all
 	$(MAKE) unit
-	$(MAKE) integration
 	$(MAKE) BUILD=build-asan SAN=1 unit
 	$(MAKE) BUILD=build-asan SAN=1 integration
+	$(MAKE) fuzz-smoke
 
 asan:
 	$(MAKE) BUILD=build-asan SAN=1 all
@@ -136,3 +136,6 @@ lint:
 
 clean:
 	rm -rf build build-asan
+
+# make fuzz / fuzz-smoke: libFuzzer targets (see tests/fuzz/fuzz.mk).
+include tests/fuzz/fuzz.mk

@@ -3,8 +3,10 @@
  * results, and the reachability check of step 1: the server's name
  * resolves and the host answers a TCP connection (a refusal of the port
  * is an answer: the port is the server's own step). The connection is made by libcurl
- * in connect-only mode, so a proxy setting, once there is one, applies
- * to it as it applies to the mail sessions (pp_check_session.c).
+ * in connect-only mode, so the proxy setting applies to it as it applies
+ * to the mail sessions (pp_check_session.c): through a proxy, step 1
+ * passes when the proxy connects to the server, and fails naming the
+ * proxy when the proxy itself cannot be used.
  */
 #include "pp_check.h"
 
@@ -15,6 +17,7 @@
 #include <string.h>
 
 #include "pp_check_priv.h"
+#include "pp_proxy.h"
 #include "pp_util.h"
 
 static const struct {
@@ -94,9 +97,7 @@ void pp_check_curl_net(CURL *c, const pp_check_net_t *net)
 	curl_easy_setopt(c, CURLOPT_SERVER_RESPONSE_TIMEOUT, net->timeout_s);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, net->connect_timeout_s + 2 * net->timeout_s);
 	/* Never a proxy from the environment: only the configured one. */
-	curl_easy_setopt(c, CURLOPT_PROXY, net->proxy != NULL ? net->proxy : "");
-	if (net->proxy != NULL)
-		curl_easy_setopt(c, CURLOPT_HTTPPROXYTUNNEL, 1L);
+	pp_proxy_apply(c, net->proxy);
 	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, check_progress);
 	curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)net);
 	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
@@ -140,6 +141,41 @@ static int reason_tls(pp_check_result_t *r, CURLcode rc, const char *why, const 
 	default:
 		return 0;
 	}
+}
+
+int pp_check_proxy_reason(pp_check_result_t *r, CURL *c, CURLcode rc, const char *errbuf,
+                          const pp_check_net_t *net)
+{
+	char text[512];
+	pp_proxy_blame_t b = pp_proxy_blame(c, rc, net->proxy, errbuf, text, sizeof(text));
+	if (b == PP_PROXY_NOT_BLAMED)
+		return 0;
+	pp_check_fail(r, pp_proxy_action(b), "%s", text);
+	return 1;
+}
+
+/* reach_through - the proxy answered, but not with a tunnel to the
+ * server: what it said. */
+static void reach_through(pp_check_result_t *r, CURL *c, CURLcode rc, const char *errbuf,
+                          const char *what, const char *host, int port, const pp_check_net_t *net)
+{
+	long code = 0;
+	char action[512];
+	curl_easy_getinfo(c, CURLINFO_HTTP_CONNECTCODE, &code);
+	snprintf(action, sizeof(action),
+	         "The proxy works, but it could not connect to the %s server: "
+	         "check the server name and port in the account (%d), and that the proxy may "
+	         "reach the internet on that port.",
+	         what, port);
+	if (code >= 300)
+		pp_check_fail(r, action,
+		              "the %s could not connect to %s:%d (%s server): it "
+		              "answered %ld",
+		              net->proxy->name, host, port, what, code);
+	else
+		pp_check_fail(r, action, "the %s could not connect to %s:%d (%s server): %.200s",
+		              net->proxy->name, host, port, what,
+		              errbuf != NULL && *errbuf ? errbuf : curl_easy_strerror(rc));
 }
 
 void pp_check_curl_reason(pp_check_result_t *r, CURLcode rc, const char *errbuf, const char *what,
@@ -219,9 +255,16 @@ int pp_check_reach(const pp_check_net_t *net, const char *what, const char *host
 	curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &os_errno);
 	if (curl_easy_getinfo(c, CURLINFO_PRIMARY_IP, &ip) != CURLE_OK || ip == NULL || !*ip)
 		ip = NULL;
-	if (rc == CURLE_OK)
+	if (rc == CURLE_OK && net->proxy != NULL)
+		pp_check_ok(r, "%s:%d answers through the %s", host, port, net->proxy->name);
+	else if (rc == CURLE_OK)
 		pp_check_ok(r, "%s:%d%s%s%s answers", host, port, ip ? " (" : "", ip ? ip : "",
 		            ip ? ")" : "");
+	else if (pp_check_proxy_reason(r, c, rc, errbuf, net))
+		; /* the proxy itself failed: r names it */
+	else if (net->proxy != NULL && rc != CURLE_ABORTED_BY_CALLBACK &&
+	         rc != CURLE_OPERATION_TIMEDOUT)
+		reach_through(r, c, rc, errbuf, what, host, port, net);
 	else if (rc == CURLE_COULDNT_CONNECT && os_errno == ECONNREFUSED && net->proxy == NULL)
 		/* The host answered (with a refusal): the network is there; the
 		 * server's own step says what is wrong with the port. */

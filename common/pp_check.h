@@ -4,7 +4,8 @@
  * of. A server is "reachable" when its name resolves and its host answers
  * a TCP connection: it opens, or the port is refused (the network works;
  * the server's own step reports the port), through pp_check_net_t.proxy
- * once a proxy is configured. A mail
+ * when the installation has one for email (then it is the proxy that must
+ * answer, and a failure names it). A mail
  * session (IMAP, POP3 or SMTP) is opened with libcurl in connect-only mode,
  * with TLS and login set up exactly as the stages set them up, and ended
  * with LOGOUT/QUIT: an SMTP session stops after AUTH, so no MAIL FROM is
@@ -48,7 +49,7 @@ void pp_check_fail(pp_check_result_t *r, const char *action, const char *fmt, ..
 
 /* How the checks reach the network. */
 typedef struct {
-	const char *proxy; /* NULL: direct (there is no proxy setting yet) */
+	const struct pp_proxy *proxy; /* NULL: direct (pp_proxy.h) */
 	long connect_timeout_s;
 	long timeout_s; /* per server reply */
 	/* cancelled - optional: true once the test must stop (SIGTERM). */

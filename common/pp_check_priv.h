@@ -23,4 +23,10 @@ void pp_check_curl_net(CURL *c, const pp_check_net_t *net);
 void pp_check_curl_reason(pp_check_result_t *r, CURLcode rc, const char *errbuf, const char *what,
                           const char *host, int port, const pp_check_net_t *net);
 
+/* pp_check_proxy_reason - a failure that was the proxy's (unreachable,
+ * login refused, server not allowed) filled into r, naming the proxy;
+ * 0 if the proxy is not to blame (or there is none). */
+int pp_check_proxy_reason(pp_check_result_t *r, CURL *c, CURLcode rc, const char *errbuf,
+                          const pp_check_net_t *net);
+
 #endif

@@ -248,7 +248,9 @@ static void session_result(pp_check_session_t *s, CURLcode rc, pp_check_result_t
 	const pp_check_server_t *srv = s->srv;
 	char *url = pp_check_url(srv);
 	if (rc != CURLE_OK && !s->login_sent) {
-		pp_check_curl_reason(connect, rc, s->errbuf, s->what, srv->host, srv->port, s->net);
+		if (!pp_check_proxy_reason(connect, s->curl, rc, s->errbuf, s->net))
+			pp_check_curl_reason(connect, rc, s->errbuf, s->what, srv->host, srv->port,
+			                     s->net);
 		pp_check_fail(login, "", "not tried: the connection failed");
 	} else {
 		if (!s->login_sent)

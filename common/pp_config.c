@@ -4,6 +4,8 @@
  */
 #include "pp_config.h"
 
+#include <ctype.h>
+
 #include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,11 +50,72 @@ static pp_config_t *config_finish(pp_config_t *cfg, int rc, const char *what, ch
 	return NULL;
 }
 
+/* config_add - one more entry (the last one of a key wins). */
+static void config_add(pp_config_t *cfg, const char *section, const char *key, const char *value)
+{
+	config_handler(cfg, section, key, value);
+}
+
+int pp_config_database_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > 63)
+		return 0;
+	for (const char *p = name; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.')
+			return 0;
+	return 1;
+}
+
+/* config_for_database - the view one practice database's processes get
+ * (PP_DATABASE): its dbname in the conninfo, a run directory of its own
+ * (so the default ipc endpoints and the lock are its own), no shared
+ * listening ports unless its section says, and every "[section@NAME]"
+ * entry applied over "[section]". */
+static int config_for_database(pp_config_t *cfg, const char *name, char *err, size_t errlen)
+{
+	if (!pp_config_database_name_ok(name)) {
+		snprintf(err, errlen,
+		         "PP_DATABASE=%s: not a database name (letters, digits, _ - .)", name);
+		return -1;
+	}
+	const char *conninfo = pp_config_get(cfg, "database", "conninfo", "");
+	char *v = xasprintf("%s dbname='%s'", conninfo, name);
+	config_add(cfg, "database", "conninfo", v);
+	free(v);
+	v = xasprintf("%s/db-%s", pp_config_get(cfg, "paths", "run_dir", "/run/practicepost"),
+	              name);
+	config_add(cfg, "paths", "run_dir", v);
+	free(v);
+	config_add(cfg, "watchdog", "control", "");
+	config_add(cfg, "watchdog", "events", "");
+	config_add(cfg, "watchdog", "metrics_port", "0");
+	config_add(cfg, "sms", "callback_port", "0");
+	size_t count = cfg->count;
+	for (size_t i = 0; i < count; i++) {
+		const char *at = strchr(cfg->entries[i].section, '@');
+		if (at == NULL || strcmp(at + 1, name) != 0)
+			continue;
+		char *section =
+		    xstrndup(cfg->entries[i].section, (size_t)(at - cfg->entries[i].section));
+		char *key = xstrdup(cfg->entries[i].key), *value = xstrdup(cfg->entries[i].value);
+		config_add(cfg, section, key, value);
+		free(section);
+		free(key);
+		free(value);
+	}
+	return 0;
+}
+
 pp_config_t *pp_config_load(const char *path, char *err, size_t errlen)
 {
 	pp_config_t *cfg = xcalloc(1, sizeof(*cfg));
 	cfg->path = xstrdup(path);
-	return config_finish(cfg, ini_parse(path, config_handler, cfg), path, err, errlen);
+	cfg = config_finish(cfg, ini_parse(path, config_handler, cfg), path, err, errlen);
+	const char *db = getenv("PP_DATABASE");
+	if (cfg != NULL && db != NULL && *db && config_for_database(cfg, db, err, errlen) != 0)
+		pp_config_free(&cfg);
+	return cfg;
 }
 
 pp_config_t *pp_config_from_string(const char *text, char *err, size_t errlen)

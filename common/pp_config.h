@@ -11,13 +11,19 @@
 
 typedef struct pp_config pp_config_t;
 
-/* pp_config_load - parse path; on error returns NULL and fills err. */
+/* pp_config_load - parse path; on error returns NULL and fills err. With
+ * PP_DATABASE=NAME in the environment the result is that practice
+ * database's view: conninfo with dbname=NAME, run_dir/db-NAME (its own
+ * default endpoints and lock), [watchdog] metrics_port and [sms]
+ * callback_port 0, then every [section@NAME] entry over [section]. */
 pp_config_t *pp_config_load(const char *path, char *err, size_t errlen);
 /* pp_config_from_string - the same from text (for tests). */
 pp_config_t *pp_config_from_string(const char *text, char *err, size_t errlen);
 void pp_config_free(pp_config_t **cfg);
 
 const char *pp_config_path(const pp_config_t *cfg);
+/* pp_config_database_name_ok - a name PP_DATABASE accepts. */
+int pp_config_database_name_ok(const char *name);
 const char *pp_config_get(const pp_config_t *cfg, const char *section, const char *key,
                           const char *def);
 /* pp_config_get_int - def if absent; -1 with err filled if not an integer in [min,max]. */

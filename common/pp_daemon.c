@@ -27,6 +27,7 @@ struct pp_daemon {
 	pp_db_t *db;
 	void *control;
 	char instance[PP_MSG_FROM_MAX + 1];
+	char lease_id[PP_MSG_FROM_MAX + 1];
 	int once;
 	int verbose;
 	pp_secret_key_t key;
@@ -34,6 +35,7 @@ struct pp_daemon {
 	int64_t started_ms;
 	int64_t processed;
 	int64_t failed;
+	int64_t failures[PP_FAILURE_KINDS]; /* by pp_failure_kind_t */
 	int64_t poll_ms;
 	int64_t heartbeat_ms;
 	int64_t next_heartbeat;
@@ -79,6 +81,11 @@ const char *pp_daemon_stage(const pp_daemon_t *d)
 {
 	return d->ops->stage;
 }
+const char *pp_daemon_lease_id(const pp_daemon_t *d)
+{
+	return d->lease_id;
+}
+
 const char *pp_daemon_instance(const pp_daemon_t *d)
 {
 	return d->instance;
@@ -97,6 +104,12 @@ void pp_daemon_count(pp_daemon_t *d, int64_t processed, int64_t failed)
 {
 	d->processed += processed;
 	d->failed += failed;
+}
+
+void pp_daemon_count_failure(pp_daemon_t *d, pp_failure_kind_t kind, int64_t n)
+{
+	if (kind >= 0 && kind < PP_FAILURE_KINDS)
+		d->failures[kind] += n;
 }
 
 const pp_secret_key_t *pp_daemon_key(pp_daemon_t *d)
@@ -155,6 +168,23 @@ void pp_daemon_selftest(pp_daemon_t *d, const char *check, int ok, const char *d
 	log_info("selftest=%s ok=%d %s", check, ok, detail);
 }
 
+/* daemon_failures - the failures by kind, once any was counted. */
+static void daemon_failures(pp_daemon_t *d)
+{
+	pp_msg_t msg;
+	if (d->failures[PP_FAILURE_TEMPORARY] == 0 && d->failures[PP_FAILURE_PERMANENT] == 0 &&
+	    d->failures[PP_FAILURE_ACCOUNT] == 0)
+		return;
+	pp_msg_init(&msg, PP_MSG_FAILURES, d->instance);
+	PP_MSG_SET(msg.u.failures.stage, d->ops->stage);
+	PP_MSG_SET(msg.u.failures.instance, d->instance);
+	msg.u.failures.pid = getpid();
+	msg.u.failures.temporary = d->failures[PP_FAILURE_TEMPORARY];
+	msg.u.failures.permanent = d->failures[PP_FAILURE_PERMANENT];
+	msg.u.failures.account = d->failures[PP_FAILURE_ACCOUNT];
+	daemon_send(d, &msg);
+}
+
 static void daemon_heartbeat(pp_daemon_t *d, const char *state)
 {
 	pp_msg_t msg;
@@ -172,6 +202,7 @@ static void daemon_heartbeat(pp_daemon_t *d, const char *state)
 		hb->pending = d->ops->pending(d, d->state);
 	daemon_send(d, &msg);
 	d->next_heartbeat = pp_mono_ms() + d->heartbeat_ms;
+	daemon_failures(d);
 }
 
 void pp_daemon_tick(pp_daemon_t *d)
@@ -335,6 +366,8 @@ static void daemon_run(pp_daemon_t *d, void *state, int *exit_code)
 		d->wake_pending = 0;
 		int n = d->ops->work(d, state);
 		pp_daemon_tick(d);
+		if (d->ops->selftest != NULL)
+			d->ops->selftest(d, state);
 		if (d->once) {
 			if (n < 0)
 				*exit_code = 1;
@@ -371,6 +404,14 @@ int pp_daemon_main(int argc, char **argv, const pp_stage_ops_t *ops)
 	else
 		snprintf(d->instance, sizeof(d->instance), "%s@%s:%d", ops->stage, pp_hostname(),
 		         (int)getpid());
+	if (strchr(d->instance, '@') != NULL)
+		PP_MSG_SET(d->lease_id, d->instance);
+	else {
+		char *id = xasprintf("%s@%s", d->instance, pp_hostname());
+		if (pp_strlcpy(d->lease_id, id, sizeof(d->lease_id)) != 0)
+			fatalx("instance name %s is too long", id);
+		free(id);
+	}
 	d->started_ms = pp_mono_ms();
 	d->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (d->wake_fd < 0)

@@ -37,6 +37,9 @@ typedef struct {
 	 * skeleton does not handle itself (account_test); 0 if it was taken,
 	 * -1 if the stage does not take that type (logged, ignored). */
 	int (*message)(pp_daemon_t *d, void *state, const pp_msg_t *msg);
+	/* selftest - optional: called after every round of work; stages run
+	 * their timed self-tests there (pp_selftest_tick). */
+	void (*selftest)(pp_daemon_t *d, void *state);
 } pp_stage_ops_t;
 
 int pp_daemon_main(int argc, char **argv, const pp_stage_ops_t *ops);
@@ -44,8 +47,13 @@ int pp_daemon_main(int argc, char **argv, const pp_stage_ops_t *ops);
 const pp_config_t *pp_daemon_config(const pp_daemon_t *d);
 pp_db_t *pp_daemon_db(pp_daemon_t *d);
 const char *pp_daemon_stage(const pp_daemon_t *d);
-/* Unique name of this instance, e.g. "sender@host:1234"; used for leases. */
+/* Name of this instance as the watchdog knows it ("sender.1"), or
+ * "sender@host:1234" when run alone. */
 const char *pp_daemon_instance(const pp_daemon_t *d);
+/* pp_daemon_lease_id - the name this instance claims work under: unique
+ * across hosts ("sender.1@host"), as every watchdog names its first sender
+ * "sender.1". */
+const char *pp_daemon_lease_id(const pp_daemon_t *d);
 int pp_daemon_once(const pp_daemon_t *d);
 /* pp_daemon_stopping - true once SIGTERM arrived: finish the item in hand. */
 int pp_daemon_stopping(const pp_daemon_t *d);
@@ -59,6 +67,17 @@ void pp_daemon_tick(pp_daemon_t *d);
 
 /* Counters reported in heartbeats. */
 void pp_daemon_count(pp_daemon_t *d, int64_t processed, int64_t failed);
+
+/* Kinds of failure counted for the watchdog's metrics (PP_MSG failures). */
+typedef enum {
+	PP_FAILURE_TEMPORARY, /* retried later: 4xx, network, timeout */
+	PP_FAILURE_PERMANENT, /* the item failed for good: 5xx, a bad request */
+	PP_FAILURE_ACCOUNT,   /* account-wide: login refused, account paused */
+	PP_FAILURE_KINDS
+} pp_failure_kind_t;
+/* pp_daemon_count_failure - n failures of kind, reported after each
+ * heartbeat (in addition to pp_daemon_count's total). */
+void pp_daemon_count_failure(pp_daemon_t *d, pp_failure_kind_t kind, int64_t n);
 /* pp_daemon_wake - ask another stage (through the watchdog) to look now. */
 void pp_daemon_wake(pp_daemon_t *d, const char *stage, int64_t message_id);
 /* pp_daemon_wake_self - end the current wait and run work() again; safe

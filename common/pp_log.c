@@ -1,10 +1,13 @@
 /*
  * pp_log.c - the logging sink: "<progname>[pid]: LEVEL text" on stderr.
  * Lines are written with one write(2) so concurrent stages never interleave.
+ * The last LOG_RECENT lines are also kept in memory (log_recent), so a
+ * failed self-test can store what led up to it.
  */
 #include "pp_log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +15,46 @@
 
 static const char *log_name = "practicepost";
 static int log_verbose;
+
+#define LOG_RECENT 64
+#define LOG_RECENT_LEN 400
+static char log_ring[LOG_RECENT][LOG_RECENT_LEN];
+static unsigned log_ring_next; /* lines written so far */
+static pthread_mutex_t log_ring_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* log_remember - keep a line (without its newline, cut to fit). */
+static void log_remember(const char *line, size_t len)
+{
+	if (len >= LOG_RECENT_LEN)
+		len = LOG_RECENT_LEN - 1;
+	pthread_mutex_lock(&log_ring_lock);
+	char *slot = log_ring[log_ring_next % LOG_RECENT];
+	memcpy(slot, line, len);
+	slot[len] = '\0';
+	log_ring_next++;
+	pthread_mutex_unlock(&log_ring_lock);
+}
+
+char *log_recent(int max_lines)
+{
+	pthread_mutex_lock(&log_ring_lock);
+	unsigned n = log_ring_next < LOG_RECENT ? log_ring_next : LOG_RECENT;
+	if (max_lines >= 0 && (unsigned)max_lines < n)
+		n = (unsigned)max_lines;
+	size_t cap = (size_t)n * LOG_RECENT_LEN + 1, used = 0;
+	char *out = malloc(cap);
+	if (out != NULL) {
+		for (unsigned i = log_ring_next - n; i != log_ring_next; i++) {
+			size_t l = strlen(log_ring[i % LOG_RECENT]);
+			memcpy(out + used, log_ring[i % LOG_RECENT], l);
+			used += l;
+			out[used++] = '\n';
+		}
+		out[used] = '\0';
+	}
+	pthread_mutex_unlock(&log_ring_lock);
+	return out;
+}
 
 void log_init(const char *progname, int verbose)
 {
@@ -45,6 +88,7 @@ static void log_vline(const char *level, const char *fmt, va_list ap, const char
 	for (size_t i = 0; i < len; i++)
 		if (line[i] == '\n' || line[i] == '\r')
 			line[i] = ' ';
+	log_remember(line, len);
 	line[len++] = '\n';
 	ssize_t w = write(STDERR_FILENO, line, len);
 	(void)w;

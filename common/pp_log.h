@@ -20,6 +20,9 @@ void log_debug(const char *fmt, ...) PP_FMT(1, 2);
 void log_warn(const char *fmt, ...) PP_FMT(1, 2);
 void log_warnx(const char *fmt, ...) PP_FMT(1, 2);
 void fatal(const char *fmt, ...) PP_FMT(1, 2) __attribute__((noreturn));
+/* log_recent - the last max_lines lines logged (< 0: all kept, at most 64),
+ * oldest first, one per line; owned (free()), NULL if out of memory. */
+char *log_recent(int max_lines);
 void fatalx(const char *fmt, ...) PP_FMT(1, 2) __attribute__((noreturn));
 
 #endif

@@ -28,6 +28,9 @@ PP_INCBIN(pp_sql_008, "common/sql/008_attachments_raw.sql");
 PP_INCBIN(pp_sql_009, "common/sql/009_holds.sql");
 PP_INCBIN(pp_sql_010, "common/sql/010_locations.sql");
 PP_INCBIN(pp_sql_011, "common/sql/011_account_test.sql");
+PP_INCBIN(pp_sql_012, "common/sql/012_proxy.sql");
+PP_INCBIN(pp_sql_013, "common/sql/013_plan.sql");
+PP_INCBIN(pp_sql_014, "common/sql/014_operations.sql");
 
 static const struct {
 	int version;
@@ -39,7 +42,8 @@ static const struct {
     {5, "005_inbox", pp_sql_005},         {6, "006_oauth", pp_sql_006},
     {7, "007_sms", pp_sql_007},           {8, "008_attachments_raw", pp_sql_008},
     {9, "009_holds", pp_sql_009},         {10, "010_locations", pp_sql_010},
-    {11, "011_account_test", pp_sql_011},
+    {11, "011_account_test", pp_sql_011}, {12, "012_proxy", pp_sql_012},
+    {13, "013_plan", pp_sql_013},         {14, "014_operations", pp_sql_014},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -26,8 +26,8 @@
 /* heartbeat: a stage is alive; counters since it started. */
 #define PP_MSG_FIELDS_HEARTBEAT(S, I, T)                                                           \
 	S(T, stage, 32)                                                                            \
-	S(T, instance, 96) S(T, state, 32) I(T, pid) I(T, uptime_s) I(T, processed) I(T, failed)   \
-	    I(T, pending)
+	S(T, instance, 96)                                                                         \
+	S(T, state, 32) I(T, pid) I(T, uptime_s) I(T, processed) I(T, failed) I(T, pending)
 /* event: published by the watchdog on the PUB socket. */
 #define PP_MSG_FIELDS_EVENT(S, I, T)                                                               \
 	S(T, kind, 32) S(T, stage, 32) S(T, instance, 96) I(T, pid) I(T, status) S(T, detail, 512)
@@ -50,8 +50,17 @@
  * what to do about a failure; elapsed_ms is the step's own time. */
 #define PP_MSG_FIELDS_ACCOUNT_STEP(S, I, T)                                                        \
 	S(T, request, 64)                                                                          \
-	I(T, account_id) I(T, step) S(T, status, 16) S(T, detail, 1024) S(T, action, 1024)         \
-	    I(T, final) I(T, elapsed_ms)
+	I(T, account_id)                                                                           \
+	I(T, step)                                                                                 \
+	S(T, status, 16) S(T, detail, 1024) S(T, action, 1024) I(T, final) I(T, elapsed_ms)
+
+/* failures: a stage's failures by kind since it started, sent after each
+ * heartbeat once any is counted: temporary (retried later), permanent (the
+ * item failed for good), account (account-wide: the account is paused or
+ * cannot log in). */
+#define PP_MSG_FIELDS_FAILURES(S, I, T)                                                            \
+	S(T, stage, 32)                                                                            \
+	S(T, instance, 96) I(T, pid) I(T, temporary) I(T, permanent) I(T, account)
 
 #define PP_MSG_TYPES(X)                                                                            \
 	X(WAKE, wake, PP_MSG_FIELDS_WAKE)                                                          \
@@ -61,7 +70,8 @@
 	X(REPLY, reply, PP_MSG_FIELDS_REPLY)                                                       \
 	X(SELFTEST, selftest, PP_MSG_FIELDS_SELFTEST)                                              \
 	X(ACCOUNT_TEST, account_test, PP_MSG_FIELDS_ACCOUNT_TEST)                                  \
-	X(ACCOUNT_STEP, account_step, PP_MSG_FIELDS_ACCOUNT_STEP)
+	X(ACCOUNT_STEP, account_step, PP_MSG_FIELDS_ACCOUNT_STEP)                                  \
+	X(FAILURES, failures, PP_MSG_FIELDS_FAILURES)
 
 #define PP_MSG_DECL_S(T, name, max) char name[(max) + 1];
 #define PP_MSG_DECL_I(T, name) int64_t name;

@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "pp_log.h"
+#include "pp_proxy.h"
 #include "pp_util.h"
 
 #define OAUTH_MAX_RESPONSE (256 * 1024)
@@ -353,9 +354,16 @@ static int oauth_post(const pp_oauth_endpoint_t *ep, const char *url, const char
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "PracticePost");
 	if (ep->ca_file != NULL)
 		curl_easy_setopt(c, CURLOPT_CAINFO, ep->ca_file);
+	pp_proxy_apply(c, ep->proxy);
 	struct curl_slist *hdrs = curl_slist_append(NULL, "Accept: application/json");
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 	CURLcode cc = curl_easy_perform(c);
+	char proxy_text[512];
+	if (cc != CURLE_OK && pp_proxy_blame(c, cc, ep->proxy, errbuf, proxy_text,
+	                                     sizeof(proxy_text)) != PP_PROXY_NOT_BLAMED) {
+		snprintf(err, errlen, "the token endpoint cannot be reached: %s", proxy_text);
+		goto done;
+	}
 	if (cc != CURLE_OK) {
 		snprintf(err, errlen, "the token endpoint cannot be reached: %s",
 		         r.too_large ? "answer too large"

@@ -30,9 +30,10 @@ typedef struct {
 	const char *token_url;
 	const char *device_url; /* NULL if the provider has none */
 	const char *client_id;
-	const char *client_secret; /* NULL: a public client */
-	const char *ca_file;       /* NULL: the system's CA store */
-	long timeout_s;            /* whole request; 0: 30 s */
+	const char *client_secret;    /* NULL: a public client */
+	const char *ca_file;          /* NULL: the system's CA store */
+	long timeout_s;               /* whole request; 0: 30 s */
+	const struct pp_proxy *proxy; /* the installation's proxy (pp_proxy.h); NULL: direct */
 } pp_oauth_endpoint_t;
 
 /* A token response. Owned strings (NULL when absent). */

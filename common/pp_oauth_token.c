@@ -13,6 +13,7 @@
 
 #include "pp_daemon.h"
 #include "pp_log.h"
+#include "pp_proxy.h"
 #include "pp_util.h"
 
 int64_t pp_oauth_renew_margin(int64_t lifetime_s)
@@ -155,6 +156,27 @@ static int64_t token_backoff(pp_db_t *db, const char *id, const char *why)
 	return wait;
 }
 
+/* token_request - the refresh grant, through the installation's proxy
+ * when it is set for email; a proxy that is set but unusable sends the
+ * request neither through it nor around it (UNAVAILABLE, retried). */
+static pp_oauth_status_t token_request(pp_db_t *db, const pp_secret_key_t *key, const PGresult *row,
+                                       const char *refresh, const char *secret,
+                                       pp_oauth_tokens_t *t, char *why, size_t whylen)
+{
+	pp_proxy_t *proxy = NULL;
+	if (pp_proxy_load(db, key, &proxy, why, whylen) != 0)
+		return PP_OAUTH_UNAVAILABLE;
+	pp_oauth_endpoint_t ep = {.token_url = pp_db_value(row, 0, T_URL),
+	                          .client_id = pp_db_value(row, 0, T_CLIENT),
+	                          .client_secret = secret,
+	                          .timeout_s = 30,
+	                          .proxy = pp_proxy_for(proxy, PP_PROXY_FOR_EMAIL)};
+	pp_oauth_status_t os =
+	    pp_oauth_refresh(&ep, refresh, pp_db_value(row, 0, T_SCOPES), t, why, whylen);
+	pp_proxy_free(&proxy);
+	return os;
+}
+
 /* token_refresh - under the row lock: refresh and record the outcome. */
 static pp_token_status_t token_refresh(pp_db_t *db, const pp_secret_key_t *key, const char *id,
                                        const char *stage, const PGresult *row,
@@ -171,12 +193,7 @@ static pp_token_status_t token_refresh(pp_db_t *db, const pp_secret_key_t *key, 
 		snprintf(err, errlen, "the stored OAuth2 token cannot be decrypted with this key");
 		goto done;
 	}
-	pp_oauth_endpoint_t ep = {.token_url = pp_db_value(row, 0, T_URL),
-	                          .client_id = pp_db_value(row, 0, T_CLIENT),
-	                          .client_secret = secret,
-	                          .timeout_s = 30};
-	pp_oauth_status_t os =
-	    pp_oauth_refresh(&ep, refresh, pp_db_value(row, 0, T_SCOPES), &t, why, sizeof(why));
+	pp_oauth_status_t os = token_request(db, key, row, refresh, secret, &t, why, sizeof(why));
 	switch (os) {
 	case PP_OAUTH_OK:
 		if (token_store(db, key, id, &t) != 0)
@@ -361,6 +378,11 @@ int pp_oauth_config_load(pp_db_t *db, const pp_secret_key_t *key, int64_t accoun
 		}
 	}
 	PQclear(res);
+	/* Signing in goes the way the service goes: through the proxy. */
+	if (pp_proxy_load(db, key, &out->proxy, err, errlen) != 0) {
+		pp_oauth_config_clear(out);
+		return -1;
+	}
 	return 0;
 }
 
@@ -375,6 +397,7 @@ void pp_oauth_config_clear(pp_oauth_config_t *c)
 		pp_secret_wipe_free(c->client_secret);
 	free(c->scopes);
 	free(c->username);
+	pp_proxy_free(&c->proxy);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -386,6 +409,7 @@ void pp_oauth_config_endpoint(const pp_oauth_config_t *c, pp_oauth_endpoint_t *e
 	ep->client_id = c->client_id;
 	ep->client_secret = c->client_secret;
 	ep->timeout_s = 30;
+	ep->proxy = pp_proxy_for(c->proxy, PP_PROXY_FOR_EMAIL);
 }
 
 int pp_oauth_signin_store(pp_db_t *db, const pp_secret_key_t *key, const pp_oauth_config_t *c,

@@ -66,7 +66,8 @@ typedef struct {
 	char *client_id;
 	char *client_secret; /* plaintext, NULL for a public client */
 	char *scopes;
-	char *username; /* the mailbox user (login_hint, who signed in if unknown) */
+	char *username;         /* the mailbox user (login_hint, who signed in if unknown) */
+	struct pp_proxy *proxy; /* the installation's proxy for email; NULL: direct */
 } pp_oauth_config_t;
 
 /* pp_oauth_config_load - 0 with out filled, 1 if the account is not an

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "pp_daemon.h"
 #include "pp_log.h"
@@ -15,20 +16,26 @@
 
 /* One UPDATE for every outcome: o is s(ent), p(ermanent) or t(emporary),
  * d the back-off in seconds, age how long ago (us) the server answered:
- * sent_at is the moment of the 250, however late the batch is recorded. Each held row finds its
+ * sent_at is the moment of the 250, however late the batch is recorded;
+ * began when the attempt started, in microseconds since the epoch on this
+ * host's clock (attempted_at; NULL: not known), so that paced sends show
+ * their exact spacing. Each held row finds its
  * values by its position in $1 (a join against unnest() is planned as a nested loop, the held rows
  * being estimated at one). Rows no longer held are left. */
 static const char record_sql[] =
     "UPDATE messages m SET (state, sent_at, server_reply, last_code, last_error, "
-    "deliver_after, flagged, claimed_by, lease_until, updated_at) = (SELECT CASE u.o WHEN "
+    "deliver_after, flagged, claimed_by, lease_until, updated_at, attempted_at) = (SELECT CASE "
+    "u.o WHEN "
     "'s' THEN 'sent' WHEN 'p' THEN 'failed' ELSE 'queued' END::message_state, CASE WHEN "
     "u.o = 's' THEN now() - u.age * interval '1 microsecond' ELSE m.sent_at END, CASE WHEN u.o = "
     "'s' THEN u.t ELSE "
     "m.server_reply END, u.c, CASE WHEN u.o = 's' THEN NULL ELSE u.t END, CASE WHEN u.o = "
     "'t' THEN now() + u.d * interval '1 second' ELSE m.deliver_after END, m.flagged OR (u.o "
-    "= 't' AND m.attempts >= $3::int), NULL::text, NULL::timestamptz, now() FROM (SELECT "
+    "= 't' AND m.attempts >= $3::int), NULL::text, NULL::timestamptz, now(), "
+    "coalesce(to_timestamp(u.began / 1000000.0), m.attempted_at) FROM (SELECT "
     "($4::text[])[k.i] AS o, ($5::int[])[k.i] AS c, ($6::text[])[k.i] AS t, "
-    "($7::bigint[])[k.i] AS d, ($8::bigint[])[k.i] AS age FROM (SELECT "
+    "($7::bigint[])[k.i] AS d, ($8::bigint[])[k.i] AS age, ($9::bigint[])[k.i] AS began FROM "
+    "(SELECT "
     "array_position($1::bigint[], m.id) AS i) k) u) "
     "WHERE m.id = ANY($1::bigint[]) AND m.claimed_by = $2 AND m.state = 'sending' "
     "RETURNING m.id, m.flagged";
@@ -52,15 +59,19 @@ static void array_text(pp_buf_t *buf, const char *s, int first)
 }
 
 typedef struct {
-	pp_buf_t ids, outcomes, codes, texts, delays, ages;
+	pp_buf_t ids, outcomes, codes, texts, delays, ages, begans;
 } record_arrays_t;
 
 static void record_arrays_build(pp_outbox_t *ob, record_arrays_t *a, pp_outbox_item_t *const *items,
                                 const pp_outbox_result_t *results, size_t n)
 {
-	pp_buf_t *all[] = {&a->ids, &a->outcomes, &a->codes, &a->texts, &a->delays, &a->ages};
+	pp_buf_t *all[] = {&a->ids,    &a->outcomes, &a->codes, &a->texts,
+	                   &a->delays, &a->ages,     &a->begans};
 	int64_t now = pp_outbox_now_us();
-	for (size_t b = 0; b < 6; b++) {
+	struct timespec wall;
+	clock_gettime(CLOCK_REALTIME, &wall);
+	int64_t wall_us = (int64_t)wall.tv_sec * 1000000 + wall.tv_nsec / 1000;
+	for (size_t b = 0; b < 7; b++) {
 		pp_buf_init(all[b]);
 		pp_buf_puts(all[b], "{");
 	}
@@ -85,8 +96,13 @@ static void record_arrays_build(pp_outbox_t *ob, record_arrays_t *a, pp_outbox_i
 		pp_buf_printf(
 		    &a->ages, "%s%lld", sep,
 		    (long long)(r->done_us > 0 && r->done_us < now ? now - r->done_us : 0));
+		if (r->started_us > 0 && r->started_us <= now)
+			pp_buf_printf(&a->begans, "%s%lld", sep,
+			              (long long)(wall_us - (now - r->started_us)));
+		else
+			pp_buf_printf(&a->begans, "%sNULL", sep);
 	}
-	for (size_t b = 0; b < 6; b++)
+	for (size_t b = 0; b < 7; b++)
 		pp_buf_puts(all[b], "}");
 }
 
@@ -98,6 +114,7 @@ static void record_arrays_free(record_arrays_t *a)
 	pp_buf_free(&a->texts);
 	pp_buf_free(&a->delays);
 	pp_buf_free(&a->ages);
+	pp_buf_free(&a->begans);
 }
 
 /* record_log - one line per message, as the state it reached. */
@@ -144,7 +161,7 @@ int pp_outbox_record_many(pp_outbox_t *ob, pp_outbox_item_t *const *items,
 	PGresult *rows =
 	    pp_db_exec(ob->db, record_sql,
 	               PP_DB_ARGS(a.ids.data, ob->instance, max, a.outcomes.data, a.codes.data,
-	                          a.texts.data, a.delays.data, a.ages.data));
+	                          a.texts.data, a.delays.data, a.ages.data, a.begans.data));
 	record_arrays_free(&a);
 	if (rows == NULL) {
 		log_warnx("cannot record %zu outcome(s): %s", n, pp_db_error(ob->db));

@@ -139,90 +139,45 @@ int composer_auto_mark_sent(pp_db_t *db, const composer_auto_msg_t *m, int64_t m
 	return rc;
 }
 
-/* The patient's channel and which templates exist for it. */
+/* The channel and template pp_auto_channel (common/sql/013_plan.sql)
+ * chooses, the chosen template's texts and the appointment's link. The
+ * same function answers `practicepost plan`. */
 typedef struct {
 	PGresult *res;
-	const char *preferred;
-	int has_email, has_mobile;
-	const char *email_channel, *sms_channel; /* the templates' channels, NULL: none */
-	const char *subject, *body;              /* of the template chosen */
+	const char *subject, *body; /* of the template chosen */
 	int has_appointment, link_set;
 	const char *link_error;
-	const char *sms_off;         /* why the practice cannot send SMS, NULL: it can */
-	int sms_provider_none;       /* ... because its SMS provider is "none" */
-	int sms_fallback_email;      /* the practice's sms_fallback is 'email' */
-	char skip[COMPOSER_ERR_MAX]; /* why nothing is sent, "" for "wants no messages" */
 } auto_choice_t;
 
+enum { C_CHANNEL, C_SKIP, C_REFUSAL, C_SUBJECT, C_BODY, C_HAS_APPT, C_LINK_SET, C_LINK_ERROR };
+
 static const char choice_sql[] =
-    "SELECT pe.preferred_channel, coalesce(pe.email, '') <> '', coalesce(pe.mobile, '') <> '', "
-    "te.channel::text, ts.channel::text, te.subject, te.body, ts.subject, ts.body, "
-    "a.id IS NOT NULL, a.booking_link IS NOT NULL, a.booking_link_error, pp_sms_off($1), "
-    "pr.sms_provider = 'none', pr.sms_fallback = 'email' "
-    "FROM people pe JOIN practices pr ON pr.id = $1 "
-    "LEFT JOIN templates te ON te.practice_id = $1 AND te.code = $3 "
-    "LEFT JOIN templates ts ON ts.practice_id = $1 AND ts.code = $4 "
-    "LEFT JOIN appointments a ON a.id = $5::bigint "
-    "WHERE pe.id = $2";
+    "SELECT ch.channel, ch.skip, ch.refusal, t.subject, t.body, a.id IS NOT NULL, "
+    "a.booking_link IS NOT NULL, a.booking_link_error "
+    "FROM pp_auto_channel($1, $2, $3, $4) ch "
+    "LEFT JOIN templates t ON t.practice_id = $1 AND t.code = ch.template_code "
+    "LEFT JOIN appointments a ON a.id = $5::bigint";
 
-/* auto_sms_off - the patient could have had an SMS but the practice cannot
- * send one: -1 when nothing is sent (c->skip says why; or a refusal in
- * err when the practice has SMS but no enabled account), 0 when email
- * stands in (the patient has an address and the practice's fallback is
- * email, or the patient prefers email anyway). */
-static int auto_sms_off(const composer_auto_msg_t *m, auto_choice_t *c, int email_ok, char *err,
-                        size_t errlen)
-{
-	int prefers_sms = strcmp(c->preferred, "sms") == 0;
-	if (email_ok && (!prefers_sms || c->sms_fallback_email))
-		return 0;
-	if (email_ok)
-		snprintf(c->skip, sizeof(c->skip),
-		         "patient %lld prefers SMS; %s and its SMS fallback is none",
-		         LL(m->person_id), c->sms_off);
-	else if (c->sms_provider_none)
-		snprintf(c->skip, sizeof(c->skip), "%s and patient %lld has no email address",
-		         c->sms_off, LL(m->person_id));
-	else
-		snprintf(err, errlen, "%s and patient %lld has no email address", c->sms_off,
-		         LL(m->person_id));
-	return -1;
-}
-
-/* auto_choose - the template code to use (borrowed from m), NULL when the
- * patient wants nothing; refusal text in err. */
-static const char *auto_choose(const composer_auto_msg_t *m, auto_choice_t *c, char *err,
-                               size_t errlen)
+/* auto_choose - the template code to use (borrowed from m), NULL when
+ * nothing is sent: skip says why (the patient's or the practice's
+ * choice), or the refusal is in err. */
+static const char *auto_choose(const composer_auto_msg_t *m, auto_choice_t *c, char *skip,
+                               size_t skiplen, char *err, size_t errlen)
 {
 	const PGresult *r = c->res;
-	c->preferred = pp_db_value(r, 0, 0);
-	c->has_email = strcmp(pp_db_value(r, 0, 1), "t") == 0;
-	c->has_mobile = strcmp(pp_db_value(r, 0, 2), "t") == 0;
-	c->email_channel = pp_db_value(r, 0, 3);
-	c->sms_channel = pp_db_value(r, 0, 4);
-	c->has_appointment = strcmp(pp_db_value(r, 0, 9), "t") == 0;
-	c->link_set = strcmp(pp_db_value(r, 0, 10), "t") == 0;
-	c->link_error = pp_db_value(r, 0, 11);
-	c->sms_off = pp_db_value(r, 0, 12);
-	c->sms_provider_none = strcmp(pp_db_value(r, 0, 13), "t") == 0;
-	c->sms_fallback_email = strcmp(pp_db_value(r, 0, 14), "t") == 0;
-	if (strcmp(c->preferred, "none") == 0)
+	const char *channel = pp_db_value(r, 0, C_CHANNEL);
+	c->subject = pp_db_value(r, 0, C_SUBJECT);
+	c->body = pp_db_value(r, 0, C_BODY);
+	c->has_appointment = strcmp(pp_db_value(r, 0, C_HAS_APPT), "t") == 0;
+	c->link_set = strcmp(pp_db_value(r, 0, C_LINK_SET), "t") == 0;
+	c->link_error = pp_db_value(r, 0, C_LINK_ERROR);
+	if (pp_db_value(r, 0, C_SKIP) != NULL)
+		pp_strlcpy(skip, pp_db_value(r, 0, C_SKIP), skiplen);
+	if (pp_db_value(r, 0, C_REFUSAL) != NULL)
+		pp_strlcpy(err, pp_db_value(r, 0, C_REFUSAL), errlen);
+	if (channel == NULL)
 		return NULL;
-	int email_ok = m->email_template && c->email_channel && c->has_email;
-	int sms_ok = m->sms_template && c->sms_channel && c->has_mobile;
-	if (sms_ok && c->sms_off != NULL && auto_sms_off(m, c, email_ok, err, errlen) != 0)
-		return NULL;
-	sms_ok = sms_ok && c->sms_off == NULL;
-	int sms = (strcmp(c->preferred, "sms") == 0 && sms_ok) || (!email_ok && sms_ok);
-	if (!sms && m->email_template == NULL) {
-		snprintf(err, errlen,
-		         "person %lld has no mobile number for the SMS template \"%s\"",
-		         LL(m->person_id), m->sms_template);
-		return NULL;
-	}
-	c->subject = pp_db_value(r, 0, sms ? 7 : 5);
-	c->body = pp_db_value(r, 0, sms ? 8 : 6);
-	return sms ? m->sms_template : m->email_template;
+	return strcmp(channel, "sms") == 0 ? m->sms_template : m->email_template;
 }
 
 /* auto_needs_link - the template merges {{appointment.booking_link}}. */
@@ -304,13 +259,8 @@ composer_auto_rc_t composer_auto_make(pp_daemon_t *d, const composer_auto_msg_t 
 	if (PQntuples(c.res) != 1)
 		snprintf(err, sizeof(err), "person %lld not found", LL(m->person_id));
 	else
-		code = auto_choose(m, &c, err, sizeof(err));
+		code = auto_choose(m, &c, outcome, outlen, err, sizeof(err));
 	if (code == NULL && err[0] == '\0') {
-		if (c.skip[0] != '\0')
-			pp_strlcpy(outcome, c.skip, outlen);
-		else
-			snprintf(outcome, outlen, "patient %lld wants no messages",
-			         LL(m->person_id));
 		rc = composer_auto_mark_sent(db, m, 0, outcome) ? AUTO_DB_ERROR : AUTO_SKIPPED;
 		goto done;
 	}

@@ -27,7 +27,10 @@
  *    mobile number and a practice that can send SMS), else the other one
  *    that can be sent; "none" sends nothing. While the practice cannot
  *    send SMS (pp_sms_off) a patient who prefers SMS gets email only if
- *    the practice's sms_fallback is 'email'.
+ *    the practice's sms_fallback is 'email'. The choice, the reminders
+ *    due and their family grouping are SQL functions (pp_auto_channel,
+ *    pp_reminders_due, pp_reminder_group, pp_family_reminder in
+ *    common/sql/013_plan.sql) that `practicepost plan` reads as well.
  *  - A template that merges {{appointment.booking_link}} while the link is
  *    not set gives a pending_sync row without a body; the message is made
  *    into that row (same id) when the link arrives.

@@ -30,48 +30,27 @@ enum {
 	R_FAMILY_SMS
 };
 
+/* The selection is pp_reminders_due (common/sql/013_plan.sql), which
+ * `practicepost plan` reads too. */
 static const char due_sql[] =
-    "SELECT r.id, r.practice_id, a.id, a.patient_id, pe.family_id, a.starts_at::text, "
-    "r.family_window_minutes, r.template_code, r.sms_template_code, r.family_template_code, "
-    "r.family_sms_template_code FROM auto_messages r "
-    "JOIN appointments a ON a.practice_id = r.practice_id AND a.status = 'booked' "
-    "AND a.starts_at > now() AND a.starts_at <= now() + make_interval(mins => r.offset_minutes) "
-    "JOIN people pe ON pe.id = a.patient_id "
-    "WHERE r.kind = 'reminder' AND r.enabled AND NOT EXISTS (SELECT 1 FROM auto_sent s WHERE "
-    "s.kind = 'reminder' AND s.auto_message_id = r.id AND s.appointment_id = a.id) "
-    "ORDER BY a.starts_at, a.id LIMIT $1";
+    "SELECT rule_id, practice_id, appointment_id, patient_id, family_id, starts_at::text, "
+    "family_window_minutes, template_code, sms_template_code, family_template_code, "
+    "family_sms_template_code FROM pp_reminders_due(NULL, now()) "
+    "ORDER BY starts_at, appointment_id LIMIT $1";
 
-/* The family's appointments that join this one: same practice and local
- * day, starting within the window after it, not yet reminded by the rule. */
+/* The family's appointments that join this one (pp_reminder_group): same
+ * practice and local day, starting within the window after it, not yet
+ * reminded by the rule. */
 static const char group_sql[] =
-    "SELECT a.id, a.patient_id FROM appointments a JOIN people p ON p.id = a.patient_id "
-    "JOIN practices pr ON pr.id = a.practice_id "
-    "WHERE p.family_id = $1::bigint AND a.practice_id = $2 AND a.status = 'booked' "
-    "AND a.starts_at > now() AND a.starts_at >= $3::timestamptz "
-    "AND a.starts_at <= $3::timestamptz + make_interval(mins => $4::int) "
-    "AND (a.starts_at AT TIME ZONE pr.time_zone)::date = "
-    "($3::timestamptz AT TIME ZONE pr.time_zone)::date "
-    "AND NOT EXISTS (SELECT 1 FROM auto_sent s WHERE s.kind = 'reminder' AND "
-    "s.auto_message_id = $5 AND s.appointment_id = a.id) ORDER BY a.starts_at, a.id LIMIT 50";
+    "SELECT appointment_id, patient_id FROM pp_reminder_group($5, $1::bigint, $2, "
+    "$3::timestamptz, $4::int)";
 
-/* The grouped message: its recipient (the guarantor when one of the
- * members names a guarantor in the family, else the first member), the
- * appointment merged (the recipient's own, else the first) and the list. */
-static const char family_sql[] =
-    "WITH g AS (SELECT a.id, a.patient_id, a.starts_at, p.first_name, p.last_name, "
-    "p.family_id, p.guarantor_id, p.practice_id, pr.time_zone, "
-    "row_number() OVER (ORDER BY a.starts_at, a.id) AS n FROM appointments a "
-    "JOIN people p ON p.id = a.patient_id JOIN practices pr ON pr.id = a.practice_id "
-    "WHERE a.id = ANY($1::bigint[])), "
-    "r AS (SELECT coalesce((SELECT gu.id FROM g JOIN people gu ON gu.id = g.guarantor_id "
-    "AND gu.kind = 'patient' AND gu.practice_id = g.practice_id AND gu.family_id = g.family_id "
-    "ORDER BY g.n LIMIT 1), (SELECT patient_id FROM g WHERE n = 1)) AS id) "
-    "SELECT r.id, coalesce((SELECT g.id FROM g WHERE g.patient_id = r.id ORDER BY g.n LIMIT 1), "
-    "(SELECT g.id FROM g WHERE n = 1))::text, "
-    "(SELECT string_agg(concat_ws(' ', nullif(g.first_name, ''), nullif(g.last_name, '')) "
-    "|| ': ' || to_char(g.starts_at AT TIME ZONE g.time_zone, 'FMDay FMDD FMMonth YYYY') "
-    "|| ' at ' || to_char(g.starts_at AT TIME ZONE g.time_zone, 'HH24:MI'), E'\\n' "
-    "ORDER BY g.n) FROM g) FROM r";
+/* The grouped message (pp_family_reminder): its recipient (the guarantor
+ * when one of the members names a guarantor in the family, else the first
+ * member), the appointment merged (the recipient's own, else the first)
+ * and the list. */
+static const char family_sql[] = "SELECT person_id, appointment_id::text, appointments_text "
+                                 "FROM pp_family_reminder($1::bigint[])";
 
 PGresult *composer_auto_family(pp_db_t *db, const int64_t *appointments, size_t n)
 {

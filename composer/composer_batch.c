@@ -465,7 +465,7 @@ static int batch_chunk(pp_daemon_t *d, const batch_source_t *src, int chunk, int
 		return -1;
 	}
 	b.items = pp_db_exec(db, src->chunk_sql, ids ? 3 : 1,
-	                     (const char *const[]){limit, ids, pp_daemon_instance(d)});
+	                     (const char *const[]){limit, ids, pp_daemon_lease_id(d)});
 	free(ids);
 	if (b.items == NULL)
 		goto fail;
@@ -480,6 +480,7 @@ static int batch_chunk(pp_daemon_t *d, const batch_source_t *src, int chunk, int
 	log_info("%s chunk items=%d queued=%d failed=%d waiting=%d ms=%lld", src->name, b.n, done,
 	         failed, b.waiting, LL(pp_mono_ms() - started));
 	pp_daemon_count(d, done, failed);
+	pp_daemon_count_failure(d, PP_FAILURE_PERMANENT, failed);
 	rc = done + failed;
 	batch_free(&b);
 	return rc;

@@ -12,6 +12,7 @@
 #include "composer_batch.h"
 #include "pp_ical.h"
 #include "pp_log.h"
+#include "pp_selftest.h"
 #include "pp_mime.h"
 #include "pp_util.h"
 
@@ -64,6 +65,7 @@ static int composer_work(pp_daemon_t *d, void *state)
 	}
 	free(ids);
 	pp_daemon_count(d, handled, failed);
+	pp_daemon_count_failure(d, PP_FAILURE_PERMANENT, failed);
 	if (n < 0 || rc < 0) {
 		composer_request_release(d);
 		return -1;
@@ -93,6 +95,18 @@ static void composer_fini(pp_daemon_t *d, void *state)
 	pp_ical_shutdown();
 }
 
+/* composer_selftest - the timed self-tests; the queue is the compose
+ * requests waiting over a minute. */
+static void composer_selftest(pp_daemon_t *d, void *state)
+{
+	(void)state;
+	pp_selftest_tick(d,
+	                 "SELECT id::text, format('compose request %s (made %s)', id, "
+	                 "to_char(created_at, 'YYYY-MM-DD HH24:MI:SS TZ')) FROM compose_requests "
+	                 "WHERE state = 'new' AND created_at < now() - interval '1 minute' ORDER "
+	                 "BY id LIMIT 1");
+}
+
 static const pp_stage_ops_t composer_ops = {
     .stage = "composer",
     .init = composer_init,
@@ -100,6 +114,7 @@ static const pp_stage_ops_t composer_ops = {
     .reload = composer_reload,
     .fini = composer_fini,
     .pending = composer_pending,
+    .selftest = composer_selftest,
 };
 
 int main(int argc, char **argv)

@@ -36,7 +36,7 @@ int composer_request_claim(pp_daemon_t *d, const composer_state_t *st, int64_t *
 	               "WHERE id IN (SELECT id FROM compose_requests WHERE state = 'new' "
 	               "AND (lease_until IS NULL OR lease_until < now()) ORDER BY created_at, id "
 	               "LIMIT $3::int FOR UPDATE SKIP LOCKED) RETURNING id",
-	               PP_DB_ARGS(pp_daemon_instance(d), lease, limit));
+	               PP_DB_ARGS(pp_daemon_lease_id(d), lease, limit));
 	if (res == NULL) {
 		log_warnx("compose claim failed: %s", pp_db_error(pp_daemon_db(d)));
 		return -1;
@@ -60,7 +60,7 @@ void composer_request_release(pp_daemon_t *d)
 	    pp_db_exec(pp_daemon_db(d),
 	               "UPDATE compose_requests SET claimed_by = NULL, lease_until = NULL "
 	               "WHERE state = 'new' AND claimed_by = $1",
-	               PP_DB_ARGS(pp_daemon_instance(d)));
+	               PP_DB_ARGS(pp_daemon_lease_id(d)));
 	if (res == NULL) {
 		log_warnx("compose release failed: %s", pp_db_error(pp_daemon_db(d)));
 		return;
@@ -89,7 +89,7 @@ static composer_rc_t request_lock(pp_daemon_t *d, composer_job_t *job, int64_t i
 	    "copy_specialist, attach_ics, reply_to_message_id, forward_of_message_id, "
 	    "to_address, quote FROM compose_requests "
 	    "WHERE id = $1 AND state = 'new' AND claimed_by = $2 FOR UPDATE",
-	    PP_DB_ARGS(ids, pp_daemon_instance(d)));
+	    PP_DB_ARGS(ids, pp_daemon_lease_id(d)));
 	if (res == NULL)
 		return COMPOSER_DB_ERROR;
 	composer_request_t *r = &job->req;
@@ -287,7 +287,7 @@ static int request_fail(pp_daemon_t *d, int64_t id, const char *error)
 	                           "UPDATE compose_requests SET state = 'failed', error = $2, "
 	                           "done_at = now(), claimed_by = NULL, lease_until = NULL "
 	                           "WHERE id = $1 AND state = 'new' AND claimed_by = $3",
-	                           PP_DB_ARGS(ids, error, pp_daemon_instance(d)));
+	                           PP_DB_ARGS(ids, error, pp_daemon_lease_id(d)));
 	if (res == NULL) {
 		log_warnx("request=%lld cannot record failure: %s", (long long)id,
 		          pp_db_error(pp_daemon_db(d)));

@@ -18,6 +18,7 @@
 
 #include "ctl.h"
 #include "pp_check.h"
+#include "pp_proxy.h"
 #include "pp_zmq.h"
 
 #define TEST_ACK_MS 3000      /* the watchdog answers at once, or not at all */
@@ -83,6 +84,25 @@ static void test_note(test_run_t *t, int step, const char *status, const char *d
 	fflush(stdout);
 }
 
+/* test_local_proxy - the proxy as the service would use it; the key
+ * file is read only when a proxy password is stored. 0, or -1 with step
+ * 1 reported failed. */
+static int test_local_proxy(test_run_t *t, pp_proxy_t **proxy)
+{
+	char err[400];
+	int rc = pp_proxy_load(t->ctl->db, NULL, proxy, err, sizeof(err));
+	if (rc == -2) {
+		const pp_secret_key_t *key = ctl_key(t->ctl);
+		rc = key != NULL ? pp_proxy_load(t->ctl->db, key, proxy, err, sizeof(err)) : -2;
+	}
+	if (rc == 0)
+		return 0;
+	test_note(t, PP_CHECK_INTERNET, "start", "", "", 0);
+	test_note(t, PP_CHECK_INTERNET, "failed", err,
+	          "Check the proxy settings (practicepost proxy show) and the key file.", 0);
+	return -1;
+}
+
 /* test_local_reach - step 1 from this computer (the service is down):
  * 0 if every server of the account answers. */
 static int test_local_reach(test_run_t *t)
@@ -90,6 +110,10 @@ static int test_local_reach(test_run_t *t)
 	char id[PP_LL_LEN];
 	pp_check_result_t r;
 	pp_check_net_t net = {NULL, TEST_LOCAL_TIMEOUT, TEST_LOCAL_TIMEOUT, NULL, NULL};
+	pp_proxy_t *proxy = NULL;
+	if (test_local_proxy(t, &proxy) != 0)
+		return -1;
+	net.proxy = pp_proxy_for(proxy, PP_PROXY_FOR_EMAIL);
 	PGresult *res = pp_db_exec(t->ctl->db,
 	                           "SELECT smtp_host, smtp_port, in_protocol <> 'none', in_host, "
 	                           "in_port FROM email_accounts WHERE id = $1",
@@ -109,7 +133,9 @@ static int test_local_reach(test_run_t *t)
 	if (rc == 0)
 		snprintf(r.detail, sizeof(r.detail),
 		         "checked from this computer, not by the "
-		         "service: the servers answer");
+		         "service: the servers answer%s%s",
+		         net.proxy ? " through the " : "", net.proxy ? net.proxy->name : "");
+	pp_proxy_free(&proxy);
 	test_note(t, PP_CHECK_INTERNET, rc == 0 ? "ok" : "failed", r.detail, r.action,
 	          pp_mono_ms() - started);
 	return rc;

@@ -1,10 +1,12 @@
 /*
- * cmd_db.c - `practicepost db migrate|version` and `practicepost key generate`.
+ * cmd_db.c - `practicepost db migrate|version|genuine` and `practicepost key
+ * generate`.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "ctl.h"
+#include "pp_audit.h"
 #include "pp_migrate.h"
 
 static int cmd_db_migrate(ctl_t *ctl, int argc, char **argv)
@@ -61,9 +63,54 @@ static int cmd_key_generate(ctl_t *ctl, int argc, char **argv)
 	return rc != 0;
 }
 
+/* db genuine yes|no: a database whose name says demo, training, test,
+ * trial or backup is served only when marked genuine ([databases]). */
+static int cmd_db_genuine(ctl_t *ctl, int argc, char **argv)
+{
+	static const char *const answers[] = {"yes", "no", NULL};
+	if (argc > 2)
+		return ctl_usage(ctl, "unexpected argument \"%s\"", argv[2]);
+	int set = argc == 2 ? ctl_parse_choice("answer", argv[1], answers) : -1;
+	if (argc == 2 && set < 0)
+		return CTL_USAGE;
+	if (ctl_db(ctl) == NULL)
+		return CTL_FAIL;
+	if (set >= 0 &&
+	    (pp_db_begin(ctl->db) != 0 ||
+	     pp_db_command(ctl->db,
+	                   "UPDATE installation SET genuine = $1::boolean, updated_at = now()",
+	                   PP_DB_ARGS(set == 0 ? "t" : "f")) != 0 ||
+	     pp_audit(ctl->db, pp_audit_operator(), "config_changed", 0, 0, 0, "genuine=%s",
+	              answers[set]) != 0 ||
+	     pp_db_commit(ctl->db) != 0)) {
+		pp_db_rollback(ctl->db);
+		return ctl_db_fail(ctl, "mark the database");
+	}
+	PGresult *r =
+	    pp_db_exec(ctl->db, "SELECT current_database(), genuine FROM installation", 0, NULL);
+	if (r == NULL || PQntuples(r) != 1) {
+		PQclear(r);
+		return ctl_db_fail(ctl, "read the mark");
+	}
+	int genuine = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
+	if (ctl->json)
+		printf("{\"database\": \"%s\", \"genuine\": %s}\n", PQgetvalue(r, 0, 0),
+		       genuine ? "true" : "false");
+	else
+		printf("database %s is %smarked genuine\n", PQgetvalue(r, 0, 0),
+		       genuine ? "" : "not ");
+	PQclear(r);
+	if (set >= 0)
+		ctl_wake(ctl, "watchdog");
+	return CTL_OK;
+}
+
 const ctl_command_t ctl_db_commands[] = {
     {"db", "migrate", cmd_db_migrate, "", "apply schema migrations (idempotent)"},
     {"db", "version", cmd_db_version, "", "show the schema version"},
+    {"db", "genuine", cmd_db_genuine, "[yes|no]",
+     "show or set whether this database is a live practice although its name says demo, "
+     "training, test, trial or backup (a service serving several databases skips those)"},
     {"key", "generate", cmd_key_generate, "", "create the secret key file named in [paths]"},
     {NULL, NULL, NULL, NULL, NULL},
 };

@@ -2,14 +2,16 @@
  * cmd_status.c - `practicepost status` (each stage instance's check-in as
  * the watchdog wrote it, open diagnostics, whether the watchdog answers
  * a ping, and the OAuth2 accounts' sign-in state and warnings) and
- * `practicepost restart STAGE` (asks the watchdog, waits for its reply).
+ * `practicepost restart STAGE|all` (asks the watchdog, waits for its reply).
  */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ctl.h"
 #include "ctl_oauth.h"
+#include "pp_databases.h"
 
 #define STATUS_PING_MS 1000
 #define RESTART_WAIT_S 15
@@ -27,9 +29,15 @@ static const char status_sql[] =
     "(SELECT string_agg(key || '=' || value, ' ' ORDER BY key) FROM "
     "jsonb_each_text(counters) WHERE key <> 'uptime_s') AS counters_text, "
     "to_json(started_at) #>> '{}' AS started_at, to_json(last_heartbeat) #>> '{}' AS "
-    "last_heartbeat, (state = 'running' AND last_heartbeat IS NOT NULL AND last_heartbeat > "
-    "now() - $1::bigint * interval '1 millisecond') AS up "
-    "FROM service_checkins ORDER BY stage, host, instance";
+    "last_heartbeat, u.up, CASE WHEN NOT u.up THEN 'down' WHEN f.failing IS NOT NULL THEN "
+    "'failing' ELSE 'up' END AS health, f.failing "
+    "FROM service_checkins c CROSS JOIN LATERAL (SELECT (c.state = 'running' AND "
+    "c.last_heartbeat IS NOT NULL AND c.last_heartbeat > now() - $1::bigint * interval "
+    "'1 millisecond') AS up) u LEFT JOIN LATERAL (SELECT string_agg(t.check_name || ': ' || "
+    "t.detail, '; ' ORDER BY t.check_name) AS failing FROM (SELECT DISTINCT ON (check_name) "
+    "check_name, ok, detail FROM self_tests WHERE instance = c.instance ORDER BY "
+    "check_name, id DESC) t WHERE NOT t.ok) f ON true "
+    "ORDER BY stage, host, instance";
 
 static const ctl_column_t status_cols[] = {
     {"stage", "STAGE", CTL_COL_TEXT, 0, CTL_COL_BOTH},
@@ -37,7 +45,8 @@ static const ctl_column_t status_cols[] = {
     {"host", "HOST", CTL_COL_TEXT, 20, CTL_COL_BOTH},
     {"pid", "PID", CTL_COL_INT, 0, CTL_COL_BOTH},
     {"state", "STATE", CTL_COL_TEXT, 0, CTL_COL_BOTH},
-    {"up", "UP", CTL_COL_BOOL, 0, CTL_COL_BOTH},
+    {"health", "HEALTH", CTL_COL_TEXT, 0, CTL_COL_BOTH},
+    {"up", "UP", CTL_COL_BOOL, 0, CTL_COL_JSON_ONLY},
     {"heartbeat_age", "HEARTBEAT", CTL_COL_AGE, 0, CTL_COL_BOTH},
     {"checkin_age", "CHECK-IN", CTL_COL_AGE, 0, CTL_COL_BOTH},
     {"restarts", "RESTARTS", CTL_COL_INT, 0, CTL_COL_BOTH},
@@ -45,6 +54,7 @@ static const ctl_column_t status_cols[] = {
     {"counters", "COUNTERS", CTL_COL_JSON, 0, CTL_COL_JSON_ONLY},
     {"started_at", "STARTED", CTL_COL_TIME, 0, CTL_COL_JSON_ONLY},
     {"last_heartbeat", "LAST HEARTBEAT", CTL_COL_TIME, 0, CTL_COL_JSON_ONLY},
+    {"failing", "FAILING CHECK", CTL_COL_TEXT, 60, CTL_COL_BOTH},
 };
 #define N_STATUS_COLS ((int)(sizeof(status_cols) / sizeof(status_cols[0])))
 
@@ -122,12 +132,11 @@ static void status_json(const PGresult *res, long long diags, int answered, cons
 	ctl_json_print(&j, stdout);
 }
 
-static int cmd_status(ctl_t *ctl, int argc, char **argv)
+/* status_one - the status of the database the configuration names. */
+static int status_one(ctl_t *ctl)
 {
 	char limit[PP_LL_LEN], err[512];
 	pp_msg_reply_t reply;
-	if (argc != 1)
-		return ctl_usage(ctl, "unexpected argument \"%s\"", argv[1]);
 	if (ctl_db(ctl) == NULL)
 		return CTL_FAIL;
 	PGresult *res =
@@ -169,35 +178,69 @@ static int cmd_status(ctl_t *ctl, int argc, char **argv)
 	return all_up ? CTL_OK : CTL_FAIL;
 }
 
-static int cmd_restart(ctl_t *ctl, int argc, char **argv)
+/* status_each - one service for several practice databases: the status of
+ * each served database, headed by its name (--json: an array of
+ * {"database", "status"}); the databases skipped, and why. */
+static int status_each(ctl_t *ctl)
 {
-	static const struct option opts[] = {{"timeout", required_argument, NULL, 't'},
-	                                     {NULL, 0, NULL, 0}};
-	static const char *const stages[] = CTL_STAGES;
-	int64_t timeout = RESTART_WAIT_S;
-	pp_msg_reply_t reply;
+	pp_databases_t dbs;
 	char err[512];
-	int ch;
-	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (ch != 't')
-			return ctl_usage_line(ctl);
-		if (ctl_parse_int("--timeout", optarg, 1, 3600, &timeout) != 0)
-			return CTL_USAGE;
+	int rc = CTL_OK;
+	if (pp_databases_find(ctl->cfg, &dbs, err, sizeof(err)) != 0)
+		return ctl_err("cannot list the practice databases: %s", err);
+	for (size_t i = 0; i < dbs.count; i++) {
+		setenv("PP_DATABASE", dbs.names[i], 1);
+		pp_db_free(&ctl->db);
+		pp_config_free(&ctl->cfg);
+		if (!ctl->json)
+			printf("%s== database %s ==\n", i ? "\n" : "", dbs.names[i]);
+		else
+			printf("%s{\"database\": \"%s\", \"status\": ", i ? ", " : "[",
+			       dbs.names[i]);
+		fflush(stdout);
+		if (status_one(ctl) != CTL_OK)
+			rc = CTL_FAIL;
+		if (ctl->json)
+			printf("}");
 	}
-	if (optind != argc - 1)
-		return ctl_usage(ctl, "name one stage to restart");
-	const char *stage = argv[optind];
-	if (ctl_parse_choice("stage", stage, stages) < 0)
-		return CTL_USAGE;
+	if (ctl->json)
+		printf("%s]\n", dbs.count ? "" : "[");
+	for (size_t i = 0; i < dbs.nskipped && !ctl->json; i++)
+		printf("\nskipped: database %s: %s\n", dbs.skipped[i], dbs.why[i]);
+	if (dbs.count == 0)
+		rc = ctl_err("no practice database is served");
+	pp_databases_free(&dbs);
+	return rc;
+}
+
+static int cmd_status(ctl_t *ctl, int argc, char **argv)
+{
+	if (argc != 1)
+		return ctl_usage(ctl, "unexpected argument \"%s\"", argv[1]);
 	if (ctl_config(ctl) == NULL)
 		return CTL_FAIL;
+	if (getenv("PP_DATABASE") == NULL && pp_databases_configured(ctl->cfg))
+		return status_each(ctl);
+	return status_one(ctl);
+}
+
+/* restart_one - ask the watchdog to restart a stage; 1 restarted, 0 the
+ * watchdog does not run it (skip is set), -1 after printing why. */
+static int restart_one(ctl_t *ctl, const char *stage, int64_t timeout, int skip_unknown)
+{
+	pp_msg_reply_t reply;
+	char err[512];
 	if (ctl_control(ctl, "restart", stage, "", (int)timeout * 1000, &reply, err, sizeof(err)) !=
 	    0)
-		return ctl_err("cannot restart %s: %s", stage, err);
+		return ctl_err("cannot restart %s: %s", stage, err), -1;
+	if (!reply.ok && skip_unknown && strncmp(reply.text, "unknown stage", 13) == 0)
+		return 0;
 	if (ctl->json) {
 		ctl_json_t j;
 		ctl_json_init(&j);
 		ctl_json_begin_object(&j);
+		ctl_json_key(&j, "stage");
+		ctl_json_str(&j, stage);
 		ctl_json_key(&j, "ok");
 		ctl_json_bool(&j, reply.ok != 0);
 		ctl_json_key(&j, "text");
@@ -208,7 +251,42 @@ static int cmd_restart(ctl_t *ctl, int argc, char **argv)
 		printf("%s\n", reply.text);
 	}
 	if (!reply.ok)
-		return ctl_err("the watchdog could not restart %s: %s", stage, reply.text);
+		return ctl_err("the watchdog could not restart %s: %s", stage, reply.text), -1;
+	return 1;
+}
+
+static int cmd_restart(ctl_t *ctl, int argc, char **argv)
+{
+	static const struct option opts[] = {{"timeout", required_argument, NULL, 't'},
+	                                     {NULL, 0, NULL, 0}};
+	static const char *const stages[] = CTL_STAGES;
+	int64_t timeout = RESTART_WAIT_S;
+	int ch, restarted = 0;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (ch != 't')
+			return ctl_usage_line(ctl);
+		if (ctl_parse_int("--timeout", optarg, 1, 3600, &timeout) != 0)
+			return CTL_USAGE;
+	}
+	if (optind != argc - 1)
+		return ctl_usage(ctl, "name one stage to restart, or all");
+	const char *stage = argv[optind];
+	int all = strcmp(stage, "all") == 0;
+	if (!all && ctl_parse_choice("stage", stage, stages) < 0)
+		return CTL_USAGE;
+	if (ctl_config(ctl) == NULL)
+		return CTL_FAIL;
+	/* all: every stage the watchdog runs, one after the other. */
+	for (int i = 0; stages[i] != NULL; i++) {
+		if (!all && strcmp(stages[i], stage) != 0)
+			continue;
+		int rc = restart_one(ctl, stages[i], timeout, all);
+		if (rc < 0)
+			return CTL_FAIL;
+		restarted += rc;
+	}
+	if (all && restarted == 0)
+		return ctl_err("the watchdog runs no stage to restart");
 	return CTL_OK;
 }
 
@@ -216,7 +294,8 @@ const ctl_command_t ctl_status_commands[] = {
     {NULL, "status", cmd_status, "",
      "each stage instance: up/down, heartbeat and check-in age, restarts, counters; the "
      "watchdog's answer to a ping; exit 0 only if all is up"},
-    {NULL, "restart", cmd_restart, "[--timeout SECONDS] STAGE",
-     "ask the watchdog to restart a stage (composer, sender, sms, fetcher) and wait for it"},
+    {NULL, "restart", cmd_restart, "[--timeout SECONDS] STAGE|all",
+     "ask the watchdog to restart a stage (composer, sender, sms, fetcher), or every stage "
+     "it runs (all), and wait for it"},
     {NULL, NULL, NULL, NULL, NULL},
 };

@@ -262,5 +262,8 @@ extern const ctl_command_t ctl_oauth_commands[];
 extern const ctl_command_t ctl_account_test_commands[];
 extern const ctl_command_t ctl_holds_commands[];
 extern const ctl_command_t ctl_sms_plan_commands[];
+extern const ctl_command_t ctl_support_commands[];
+extern const ctl_command_t ctl_plan_commands[];
+extern const ctl_command_t ctl_proxy_commands[];
 
 #endif

@@ -27,7 +27,8 @@ static const ctl_command_t *const command_tables[] = {
     ctl_signature_commands, ctl_auto_commands,         ctl_recall_commands,
     ctl_schedule_commands,  ctl_sms_commands,          ctl_oauth_commands,
     ctl_sms_test_commands,  ctl_location_commands,     ctl_holds_commands,
-    ctl_sms_plan_commands,  ctl_account_test_commands,
+    ctl_sms_plan_commands,  ctl_account_test_commands, ctl_proxy_commands,
+    ctl_support_commands,   ctl_plan_commands,
 };
 #define N_TABLES (sizeof(command_tables) / sizeof(command_tables[0]))
 
@@ -278,6 +279,7 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
 	                                     {"json", no_argument, NULL, 'j'},
+	                                     {"database", required_argument, NULL, 'd'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {NULL, 0, NULL, 0}};
 	ctl_t ctl;
@@ -293,6 +295,14 @@ int main(int argc, char **argv)
 		case 'j':
 			ctl.json = 1;
 			break;
+		case 'd':
+			/* one practice database of several ([databases]): the config
+			 * is read as that database's view (pp_config_load) */
+			if (!pp_config_database_name_ok(optarg))
+				return ctl_err("--database: \"%s\" is not a database name", optarg),
+				       CTL_USAGE;
+			setenv("PP_DATABASE", optarg, 1);
+			break;
 		case 'h':
 			usage(stdout);
 			return CTL_OK;
@@ -305,8 +315,9 @@ int main(int argc, char **argv)
 	argv += optind;
 	if (argc == 0) {
 		ctl_err("no command given");
-		fprintf(stderr, "usage: practicepost [-c CONFIG] [--json] COMMAND [ARGS] "
-		                "(see: practicepost help)\n");
+		fprintf(stderr,
+		        "usage: practicepost [-c CONFIG] [--json] [--database NAME] COMMAND [ARGS] "
+		        "(see: practicepost help)\n");
 		return CTL_USAGE;
 	}
 	if (strcmp(argv[0], "help") == 0) {

@@ -13,6 +13,7 @@
 #include "fetcher_classify.h"
 #include "pp_daemon.h"
 #include "pp_db.h"
+#include "pp_proxy.h"
 #include "pp_util.h"
 
 #define FETCHER_STAGE "fetcher"
@@ -54,6 +55,8 @@ typedef struct {
 	char *bearer;              /* the access token (plaintext, wiped by _clear) */
 	int token_status;          /* pp_token_status_t of fetching it */
 	char *token_error;         /* why there is none (never a token) */
+	pp_proxy_t *proxy;         /* the installation's proxy for email (owned); NULL: direct */
+	char *proxy_error;         /* a proxy is set but cannot be used: do not connect */
 } fetcher_account_t;
 
 /* How one poll of an account ended. */
@@ -119,6 +122,10 @@ void fetcher_account_clear(fetcher_account_t *acct);
 /* fetcher_account_token - for an OAuth2 account: the shared access token
  * (bearer), or token_status/token_error saying why there is none. */
 void fetcher_account_token(pp_db_t *db, pp_daemon_t *d, fetcher_account_t *acct);
+/* fetcher_account_proxy - the proxy to connect through (from cache, read
+ * on db), or proxy_error saying why there is no way to connect. */
+void fetcher_account_proxy(pp_proxy_cache_t *cache, pp_db_t *db, pp_daemon_t *d,
+                           fetcher_account_t *acct);
 /* fetcher_account_report - raise the poll's diagnostic once, or resolve
  * the account's open ones after a successful poll. */
 int fetcher_account_report(pp_daemon_t *d, const fetcher_account_t *acct,

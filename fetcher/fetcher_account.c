@@ -40,7 +40,7 @@ int fetcher_account_claim(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_a
 	    "RETURNING id, practice_id, in_protocol, in_host, in_port, in_tls, in_username, "
 	    "in_secret, in_ca_file, in_verify, in_mailbox, in_poll_seconds, in_delete_after_days, "
 	    "auth_kind",
-	    PP_DB_ARGS(pp_daemon_instance(d), lease));
+	    PP_DB_ARGS(pp_daemon_lease_id(d), lease));
 	if (res == NULL) {
 		log_warnx("cannot claim an incoming account: %s", pp_db_error(pp_daemon_db(d)));
 		return -1;
@@ -70,6 +70,20 @@ int fetcher_account_claim(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_a
 	log_debug("account=%lld claimed protocol=%s host=%s", (long long)acct->id, acct->protocol,
 	          acct->host);
 	return 1;
+}
+
+void fetcher_account_proxy(pp_proxy_cache_t *cache, pp_db_t *db, pp_daemon_t *d,
+                           fetcher_account_t *acct)
+{
+	char err[400];
+	const pp_proxy_t *p = NULL;
+	pp_proxy_free(&acct->proxy);
+	free(acct->proxy_error);
+	acct->proxy_error = NULL;
+	if (pp_proxy_cache_get(cache, db, pp_daemon_key(d), PP_PROXY_FOR_EMAIL, &p, NULL, err,
+	                       sizeof(err)) != 0)
+		acct->proxy_error = xstrdup(err);
+	acct->proxy = pp_proxy_dup(p);
 }
 
 void fetcher_account_token(pp_db_t *db, pp_daemon_t *d, fetcher_account_t *acct)
@@ -103,7 +117,7 @@ int fetcher_account_renew(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_a
 	                           "UPDATE email_accounts SET in_lease_until = now() + "
 	                           "$3::int * interval '1 second' WHERE id = $1 AND "
 	                           "in_claimed_by = $2 RETURNING id",
-	                           PP_DB_ARGS(id, pp_daemon_instance(d), lease));
+	                           PP_DB_ARGS(id, pp_daemon_lease_id(d), lease));
 	if (res == NULL)
 		return -1;
 	int held = PQntuples(res) == 1;
@@ -126,7 +140,7 @@ int fetcher_account_release(pp_daemon_t *d, const fetcher_account_t *acct, int p
 	                       "in_lease_until = NULL, in_next_poll = CASE WHEN $3::boolean "
 	                       "THEN now() ELSE pp_next_fetch(id) END "
 	                       "WHERE id = $1 AND in_claimed_by = $2",
-	                       PP_DB_ARGS(id, pp_daemon_instance(d), poll_again_now ? "t" : "f"));
+	                       PP_DB_ARGS(id, pp_daemon_lease_id(d), poll_again_now ? "t" : "f"));
 	if (rc != 0)
 		log_warnx("account=%lld cannot release the claim (the lease will expire): %s",
 		          (long long)acct->id, pp_db_error(pp_daemon_db(d)));
@@ -213,5 +227,7 @@ void fetcher_account_clear(fetcher_account_t *acct)
 	if (acct->bearer != NULL)
 		pp_secret_wipe_free(acct->bearer);
 	free(acct->token_error);
+	pp_proxy_free(&acct->proxy);
+	free(acct->proxy_error);
 	memset(acct, 0, sizeof(*acct));
 }

@@ -54,6 +54,8 @@ struct fetcher_idle {
 	size_t n, cap;
 	atomic_int stop;
 	int64_t next_refresh_ms;
+	pp_proxy_cache_t *proxy; /* read on db, by the thread */
+	uint64_t proxy_generation;
 };
 
 /* idle_start - IDLE and its continuation ("+ idling"). */
@@ -119,6 +121,7 @@ static void idle_open(struct fetcher_idle *w, idle_conn_t *c)
 	 * logged in stays so past the token's expiry */
 	if (c->acct.oauth)
 		fetcher_account_token(w->db, w->d, &c->acct);
+	fetcher_account_proxy(w->proxy, w->db, w->d, &c->acct);
 	if (fetcher_session_open(w->d, &w->settings, &c->acct, &c->sess, &poll) != 0)
 		goto fail;
 	if (fetcher_imapc_open(&c->imap, &c->sess, IDLE_COMMAND_MS) != 0)
@@ -278,6 +281,28 @@ static int idle_try_lock(struct fetcher_idle *w, idle_conn_t *c)
 	return c->locked;
 }
 
+/* idle_proxy_changed - when the proxy settings changed, every connection
+ * is made again through the new ones. */
+static void idle_proxy_changed(struct fetcher_idle *w)
+{
+	char err[400];
+	uint64_t gen = 0;
+	const pp_proxy_t *p;
+	pp_proxy_cache_get(w->proxy, w->db, pp_daemon_key(w->d), PP_PROXY_FOR_EMAIL, &p, &gen, err,
+	                   sizeof(err));
+	if (w->proxy_generation != 0 && gen != w->proxy_generation)
+		for (size_t i = 0; i < w->n; i++) {
+			idle_conn_t *c = &w->conns[i];
+			if (c->state == IDLE_ON)
+				log_info("account=%lld proxy settings changed; idle reconnects",
+				         (long long)c->acct.id);
+			idle_close(w, c, 0);
+			c->state = IDLE_OFF;
+			c->retry_ms = 0;
+		}
+	w->proxy_generation = gen;
+}
+
 /* idle_refresh - follow the accounts table: open, reopen after a change,
  * close what is no longer wanted. */
 static void idle_refresh(struct fetcher_idle *w)
@@ -287,6 +312,7 @@ static void idle_refresh(struct fetcher_idle *w)
 	                           PP_DB_ARGS(pp_lltoa(limit, w->settings.idle_max_accounts)));
 	if (res == NULL)
 		return; /* the database is away: keep what is open */
+	idle_proxy_changed(w);
 	for (size_t i = 0; i < w->n; i++)
 		w->conns[i].wanted = 0;
 	for (int r = 0; r < PQntuples(res); r++) {
@@ -372,11 +398,13 @@ fetcher_idle_t *fetcher_idle_start(pp_daemon_t *d, const fetcher_settings_t *s)
 	w->d = d;
 	w->settings = *s;
 	w->db = pp_db_new(conninfo, name);
+	w->proxy = pp_proxy_cache_new();
 	atomic_init(&w->stop, 0);
 	(void)pp_daemon_key(d); /* loaded here, before the thread reads it */
 	if (pthread_create(&w->thread, NULL, idle_main, w) != 0) {
 		log_warn("cannot start the IDLE thread; every account is polled");
 		pp_db_free(&w->db);
+		pp_proxy_cache_free(&w->proxy);
 		free(w);
 		return NULL;
 	}
@@ -392,6 +420,7 @@ void fetcher_idle_stop(fetcher_idle_t **wp)
 	pthread_join(w->thread, NULL);
 	free(w->conns);
 	pp_db_free(&w->db);
+	pp_proxy_cache_free(&w->proxy);
 	free(w);
 	*wp = NULL;
 }

@@ -11,11 +11,13 @@
 
 #include "fetcher.h"
 #include "pp_log.h"
+#include "pp_selftest.h"
 
 typedef struct {
 	fetcher_settings_t settings;
 	fetcher_idle_t *idle;
-	fetcher_pipe_t *pipe; /* the parse and filing worker, made for the first large poll */
+	fetcher_pipe_t *pipe;    /* the parse and filing worker, made for the first large poll */
+	pp_proxy_cache_t *proxy; /* the proxy settings, for the polls */
 } fetcher_state_t;
 
 static void fetcher_read_settings(pp_daemon_t *d, fetcher_settings_t *s)
@@ -48,6 +50,7 @@ static int fetcher_init(pp_daemon_t *d, void **statep)
 	fetcher_state_t *st = xcalloc(1, sizeof(*st));
 	fetcher_read_settings(d, &st->settings);
 	st->idle = fetcher_idle_start(d, &st->settings);
+	st->proxy = pp_proxy_cache_new();
 	*statep = st;
 	return 0;
 }
@@ -71,6 +74,8 @@ static int fetcher_poll_account(pp_daemon_t *d, fetcher_state_t *st, fetcher_acc
 	 * (pp_next_fetch: every in_poll_seconds and/or preset times). */
 	fetcher_account_release(d, acct, poll.status == FETCHER_POLL_MORE && !poll.db_failed);
 	pp_daemon_count(d, poll.stored, poll.status == FETCHER_POLL_ACCOUNT_ERR ? 1 : 0);
+	if (poll.status == FETCHER_POLL_ACCOUNT_ERR)
+		pp_daemon_count_failure(d, PP_FAILURE_ACCOUNT, 1);
 	const char *result = poll.status == FETCHER_POLL_MORE ? "more" : "ok";
 	if (poll.status == FETCHER_POLL_ACCOUNT_ERR)
 		result = poll.code;
@@ -91,6 +96,7 @@ static int fetcher_work(pp_daemon_t *d, void *state)
 	int rc = fetcher_account_claim(d, &st->settings, &acct);
 	if (rc <= 0)
 		return rc;
+	fetcher_account_proxy(st->proxy, pp_daemon_db(d), d, &acct);
 	rc = fetcher_poll_account(d, st, &acct);
 	fetcher_account_clear(&acct);
 	return rc < 0 ? -1 : 1;
@@ -100,6 +106,7 @@ static void fetcher_reload(pp_daemon_t *d, void *state)
 {
 	fetcher_state_t *st = state;
 	fetcher_read_settings(d, &st->settings);
+	pp_proxy_cache_expire(st->proxy);
 	/* the IDLE thread keeps a copy of the settings: start it anew */
 	fetcher_idle_stop(&st->idle);
 	st->idle = fetcher_idle_start(d, &st->settings);
@@ -111,6 +118,7 @@ static void fetcher_fini(pp_daemon_t *d, void *state)
 	(void)d;
 	fetcher_idle_stop(&st->idle);
 	fetcher_pipe_free(&st->pipe);
+	pp_proxy_cache_free(&st->proxy);
 	free(st);
 	fetcher_parse_shutdown();
 	curl_global_cleanup();
@@ -122,6 +130,19 @@ static int64_t fetcher_pending(pp_daemon_t *d, void *state)
 	return fetcher_account_due(d);
 }
 
+/* fetcher_selftest - the timed self-tests; the queue is the incoming
+ * accounts whose poll is due (over a minute) and not done. */
+static void fetcher_selftest(pp_daemon_t *d, void *state)
+{
+	(void)state;
+	pp_selftest_tick(d,
+	                 "SELECT id::text || '@' || in_next_poll, format('the poll of incoming "
+	                 "account %s (due %s)', id, to_char(in_next_poll, 'YYYY-MM-DD "
+	                 "HH24:MI:SS TZ')) FROM email_accounts WHERE enabled AND in_enabled AND "
+	                 "in_protocol <> 'none' AND paused_at IS NULL AND in_next_poll < now() - "
+	                 "interval '1 minute' ORDER BY in_next_poll LIMIT 1");
+}
+
 int main(int argc, char **argv)
 {
 	static const pp_stage_ops_t ops = {
@@ -131,6 +152,7 @@ int main(int argc, char **argv)
 	    .reload = fetcher_reload,
 	    .fini = fetcher_fini,
 	    .pending = fetcher_pending,
+	    .selftest = fetcher_selftest,
 	};
 	return pp_daemon_main(argc, argv, &ops);
 }

@@ -2,7 +2,9 @@
  * fetcher_session.c - the libcurl side of a poll, shared by IMAP and POP3:
  * URL scheme from the TLS mode, certificate checks, login, timeouts, the
  * response buffer with its size cap, and the mapping of libcurl errors to
- * account diagnostics. Owns the easy handle and the decrypted secret's life.
+ * account diagnostics (a failure of the installation's proxy is told
+ * apart: fetch_proxy_failed). Owns the easy handle and the decrypted
+ * secret's life.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -138,6 +140,10 @@ int fetcher_session_open(pp_daemon_t *d, const fetcher_settings_t *s, const fetc
 		                  acct->host);
 		return -1;
 	}
+	if (acct->proxy_error != NULL) {
+		fetcher_poll_fail(poll, "fetch_proxy_failed", "%s", acct->proxy_error);
+		return -1;
+	}
 	if (acct->oauth && acct->bearer == NULL) {
 		session_token_fail(acct, poll);
 		return -1;
@@ -171,6 +177,7 @@ int fetcher_session_open(pp_daemon_t *d, const fetcher_settings_t *s, const fetc
 	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)s->connect_timeout_s);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)s->transfer_timeout_s);
+	pp_proxy_apply(c, acct->proxy);
 	curl_easy_setopt(c, CURLOPT_USERNAME, acct->username);
 	if (acct->oauth) {
 		curl_easy_setopt(c, CURLOPT_XOAUTH2_BEARER, acct->bearer);
@@ -233,6 +240,13 @@ void fetcher_session_fail(fetcher_session_t *sess, CURLcode rc, const char *what
 	if (rc == CURLE_ABORTED_BY_CALLBACK) {
 		/* SIGTERM: not the account's fault; it is due again at once. */
 		poll->status = FETCHER_POLL_MORE;
+		return;
+	}
+	char text[512];
+	if (pp_proxy_blame(sess->curl, rc, acct->proxy, sess->errbuf, text, sizeof(text)) !=
+	    PP_PROXY_NOT_BLAMED) {
+		fetcher_poll_fail(poll, "fetch_proxy_failed", "%s as %s: %s", what, acct->username,
+		                  text);
 		return;
 	}
 	const char *detail = sess->errbuf[0] ? sess->errbuf : curl_easy_strerror(rc);

@@ -35,8 +35,16 @@ typedef enum {
 
 typedef struct {
 	long connect_timeout_s;
-	long timeout_s; /* per server reply, and for a stalled upload */
+	long timeout_s;               /* per server reply, and for a stalled upload */
+	const struct pp_proxy *proxy; /* borrowed (the engine's proxy cache); NULL: direct */
+	const char *proxy_error;      /* a proxy is set but unusable: connect neither way */
 } sender_smtp_opts_t;
+
+/* The diagnostic code of an outcome that was the proxy's, not the
+ * account's: the message goes back (attempt not counted), the account's
+ * queue waits SENDER_PROXY_RETRY_S, nothing is paused. */
+#define SENDER_DIAG_PROXY "proxy_failed"
+#define SENDER_PROXY_RETRY_S 60
 
 /* One SMTP connection of one account: a libcurl easy handle that keeps
  * its connection open between messages. */
@@ -106,6 +114,7 @@ typedef struct sender_account {
 	int64_t token_backoff_s; /* oauth: the last connect found the token endpoint down */
 	int token_reauth;        /* oauth: the last connect found no usable consent */
 	int oauthbearer;         /* oauth: SASL OAUTHBEARER rather than XOAUTH2 */
+	int proxy_failed;        /* the last connect found the proxy unusable */
 	PGresult *pending;       /* changed settings, applied once no job is in flight */
 	sender_conn_t *conns[SENDER_MAX_CONNECTIONS];
 	int nconns;
@@ -186,14 +195,16 @@ int sender_account_apply_pending(sender_account_t *acct, char *err, size_t errle
  * with fewer than depth jobs queued; a new one (the secret decrypted) while
  * fewer than parallel exist and none is idle. NULL with *err set on an
  * account problem (for OAuth2: token_backoff_s > 0 when the token endpoint
- * is down, token_reauth when consent is gone), NULL with err "" when all
+ * is down, token_reauth when consent is gone; proxy_failed when the proxy
+ * cannot be used), NULL with err "" when all
  * are full or waiting to reconnect with a fresh token. */
 sender_conn_t *sender_account_idle_conn(sender_account_t *acct, pp_daemon_t *d, sender_pool_t *pool,
                                         const sender_smtp_opts_t *opts, int depth, char *err,
                                         size_t errlen);
 /* sender_account_defer - hold the account's queued messages back for
- * seconds (OAuth2 token endpoint down): no attempt is spent. 0 / -1. */
-int sender_account_defer(pp_db_t *db, int64_t id, int64_t seconds);
+ * seconds (OAuth2 token endpoint down, proxy failing; why says which, for
+ * the log): no attempt is spent. 0 / -1. */
+int sender_account_defer(pp_db_t *db, int64_t id, int64_t seconds, const char *why);
 /* sender_account_close_idle - close the connections no job is using. */
 void sender_account_close_idle(sender_account_t *acct);
 /* sender_accounts_sweep - close connections unused for idle_ms; forget

@@ -290,6 +290,13 @@ static sender_conn_t *account_connect(sender_account_t *a, pp_daemon_t *d, sende
                                       const sender_smtp_opts_t *opts, char *err, size_t errlen)
 {
 	char *password = NULL;
+	a->proxy_failed = 0;
+	if (opts->proxy_error != NULL) {
+		/* Neither through the proxy nor around it. */
+		snprintf(err, errlen, "%s", opts->proxy_error);
+		a->proxy_failed = 1;
+		return NULL;
+	}
 	if (a->oauth) {
 		password = account_token(a, d, err, errlen);
 		if (password == NULL)
@@ -342,7 +349,7 @@ sender_conn_t *sender_account_idle_conn(sender_account_t *a, pp_daemon_t *d, sen
 	return c;
 }
 
-int sender_account_defer(pp_db_t *db, int64_t id, int64_t seconds)
+int sender_account_defer(pp_db_t *db, int64_t id, int64_t seconds, const char *why)
 {
 	char idtext[PP_LL_LEN], wait[PP_LL_LEN];
 	int rc =
@@ -353,10 +360,8 @@ int sender_account_defer(pp_db_t *db, int64_t id, int64_t seconds)
 	                  "AND state = 'queued'",
 	                  PP_DB_ARGS(pp_lltoa(idtext, id), pp_lltoa(wait, seconds)));
 	if (rc == 0)
-		log_warnx(
-		    "account=%lld OAuth2 token endpoint unavailable; messages held back %llds "
-		    "(no attempt counted)",
-		    (long long)id, (long long)seconds);
+		log_warnx("account=%lld %s; messages held back %llds (no attempt counted)",
+		          (long long)id, why, (long long)seconds);
 	return rc;
 }
 

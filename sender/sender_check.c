@@ -21,6 +21,7 @@
 #include "pp_check.h"
 #include "pp_log.h"
 #include "pp_oauth_token.h"
+#include "pp_proxy.h"
 #include "pp_secret.h"
 #include "pp_util.h"
 #include "pp_zmq.h"
@@ -45,6 +46,8 @@ typedef struct check_run {
 	pp_secret_key_t key;
 	int has_key;
 	pp_check_net_t net;
+	pp_proxy_t *proxy;     /* the installation's proxy, read by the thread */
+	char proxy_error[400]; /* a proxy is set but cannot be used */
 	/* while it runs */
 	void *sock;
 	pp_db_t *db;
@@ -317,6 +320,13 @@ static int check_reach(check_run_t *run, const check_account_t *a)
 {
 	pp_check_result_t out, in;
 	check_start(run, PP_CHECK_INTERNET);
+	if (run->proxy_error[0]) {
+		pp_check_fail(&out,
+		              "Set the proxy again (practicepost proxy set), with the key file "
+		              "this service uses.",
+		              "%s", run->proxy_error);
+		return check_report(run, PP_CHECK_INTERNET, &out);
+	}
 	if (pp_check_reach(&run->net, "outgoing", a->out.host, a->out.port, &out) != 0)
 		return check_report(run, PP_CHECK_INTERNET, &out);
 	if (a->has_in) {
@@ -421,6 +431,18 @@ static void check_finish(check_run_t *run, int64_t started)
 	check_send(run, step, "failed", run->failure.detail, run->failure.action, 1);
 }
 
+/* check_load_proxy - the proxy as the stages use it for email, read on
+ * the test's own connection (the thread never touches the daemon's). */
+static void check_load_proxy(check_run_t *run)
+{
+	if (pp_proxy_load(run->db, run->has_key ? &run->key : NULL, &run->proxy, run->proxy_error,
+	                  sizeof(run->proxy_error)) != 0 &&
+	    run->proxy == NULL && !run->proxy_error[0])
+		pp_strlcpy(run->proxy_error, "the proxy settings cannot be read",
+		           sizeof(run->proxy_error));
+	run->net.proxy = pp_proxy_for(run->proxy, PP_PROXY_FOR_EMAIL);
+}
+
 static void *check_main(void *arg)
 {
 	check_run_t *run = arg;
@@ -444,6 +466,7 @@ static void *check_main(void *arg)
 		check_send(run, PP_CHECK_SERVICE, "failed", run->failure.detail,
 		           run->failure.action, 1);
 	} else {
+		check_load_proxy(run);
 		check_steps(run);
 		check_finish(run, started);
 	}
@@ -458,6 +481,7 @@ static void *check_main(void *arg)
 
 static void run_free(check_run_t *run)
 {
+	pp_proxy_free(&run->proxy);
 	free(run->conninfo);
 	free(run->endpoint);
 	free(run->instance);

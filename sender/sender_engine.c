@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "pp_log.h"
+#include "pp_proxy.h"
 #include "pp_util.h"
 #include "sender.h"
 
@@ -67,6 +68,9 @@ struct sender_engine {
 	int body_blocked;
 	pp_outbox_item_t **missed;
 	size_t nmissed, missed_cap;
+	pp_proxy_cache_t *proxy;
+	uint64_t proxy_generation;
+	char proxy_error[400];
 };
 
 typedef enum { TRY_SENT, TRY_BLOCKED, TRY_DONE, TRY_ERROR } try_t;
@@ -75,8 +79,9 @@ sender_engine_t *sender_engine_new(pp_daemon_t *d, pp_outbox_t **outbox)
 {
 	sender_engine_t *e = xcalloc(1, sizeof(*e));
 	e->d = d;
-	e->outbox = pp_outbox_new(pp_daemon_db(d), &sender_outbox_desc, pp_daemon_instance(d));
+	e->outbox = pp_outbox_new(pp_daemon_db(d), &sender_outbox_desc, pp_daemon_lease_id(d));
 	sender_pool_init(&e->pool);
+	e->proxy = pp_proxy_cache_new();
 	*outbox = e->outbox;
 	return e;
 }
@@ -104,6 +109,12 @@ static void engine_pend(sender_engine_t *e, pp_outbox_item_t *item, const pp_out
 	e->pending[e->npending].res = *res;
 	e->npending++;
 	pp_daemon_count(e->d, res->outcome == PP_OUTCOME_SENT, res->outcome != PP_OUTCOME_SENT);
+	if (res->outcome != PP_OUTCOME_SENT)
+		pp_daemon_count_failure(e->d,
+		                        res->outcome == PP_OUTCOME_PERMANENT ? PP_FAILURE_PERMANENT
+		                        : res->outcome == PP_OUTCOME_ACCOUNT ? PP_FAILURE_ACCOUNT
+		                                                             : PP_FAILURE_TEMPORARY,
+		                        1);
 }
 
 /* engine_flush - record every pending outcome, record_max per statement. */
@@ -166,12 +177,47 @@ static int engine_fail_account(sender_engine_t *e, hold_t *h, pp_outbox_item_t *
 /* engine_defer_account - the account's OAuth2 token endpoint is down:
  * give back every held message of it (attempts not counted) and hold its
  * queue back until the retry time, like a temporary account-wide delay. */
-static int engine_defer_account(sender_engine_t *e, pp_outbox_item_t *item, sender_account_t *acct)
+static int engine_defer_account(sender_engine_t *e, pp_outbox_item_t *item, sender_account_t *acct,
+                                int64_t seconds, const char *why)
 {
 	for (hold_t *o = e->holds; o != NULL; o = o->next)
 		if (pp_outbox_release(e->outbox, &o->batch, item->account_id) < 0)
 			return -1;
-	return sender_account_defer(pp_daemon_db(e->d), acct->id, acct->token_backoff_s);
+	return sender_account_defer(pp_daemon_db(e->d), acct->id, seconds, why);
+}
+
+/* engine_proxy_failed - the proxy failed, not the account: the message
+ * goes back to the queue with its attempt given back (last_error names the
+ * proxy), so do the account's other held messages, and its queue waits
+ * SENDER_PROXY_RETRY_S. Nothing is paused: the account is not at fault. */
+static int engine_proxy_failed(sender_engine_t *e, pp_outbox_item_t *item, sender_account_t *acct,
+                               const pp_outbox_result_t *res)
+{
+	pp_outbox_item_t *one[1] = {item};
+	item->in_flight = 0;
+	if (pp_outbox_release_items(e->outbox, one, 1, res) != 0)
+		return -1;
+	acct->close_idle = 1;
+	sender_account_close_idle(acct);
+	return engine_defer_account(e, item, acct, SENDER_PROXY_RETRY_S, res->text);
+}
+
+/* engine_proxy_refresh - the proxy settings for new connections; when
+ * they changed, kept connections are closed (busy ones once idle). */
+static void engine_proxy_refresh(sender_engine_t *e)
+{
+	uint64_t gen = 0;
+	const pp_proxy_t *p = NULL;
+	int rc = pp_proxy_cache_get(e->proxy, pp_daemon_db(e->d), pp_daemon_key(e->d),
+	                            PP_PROXY_FOR_EMAIL, &p, &gen, e->proxy_error,
+	                            sizeof(e->proxy_error));
+	e->opts.smtp.proxy = p;
+	e->opts.smtp.proxy_error = rc != 0 ? e->proxy_error : NULL;
+	if (e->proxy_generation != 0 && gen != e->proxy_generation) {
+		log_info("proxy settings changed; reconnecting");
+		sender_engine_close_connections(e);
+	}
+	e->proxy_generation = gen;
 }
 
 /* engine_job_done - a job came back: counters, and free it. */
@@ -215,8 +261,13 @@ static int engine_results(sender_engine_t *e, sender_job_t *jobs)
 		attempted = job->next;
 		free(h->bodies[idx]);
 		h->bodies[idx] = NULL;
-		if (job->res.outcome == PP_OUTCOME_ACCOUNT) {
+		if (job->res.outcome == PP_OUTCOME_ACCOUNT && job->diag != NULL &&
+		    strcmp(job->diag, SENDER_DIAG_PROXY) == 0) {
+			if (engine_proxy_failed(e, job->item, job->acct, &job->res) != 0)
+				rc = -1;
+		} else if (job->res.outcome == PP_OUTCOME_ACCOUNT) {
 			pp_daemon_count(e->d, 0, 1);
+			pp_daemon_count_failure(e->d, PP_FAILURE_ACCOUNT, 1);
 			if (engine_fail_account(e, h, job->item, job->acct, job->diag,
 			                        job->res.code, job->res.text) != 0)
 				rc = -1;
@@ -397,8 +448,15 @@ static try_t engine_try(sender_engine_t *e, hold_t *h, size_t i, int64_t now)
 	sender_conn_t *conn = sender_account_idle_conn(
 	    acct, e->d, &e->pool, &e->opts.smtp,
 	    depth < ENGINE_QUEUE_MAX ? depth : ENGINE_QUEUE_MAX, err, sizeof(err));
+	if (conn == NULL && err[0] != '\0' && acct->proxy_failed)
+		return engine_defer_account(e, it, acct, SENDER_PROXY_RETRY_S, err) == 0
+		           ? TRY_DONE
+		           : TRY_ERROR;
 	if (conn == NULL && err[0] != '\0' && acct->token_backoff_s > 0)
-		return engine_defer_account(e, it, acct) == 0 ? TRY_DONE : TRY_ERROR;
+		return engine_defer_account(e, it, acct, acct->token_backoff_s,
+		                            "OAuth2 token endpoint unavailable") == 0
+		           ? TRY_DONE
+		           : TRY_ERROR;
 	if (conn == NULL && err[0] != '\0')
 		return engine_fail_account(e, h, it, acct,
 		                           acct->token_reauth ? "oauth_reauth_needed"
@@ -518,6 +576,7 @@ int sender_engine_step(sender_engine_t *e)
 	}
 	if (engine_results(e, sender_pool_take(&e->pool, 0)) != 0)
 		rc = -1;
+	engine_proxy_refresh(e);
 	if (engine_claim_due(e, pp_outbox_now_us()) && (claimed = engine_claim(e)) < 0)
 		rc = -1;
 	else if (claimed < 0)
@@ -562,6 +621,7 @@ void sender_engine_drain(sender_engine_t *e)
 
 void sender_engine_close_connections(sender_engine_t *e)
 {
+	pp_proxy_cache_expire(e->proxy); /* SIGHUP: the proxy settings too */
 	for (sender_account_t *a = e->accounts.head; a != NULL; a = a->next) {
 		sender_account_close_idle(a);
 		a->close_idle = a->busy > 0;
@@ -578,6 +638,7 @@ void sender_engine_free(sender_engine_t **ep)
 	sender_accounts_clear(&e->accounts);
 	sender_pool_destroy(&e->pool);
 	pp_outbox_free(&e->outbox);
+	pp_proxy_cache_free(&e->proxy);
 	free(e->pending);
 	free(e->missed);
 	free(e);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "pp_log.h"
+#include "pp_selftest.h"
 #include "pp_util.h"
 #include "sender.h"
 
@@ -112,6 +113,13 @@ static int sender_message(pp_daemon_t *d, void *state, const pp_msg_t *msg)
 	return sender_check_message(s->check, d, msg);
 }
 
+/* sender_selftest - the timed self-tests, with the email queue's. */
+static void sender_selftest(pp_daemon_t *d, void *state)
+{
+	(void)state;
+	pp_selftest_tick(d, PP_SELFTEST_OUTBOX_SQL("email"));
+}
+
 int main(int argc, char **argv)
 {
 	static const pp_stage_ops_t ops = {
@@ -122,6 +130,7 @@ int main(int argc, char **argv)
 	    .fini = sender_fini,
 	    .pending = sender_pending,
 	    .message = sender_message,
+	    .selftest = sender_selftest,
 	};
 	return pp_daemon_main(argc, argv, &ops);
 }

@@ -2,7 +2,8 @@
  * sender_smtp.c - one account's SMTP connection (a libcurl easy handle kept
  * between messages) and one transaction on it: TLS mode, AUTH that must
  * happen when asked for, the SIZE limit the server advertises, the
- * server's last reply captured from the protocol trace, and the result
+ * server's last reply captured from the protocol trace, the installation's
+ * proxy (a failure of the proxy is told from the server's), and the result
  * classified for the outbox. A handle is driven by one thread at a time.
  */
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <strings.h>
 
 #include "pp_log.h"
+#include "pp_proxy.h"
 #include "pp_util.h"
 #include "sender.h"
 
@@ -32,6 +34,7 @@ typedef enum {
 
 struct sender_smtp {
 	CURL *curl;
+	pp_proxy_t *proxy; /* owned copy; NULL: direct */
 	int64_t account_id;
 	int auth_required;
 	/* The current connection, from the protocol trace. */
@@ -226,6 +229,8 @@ static CURLcode smtp_configure(sender_smtp_t *s, const sender_account_t *acct, c
 	SET(CURLOPT_SSL_VERIFYHOST, acct->verify ? 2L : 0L);
 	if (acct->ca_file != NULL)
 		SET(CURLOPT_CAINFO, acct->ca_file);
+	if (rc == CURLE_OK && pp_proxy_apply(c, s->proxy) != 0)
+		rc = CURLE_BAD_FUNCTION_ARGUMENT;
 	if (acct->oauth) {
 		/* password is the OAuth2 access token */
 		SET(CURLOPT_USERNAME, acct->username);
@@ -259,6 +264,7 @@ sender_smtp_t *sender_smtp_new(const sender_account_t *acct, const char *passwor
 	}
 	s->account_id = acct->id;
 	s->auth_required = acct->auth;
+	s->proxy = pp_proxy_dup(opts->proxy);
 	rc = smtp_configure(s, acct, url, password, opts);
 	if (rc != CURLE_OK) {
 		snprintf(err, errlen, "libcurl refused a setting: %s", curl_easy_strerror(rc));
@@ -279,6 +285,7 @@ void sender_smtp_free(sender_smtp_t **sp)
 		return;
 	if (s->curl != NULL)
 		curl_easy_cleanup(s->curl); /* sends QUIT on an open connection */
+	pp_proxy_free(&s->proxy);
 	free(s);
 	*sp = NULL;
 }
@@ -342,11 +349,29 @@ static CURLcode smtp_perform(sender_smtp_t *s, const char *body, size_t len)
 	return curl_easy_perform(s->curl);
 }
 
+/* smtp_proxy_failed - the proxy (not the server) failed: an ACCOUNT
+ * outcome with SENDER_DIAG_PROXY, which the engine turns into "back to the
+ * queue, attempt not counted, account not paused". 0 if not the proxy. */
+static int smtp_proxy_failed(const sender_smtp_t *s, CURLcode rc, pp_outbox_result_t *res,
+                             const char **diag_code)
+{
+	pp_proxy_blame_t b =
+	    pp_proxy_blame(s->curl, rc, s->proxy, s->errbuf, res->text, sizeof(res->text));
+	if (b == PP_PROXY_NOT_BLAMED)
+		return 0;
+	res->outcome = PP_OUTCOME_ACCOUNT;
+	res->code = 0;
+	*diag_code = SENDER_DIAG_PROXY;
+	log_debug("account=%lld smtp curl=%d outcome=proxy", (long long)s->account_id, (int)rc);
+	return 1;
+}
+
 void sender_smtp_send(sender_smtp_t *s, const char *from, const struct curl_slist *rcpts,
                       const char *body, size_t len, pp_outbox_result_t *res, const char **diag_code)
 {
 	long code = 0, connects = 0;
 	CURLcode rc;
+	int64_t started_us = pp_outbox_now_us();
 
 	curl_easy_setopt(s->curl, CURLOPT_MAIL_FROM, from);
 	curl_easy_setopt(s->curl, CURLOPT_MAIL_RCPT, rcpts);
@@ -368,6 +393,7 @@ void sender_smtp_send(sender_smtp_t *s, const char *from, const struct curl_slis
 	s->body = NULL;
 	memset(res, 0, sizeof(*res));
 	res->done_us = pp_outbox_now_us();
+	res->started_us = started_us;
 	res->code = code;
 	if (s->refused_size) {
 		res->outcome = PP_OUTCOME_PERMANENT;
@@ -377,6 +403,8 @@ void sender_smtp_send(sender_smtp_t *s, const char *from, const struct curl_slis
 		*diag_code = NULL;
 		return;
 	}
+	if (smtp_proxy_failed(s, rc, res, diag_code))
+		return;
 	if (s->refused_unauthenticated)
 		res->outcome = PP_OUTCOME_ACCOUNT;
 	else

@@ -1,8 +1,8 @@
 /*
  * sms_callback.c - the callback endpoint (see sms_callback.h): the
- * libmicrohttpd daemon, the checks every request passes (method, path,
- * known arguments given once, account id and secret) and the answer.
- * Owns the daemon and the endpoint thread's database connection.
+ * libmicrohttpd daemon, the request's arguments handed to sms_request.c
+ * for its checks, the account's secret checked against the database, and
+ * the answer. Owns the daemon and the endpoint thread's database connection.
  */
 #include "sms_callback.h"
 
@@ -20,7 +20,6 @@
 
 /* Largest request head; longer ones get 414/431 from libmicrohttpd. */
 #define CALLBACK_MEMORY_LIMIT (32 * 1024)
-#define CALLBACK_MAX_ARGS 16
 #define CALLBACK_SECRET_LEN 32
 
 struct sms_callback {
@@ -28,11 +27,6 @@ struct sms_callback {
 	pp_daemon_t *d;
 	pp_db_t *db;
 };
-
-/* The arguments each path accepts. */
-static const char *const dlr_args[] = {"a", "k", "m", "t", "c", "ts", "smsc", NULL};
-static const char *const mo_args[] = {"a",       "k",  "from", "to",   "text", "coding",
-                                      "charset", "id", "ts",   "smsc", NULL};
 
 int sms_callback_secret_ok(const char *given, const char *stored)
 {
@@ -46,46 +40,19 @@ int sms_callback_secret_ok(const char *given, const char *stored)
 	return same && gl == CALLBACK_SECRET_LEN && sl == CALLBACK_SECRET_LEN;
 }
 
-const char *sms_callback_arg(const sms_callback_req_t *req, const char *name, size_t *len)
-{
-	const char *v = NULL;
-	size_t n = 0;
-	if (MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, name, strlen(name), &v,
-	                                  &n) != MHD_YES)
-		v = NULL, n = 0;
-	if (len != NULL)
-		*len = n;
-	return v;
-}
-
+/* The query arguments of one request, as libmicrohttpd decoded them. */
 typedef struct {
-	const char *const *allowed;
-	int count, unknown, repeated, with_nul;
-	char bad[40];
-	unsigned seen; /* bit per allowed argument */
+	sms_request_arg_t *v;
+	size_t n;
 } callback_args_t;
 
-static enum MHD_Result callback_count_arg(void *cls, enum MHD_ValueKind kind, const char *key,
-                                          size_t key_size, const char *value, size_t value_size)
+static enum MHD_Result callback_collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                            size_t key_size, const char *value, size_t value_size)
 {
 	callback_args_t *a = cls;
 	(void)kind;
-	(void)value;
-	a->count++;
-	for (int i = 0; a->allowed[i] != NULL; i++) {
-		if (strlen(a->allowed[i]) != key_size || memcmp(a->allowed[i], key, key_size) != 0)
-			continue;
-		if (a->seen & (1u << i))
-			a->repeated = 1;
-		a->seen |= 1u << i;
-		/* Only the text of an incoming SMS may hold NUL bytes (UCS-2). */
-		if (strcmp(key, "text") != 0 && value != NULL && strlen(value) != value_size)
-			a->with_nul = 1;
-		return MHD_YES;
-	}
-	a->unknown = 1;
-	if (a->bad[0] == '\0')
-		snprintf(a->bad, sizeof(a->bad), "%.*s", (int)(key_size < 24 ? key_size : 24), key);
+	a->v = xrealloc(a->v, (a->n + 1) * sizeof(*a->v));
+	a->v[a->n++] = (sms_request_arg_t){key, key_size, value, value ? value_size : 0};
 	return MHD_YES;
 }
 
@@ -112,33 +79,24 @@ static void answer(sms_callback_answer_t *ans, unsigned status, const char *fmt,
 	va_end(ap);
 }
 
-/* callback_account - the a and k arguments name an account and its secret. */
+/* callback_account - the account named by the request, and its secret. */
 static void callback_account(sms_callback_t *cb, sms_callback_req_t *req,
                              sms_callback_answer_t *ans)
 {
-	const char *a = sms_callback_arg(req, "a", NULL), *k = sms_callback_arg(req, "k", NULL);
-	int64_t id = 0;
-	if (a == NULL || k == NULL) {
-		answer(ans, 400, "missing account or secret");
-		return;
-	}
-	if (pp_parse_int64(a, &id) != 0 || id <= 0) {
-		answer(ans, 400, "malformed account id");
-		return;
-	}
 	PGresult *res = pp_db_exec_prepared(cb->db,
 	                                    "SELECT callback_secret, practice_id FROM sms_accounts "
 	                                    "WHERE id = $1::bigint",
-	                                    PP_DB_ARGS(a));
+	                                    PP_DB_ARGS(req->r->account));
 	if (res == NULL) {
 		answer(ans, 503, "database unavailable: %s", pp_db_error(cb->db));
 		return;
 	}
 	const char *stored = PQntuples(res) == 1 ? pp_db_value(res, 0, 0) : NULL;
-	if (!sms_callback_secret_ok(k, stored)) {
-		answer(ans, 403, "wrong secret for sms_account=%lld", (long long)id);
+	if (!sms_callback_secret_ok(req->r->secret, stored)) {
+		answer(ans, 403, "wrong secret for sms_account=%lld",
+		       (long long)req->r->account_id);
 	} else {
-		req->account_id = id;
+		req->account_id = req->r->account_id;
 		req->practice_id = pp_db_value_ll(res, 0, 1, 0);
 		ans->status = 0;
 	}
@@ -158,40 +116,6 @@ static enum MHD_Result callback_reply(struct MHD_Connection *conn, unsigned stat
 	return rc;
 }
 
-/* callback_check - method, path and arguments; 0 with *allowed set, or
- * the answer filled. */
-static int callback_check(struct MHD_Connection *conn, const char *url, const char *method,
-                          int *is_dlr, sms_callback_answer_t *ans)
-{
-	callback_args_t args;
-	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0) {
-		answer(ans, 405, "method %.16s not allowed", method);
-		return -1;
-	}
-	if (strcmp(url, "/sms/dlr") == 0)
-		*is_dlr = 1;
-	else if (strcmp(url, "/sms/mo") == 0)
-		*is_dlr = 0;
-	else {
-		answer(ans, 404, "no such path");
-		return -1;
-	}
-	memset(&args, 0, sizeof(args));
-	args.allowed = *is_dlr ? dlr_args : mo_args;
-	MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, callback_count_arg, &args);
-	if (args.count > CALLBACK_MAX_ARGS)
-		answer(ans, 400, "too many arguments (%d)", args.count);
-	else if (args.unknown)
-		answer(ans, 400, "unknown argument \"%s\"", args.bad);
-	else if (args.repeated)
-		answer(ans, 400, "an argument is given twice");
-	else if (args.with_nul)
-		answer(ans, 400, "an argument holds a NUL byte");
-	else
-		return 0;
-	return -1;
-}
-
 static enum MHD_Result callback_handle(void *cls, struct MHD_Connection *conn, const char *url,
                                        const char *method, const char *version,
                                        const char *upload_data, size_t *upload_data_size,
@@ -199,9 +123,10 @@ static enum MHD_Result callback_handle(void *cls, struct MHD_Connection *conn, c
 {
 	sms_callback_t *cb = cls;
 	sms_callback_answer_t ans = {0, ""};
-	sms_callback_req_t req = {0, 0, NULL, conn};
+	sms_request_t r;
+	sms_callback_req_t req = {0, 0, NULL, &r};
+	callback_args_t args = {NULL, 0};
 	char peer[INET_ADDRSTRLEN + 1];
-	int is_dlr = 0;
 	(void)version;
 	(void)upload_data;
 
@@ -217,14 +142,18 @@ static enum MHD_Result callback_handle(void *cls, struct MHD_Connection *conn, c
 	}
 	callback_peer(conn, peer, sizeof(peer));
 	req.peer = peer;
-	if (callback_check(conn, url, method, &is_dlr, &ans) == 0)
+	MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, callback_collect_arg, &args);
+	if (sms_request_parse(method, url, args.v, args.n, &r, &ans) == 0) {
 		callback_account(cb, &req, &ans);
-	if (ans.status == 0) {
-		if (is_dlr)
+		if (ans.status == 0 && r.late.status != 0)
+			ans = r.late;
+		if (ans.status == 0 && r.is_dlr)
 			sms_dlr_handle(cb->db, &req, &ans);
-		else
+		else if (ans.status == 0)
 			sms_incoming_handle(cb->d, cb->db, &req, &ans);
+		sms_request_clear(&r);
 	}
+	free(args.v);
 	if (ans.status >= 400)
 		log_warnx("callback refused status=%u peer=%s path=%.40s reason=\"%s\"", ans.status,
 		          peer, url, ans.why);

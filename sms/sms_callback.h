@@ -14,20 +14,18 @@
 #include <stdint.h>
 
 #include "pp_daemon.h"
+#include "sms_request.h"
 
 typedef struct sms_callback sms_callback_t;
 
-/* A request that passed the checks: the account it names and its args. */
+/* A request that passed the checks: the account it names and its
+ * parsed arguments (sms_request.h). */
 typedef struct {
 	int64_t account_id;
 	int64_t practice_id;
-	const char *peer; /* the client's address, for logs */
-	struct MHD_Connection *conn;
+	const char *peer;       /* the client's address, for logs */
+	const sms_request_t *r; /* borrowed */
 } sms_callback_req_t;
-
-/* sms_callback_arg - the decoded query argument name (NULL if absent);
- * *len its length (it may hold NUL bytes: UCS-2 text). */
-const char *sms_callback_arg(const sms_callback_req_t *req, const char *name, size_t *len);
 
 /* sms_callback_start - listen on address:port. NULL after a log line. */
 sms_callback_t *sms_callback_start(pp_daemon_t *d, const char *address, int port);
@@ -35,12 +33,6 @@ void sms_callback_stop(sms_callback_t **cb);
 
 /* sms_callback_secret_ok - constant-time comparison of two secrets. */
 int sms_callback_secret_ok(const char *given, const char *stored);
-
-/* Set by sms_callback_start's handlers: 2xx/4xx/5xx plus a short reason. */
-typedef struct {
-	unsigned status;
-	char why[160];
-} sms_callback_answer_t;
 
 /* The handlers (sms_dlr.c, sms_incoming.c), run on the endpoint's thread
  * with its connection db. */

@@ -98,7 +98,7 @@ sms_claimer_t *sms_claimer_new(pp_daemon_t *d, const pp_outbox_desc_t *desc)
 	c->d = d;
 	c->db = pp_db_new(conninfo, name);
 	/* Same instance name: the delivery loop records what this claims. */
-	c->outbox = pp_outbox_new(c->db, desc, pp_daemon_instance(d));
+	c->outbox = pp_outbox_new(c->db, desc, pp_daemon_lease_id(d));
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
 	int rc = pthread_create(&c->thread, NULL, claimer_main, c);

@@ -3,8 +3,8 @@
  * the report's type mapped onto the status model email shares (sent ->
  * delivered | failed | expired), with the provider's code and text kept.
  * Kannel's types: 1 delivered, 2 undelivered, 4 buffered, 8 accepted by
- * the SMS centre, 16 rejected by the SMS centre. 4 and 8 are not final and
- * change nothing; the first final report wins.
+ * the SMS centre, 16 rejected by the SMS centre (read by sms_request.c).
+ * 4 and 8 are not final and change nothing; the first final report wins.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,38 +23,13 @@ static const char dlr_sql[] =
     "RETURNING id) SELECT (SELECT count(*) FROM u), EXISTS (SELECT 1 FROM messages WHERE id = "
     "$1::bigint AND sms_account_id = $2::bigint AND direction = 'out' AND channel = 'sms')";
 
-/* dlr_final - the delivery a report type means, or NULL if not final. */
-static const char *dlr_final(int64_t type, const char *detail)
-{
-	if (type == 1)
-		return "delivered";
-	if (type == 2)
-		return detail != NULL && strcasestr(detail, "EXPIR") != NULL ? "expired" : "failed";
-	if (type == 16)
-		return "failed";
-	return NULL;
-}
-
 void sms_dlr_handle(pp_db_t *db, const sms_callback_req_t *req, sms_callback_answer_t *ans)
 {
-	const char *m = sms_callback_arg(req, "m", NULL), *t = sms_callback_arg(req, "t", NULL);
-	const char *c = sms_callback_arg(req, "c", NULL);
+	const char *m = req->r->m, *t = req->r->t, *c = req->r->c;
+	const char *delivery = req->r->delivery; /* m, t and the type checked by sms_request.c */
 	char account[PP_LL_LEN], detail[200];
-	int64_t msg = 0, type = 0;
+	int64_t msg = req->r->msg_id, type = req->r->type;
 
-	if (m == NULL || t == NULL || pp_parse_int64(m, &msg) != 0 || msg <= 0 ||
-	    pp_parse_int64(t, &type) != 0) {
-		ans->status = 400;
-		snprintf(ans->why, sizeof(ans->why), "a delivery report needs m and t as numbers");
-		return;
-	}
-	if (type != 1 && type != 2 && type != 4 && type != 8 && type != 16) {
-		ans->status = 400;
-		snprintf(ans->why, sizeof(ans->why), "unknown delivery report type %lld",
-		         (long long)type);
-		return;
-	}
-	const char *delivery = dlr_final(type, c);
 	ans->status = 200;
 	if (delivery == NULL) {
 		log_debug("msg=%lld delivery report type=%lld (not final)", (long long)msg,

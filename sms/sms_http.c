@@ -3,7 +3,8 @@
  * multi handle: several in flight, connections kept alive in its cache)
  * and the classification of their results. Owns the multi handle and the
  * transfers (reused easy handles); a request URL holds the password, so it
- * is wiped when its transfer ends and never logged.
+ * is wiped when its transfer ends and never logged. Through the
+ * installation's proxy, a failure of the proxy itself is reported as such.
  */
 #include "sms_http.h"
 
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pp_proxy.h"
 #include "pp_util.h"
 
 /* Largest response body kept; Kannel answers with one short line. */
@@ -21,8 +23,9 @@
 typedef struct transfer {
 	CURL *curl;
 	pp_buf_t body;
-	pp_buf_t url;   /* holds the password: wiped when the transfer ends */
-	char *password; /* for the check that no error text repeats it */
+	pp_buf_t url;      /* holds the password: wiped when the transfer ends */
+	char *password;    /* for the check that no error text repeats it */
+	pp_proxy_t *proxy; /* the request's proxy (owned copy), NULL: direct */
 	char errbuf[CURL_ERROR_SIZE];
 	void *tag;
 	struct transfer *next; /* in the active or the idle list */
@@ -57,6 +60,7 @@ static void transfer_wipe(transfer_t *t)
 		free(t->password);
 		t->password = NULL;
 	}
+	pp_proxy_free(&t->proxy);
 	/* Do not leave the URL (and the password in it) inside the handle. */
 	curl_easy_setopt(t->curl, CURLOPT_URL, "");
 }
@@ -102,6 +106,8 @@ const char *sms_http_outcome_name(sms_http_outcome_t outcome)
 		return "rejected";
 	case SMS_HTTP_TEMPORARY:
 		return "temporary";
+	case SMS_HTTP_PROXY:
+		return "proxy";
 	}
 	return "invalid";
 }
@@ -221,6 +227,7 @@ static void http_set_options(transfer_t *t, const sms_http_request_t *req)
 		curl_easy_setopt(c, CURLOPT_CAINFO, req->ca_file);
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, req->verify ? 1L : 0L);
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, req->verify ? 2L : 0L);
+	pp_proxy_apply(c, t->proxy);
 }
 
 /* http_describe - fill res from how the transfer ended, keeping the
@@ -232,7 +239,12 @@ static void http_describe(transfer_t *t, CURLcode rc, sms_http_result_t *res)
 		curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &res->code);
 	res->outcome = sms_http_classify(rc, res->code);
 	http_first_line(&t->body, res->reply, sizeof(res->reply));
-	if (rc != CURLE_OK) {
+	if (pp_proxy_blame(t->curl, rc, t->proxy, NULL, res->error, sizeof(res->error)) !=
+	    PP_PROXY_NOT_BLAMED) {
+		/* Not the error buffer: the proxy's name and kind say enough. */
+		res->outcome = SMS_HTTP_PROXY;
+		res->code = 0;
+	} else if (rc != CURLE_OK) {
 		const char *e = t->errbuf;
 		int leaks = t->password != NULL && *t->password && strstr(e, t->password) != NULL;
 		snprintf(res->error, sizeof(res->error), "%s%s%s", curl_easy_strerror(rc),
@@ -283,6 +295,7 @@ int sms_http_start(sms_http_t *http, const sms_http_request_t *req, void *tag,
 		goto fail;
 	}
 	t->password = xstrdup(req->password ? req->password : "");
+	t->proxy = pp_proxy_dup(req->proxy);
 	http_set_options(t, req);
 	if (curl_multi_add_handle(http->multi, t->curl) != CURLM_OK) {
 		snprintf(res->error, sizeof(res->error), "cannot start the request");

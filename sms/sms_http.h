@@ -16,6 +16,7 @@ typedef enum {
 	SMS_HTTP_ACCOUNT,   /* 401/403, certificate or URL problem: pause the account */
 	SMS_HTTP_REJECTED,  /* any other 4xx: this message fails for good */
 	SMS_HTTP_TEMPORARY, /* 5xx, timeout, refused or dropped connection: retry later */
+	SMS_HTTP_PROXY, /* the installation's proxy failed: retry later, not the account's fault */
 } sms_http_outcome_t;
 
 typedef struct {
@@ -38,6 +39,10 @@ typedef struct {
 	const char *dlr_url;
 	int dlr_mask;
 	int validity_minutes; /* 0: the gateway's default */
+	/* The installation's proxy (pp_proxy.h), NULL: direct. Through an
+	 * HTTP proxy the request goes in a CONNECT tunnel, so the proxy never
+	 * sees (or logs) the URL with the password in it. */
+	const struct pp_proxy *proxy;
 } sms_http_request_t;
 
 #define SMS_HTTP_TEXT_MAX 256

@@ -31,7 +31,6 @@
 #include "sms_reply.h"
 
 #define INCOMING_ACTOR "sms"
-#define INCOMING_TEXT_MAX 4096
 #define INCOMING_MAX_SHARING 50
 
 typedef struct {
@@ -68,74 +67,6 @@ static void incoming_free(incoming_t *in)
 		free(in->words[i]);
 	free(in->words);
 	pp_buf_free(&in->listed);
-}
-
-/* incoming_utf8 - the text as UTF-8: UCS-2 / UTF-16BE decoded, valid
- * UTF-8 kept, anything else read as ISO-8859-1. NULL if it holds a NUL. */
-static char *incoming_utf8(const char *raw, size_t len, const char *coding, const char *charset)
-{
-	pp_buf_t out;
-	pp_buf_init(&out);
-	int ucs2 =
-	    (coding && strcmp(coding, "2") == 0) ||
-	    (charset && (strcasecmp(charset, "UTF-16BE") == 0 ||
-	                 strcasecmp(charset, "UCS-2") == 0 || strcasecmp(charset, "UTF-16") == 0));
-	if (ucs2) {
-		for (size_t i = 0; i + 1 < len; i += 2) {
-			uint32_t cp =
-			    (uint32_t)((unsigned char)raw[i] << 8 | (unsigned char)raw[i + 1]);
-			if (cp >= 0xD800 && cp <= 0xDBFF && i + 3 < len) {
-				uint32_t lo = (uint32_t)((unsigned char)raw[i + 2] << 8 |
-				                         (unsigned char)raw[i + 3]);
-				if (lo >= 0xDC00 && lo <= 0xDFFF) {
-					cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-					i += 2;
-				}
-			}
-			if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF))
-				goto fail;
-			unsigned char b[4];
-			size_t n;
-			if (cp < 0x80)
-				b[0] = (unsigned char)cp, n = 1;
-			else if (cp < 0x800)
-				b[0] = (unsigned char)(0xC0 | cp >> 6),
-				b[1] = (unsigned char)(0x80 | (cp & 0x3F)), n = 2;
-			else if (cp < 0x10000)
-				b[0] = (unsigned char)(0xE0 | cp >> 12),
-				b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F)),
-				b[2] = (unsigned char)(0x80 | (cp & 0x3F)), n = 3;
-			else
-				b[0] = (unsigned char)(0xF0 | cp >> 18),
-				b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F)),
-				b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F)),
-				b[3] = (unsigned char)(0x80 | (cp & 0x3F)), n = 4;
-			pp_buf_append(&out, b, n);
-		}
-		return pp_buf_steal(&out);
-	}
-	if (memchr(raw, '\0', len) != NULL)
-		goto fail;
-	char *copy = xstrndup(raw, len);
-	if (pp_sms_text_valid_utf8(copy)) {
-		pp_buf_free(&out);
-		return copy;
-	}
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)raw[i];
-		if (c < 0x80) {
-			pp_buf_append(&out, &c, 1);
-		} else {
-			unsigned char b[2] = {(unsigned char)(0xC0 | c >> 6),
-			                      (unsigned char)(0x80 | (c & 0x3F))};
-			pp_buf_append(&out, b, 2);
-		}
-	}
-	free(copy);
-	return pp_buf_steal(&out);
-fail:
-	pp_buf_free(&out);
-	return NULL;
 }
 
 /* incoming_practice - name, phone, country and confirming words. */
@@ -478,7 +409,6 @@ void sms_incoming_handle(pp_daemon_t *d, pp_db_t *db, const sms_callback_req_t *
                          sms_callback_answer_t *ans)
 {
 	incoming_t in;
-	size_t len = 0;
 	const char *why = NULL;
 	int acted = 0;
 	memset(&in, 0, sizeof(in));
@@ -486,26 +416,12 @@ void sms_incoming_handle(pp_daemon_t *d, pp_db_t *db, const sms_callback_req_t *
 	in.req = req;
 	pp_lltoa(in.practice, req->practice_id);
 	pp_lltoa(in.account, req->account_id);
-	in.from_raw = sms_callback_arg(req, "from", NULL);
-	in.to = sms_callback_arg(req, "to", NULL);
-	in.id = sms_callback_arg(req, "id", NULL);
-	const char *raw = sms_callback_arg(req, "text", &len);
+	/* from, to, id and the text were checked by sms_request.c */
+	in.from_raw = req->r->from;
+	in.to = req->r->to;
+	in.id = req->r->id;
+	in.text = xstrdup(req->r->text);
 	ans->status = 400;
-	if (in.from_raw == NULL || *in.from_raw == '\0' || raw == NULL) {
-		snprintf(ans->why, sizeof(ans->why), "an incoming SMS needs from and text");
-		goto done;
-	}
-	if (strlen(in.from_raw) > 64 || (in.to && strlen(in.to) > 64) ||
-	    (in.id && strlen(in.id) > 128) || len > INCOMING_TEXT_MAX) {
-		snprintf(ans->why, sizeof(ans->why), "an argument is too long");
-		goto done;
-	}
-	in.text = incoming_utf8(raw, len, sms_callback_arg(req, "coding", NULL),
-	                        sms_callback_arg(req, "charset", NULL));
-	if (in.text == NULL) {
-		snprintf(ans->why, sizeof(ans->why), "the text holds a NUL or invalid UCS-2");
-		goto done;
-	}
 	if (incoming_practice(db, &in) != 0) {
 		incoming_fail(db, ans);
 		goto done;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "pp_daemon.h"
+#include "pp_selftest.h"
 #include "pp_log.h"
 #include "pp_outbox.h"
 #include "pp_util.h"
@@ -120,7 +121,7 @@ static int sms_init(pp_daemon_t *d, void **state)
 		return -1;
 	}
 	sms_state_t *st = xcalloc(1, sizeof(*st));
-	st->outbox = pp_outbox_new(pp_daemon_db(d), &sms_outbox_desc, pp_daemon_instance(d));
+	st->outbox = pp_outbox_new(pp_daemon_db(d), &sms_outbox_desc, pp_daemon_lease_id(d));
 	st->send = sms_send_new(d, st->outbox, &sms_outbox_desc);
 	if (st->send == NULL) {
 		log_warnx("cannot start the delivery loop");
@@ -177,6 +178,13 @@ static int sms_work(pp_daemon_t *d, void *state)
 	return sms_send_step(st->send);
 }
 
+/* sms_selftest - the timed self-tests, with the SMS queue's. */
+static void sms_selftest(pp_daemon_t *d, void *state)
+{
+	(void)state;
+	pp_selftest_tick(d, PP_SELFTEST_OUTBOX_SQL("sms"));
+}
+
 static const pp_stage_ops_t sms_ops = {
     .stage = "sms",
     .init = sms_init,
@@ -184,6 +192,7 @@ static const pp_stage_ops_t sms_ops = {
     .reload = sms_reload,
     .fini = sms_fini,
     .pending = sms_pending,
+    .selftest = sms_selftest,
 };
 
 int main(int argc, char **argv)

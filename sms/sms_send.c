@@ -7,7 +7,9 @@
  * every message whose rate slot has come, record outcomes in one
  * statement (at most record_max, at most record_delay_ms late), renew
  * leases, then wait for a request to end, the next slot or the record.
- * Also maps an HTTP outcome onto a message or account state change.
+ * Also maps an HTTP outcome onto a message or account state change, and
+ * keeps the installation's proxy settings for the requests (re-read every
+ * minute and on SIGHUP).
  */
 #include "sms_send.h"
 
@@ -17,6 +19,7 @@
 
 #include "pp_log.h"
 #include "pp_phone.h"
+#include "pp_proxy.h"
 #include "pp_secret.h"
 #include "pp_sms_text.h"
 #include "pp_state.h"
@@ -31,6 +34,12 @@
 #define SMS_DLR_MASK 19
 #define SEND_WAIT_MAX_US 100000      /* a step never sleeps longer */
 #define SEND_PACE_KEEP_US 61000000LL /* pacing outlives the longest interval */
+#define SEND_PROXY_RETRY_S 60        /* a message the proxy failed waits this long */
+/* A paced request starts within this long of its slot, or goes back to the
+ * queue: staggered slots are dealt sms_every plus this apart
+ * (pp_sms_interval), so no two sends of an account, on any instance, start
+ * closer than sms_every. */
+#define SEND_SLOT_LATE_US 200000
 
 typedef sms_hold_t hold_t;
 
@@ -45,6 +54,7 @@ typedef struct {
 typedef struct {
 	hold_t *hold;
 	pp_outbox_item_t *item;
+	int64_t started_us; /* pp_outbox_now_us() as the request began */
 } flight_t;
 
 /* An outcome waiting for its group's statement. */
@@ -73,6 +83,8 @@ struct sms_send {
 	int64_t next_slot_us;
 	/* This step: outcomes recorded, and whether something failed. */
 	int handled, failed;
+	pp_proxy_cache_t *proxy;
+	char proxy_error[400];
 };
 
 typedef enum { START_SENT, START_DONE, START_NO_KEY } start_t;
@@ -91,6 +103,7 @@ sms_send_t *sms_send_new(pp_daemon_t *d, pp_outbox_t *outbox, const pp_outbox_de
 	}
 	s->opts.parallel = 1;
 	s->opts.record_max = 1;
+	s->proxy = pp_proxy_cache_new();
 	return s;
 }
 
@@ -98,6 +111,7 @@ void sms_send_set_options(sms_send_t *s, const sms_send_opts_t *opts,
                           const pp_outbox_opts_t *outbox_opts)
 {
 	sms_claimer_set_options(s->claimer, outbox_opts);
+	pp_proxy_cache_expire(s->proxy); /* start and SIGHUP: read the proxy again */
 	free(s->callback_url);
 	s->opts = *opts;
 	s->callback_url = opts->callback_url ? xstrdup(opts->callback_url) : NULL;
@@ -163,6 +177,12 @@ static void send_count(sms_send_t *s, const pending_t *p)
 		pp_daemon_count(s->d, 1, 0);
 	else if (p->res.outcome == PP_OUTCOME_PERMANENT || p->item->attempts >= PP_MAX_ATTEMPTS)
 		pp_daemon_count(s->d, 0, 1);
+	if (p->res.outcome != PP_OUTCOME_SENT)
+		pp_daemon_count_failure(s->d,
+		                        p->res.outcome == PP_OUTCOME_PERMANENT
+		                            ? PP_FAILURE_PERMANENT
+		                            : PP_FAILURE_TEMPORARY,
+		                        1);
 }
 
 /* send_flush - record every pending outcome, record_max per statement. */
@@ -218,10 +238,36 @@ static void send_pause(sms_send_t *s, hold_t *h, pp_outbox_item_t *item, long co
 		return;
 	}
 	pp_daemon_count(s->d, 0, 1);
+	pp_daemon_count_failure(s->d, PP_FAILURE_ACCOUNT, 1);
 	s->handled++;
 	for (hold_t *o = s->holds; o != NULL; o = o->next)
 		if (o != h && pp_outbox_release(s->outbox, &o->batch, item->account_id) < 0)
 			s->failed = 1;
+}
+
+/* send_proxy_failed - the proxy failed, not the account or the message:
+ * the message goes back to the queue with its attempt given back
+ * (last_error names the proxy) and waits SEND_PROXY_RETRY_S. */
+static void send_proxy_failed(sms_send_t *s, pp_outbox_item_t *it, const char *text)
+{
+	char id[PP_LL_LEN], wait[PP_LL_LEN];
+	pp_outbox_result_t why = {.outcome = PP_OUTCOME_TEMPORARY};
+	pp_strlcpy(why.text, text, sizeof(why.text));
+	it->in_flight = 0;
+	if (pp_outbox_release_items(s->outbox, &it, 1, &why) != 0 ||
+	    pp_db_command(pp_daemon_db(s->d),
+	                  "UPDATE messages SET deliver_after = greatest(deliver_after, now() + "
+	                  "$2::bigint * interval '1 second'), updated_at = now() WHERE id = $1 "
+	                  "AND state = 'queued'",
+	                  PP_DB_ARGS(pp_lltoa(id, it->id), pp_lltoa(wait, SEND_PROXY_RETRY_S))) !=
+	        0) {
+		s->failed = 1;
+		return;
+	}
+	s->handled++;
+	pp_daemon_count_failure(s->d, PP_FAILURE_TEMPORARY, 1);
+	log_warnx("msg=%lld sms_account=%lld %s; held back %ds (no attempt counted)",
+	          (long long)it->id, (long long)it->account_id, text, SEND_PROXY_RETRY_S);
 }
 
 /* send_done - a request ended: map the sendsms answer onto an outcome. */
@@ -242,6 +288,9 @@ static void send_done(void *tag, const sms_http_result_t *res, void *arg)
 	case SMS_HTTP_TEMPORARY:
 		send_pend(s, it, PP_OUTCOME_TEMPORARY, res->code, res->error);
 		break;
+	case SMS_HTTP_PROXY:
+		send_proxy_failed(s, it, res->error);
+		break;
 	case SMS_HTTP_ACCOUNT: {
 		int auth = res->code == 401 || res->code == 403;
 		snprintf(why, sizeof(why), "%s: %s",
@@ -253,6 +302,8 @@ static void send_done(void *tag, const sms_http_result_t *res, void *arg)
 		break;
 	}
 	}
+	if (s->npending > 0 && s->pending[s->npending - 1].item == it)
+		s->pending[s->npending - 1].res.started_us = f->started_us;
 	free(f);
 }
 
@@ -298,6 +349,12 @@ static start_t send_start(sms_send_t *s, hold_t *h, pp_outbox_item_t *it, const 
 	const pp_secret_key_t *key = pp_daemon_key(s->d);
 	if (key == NULL)
 		return START_NO_KEY;
+	const pp_proxy_t *proxy = NULL;
+	if (pp_proxy_cache_get(s->proxy, pp_daemon_db(s->d), key, PP_PROXY_FOR_SMS, &proxy, NULL,
+	                       s->proxy_error, sizeof(s->proxy_error)) != 0) {
+		send_proxy_failed(s, it, s->proxy_error);
+		return START_DONE;
+	}
 	char *password = acct->secret ? pp_secret_decrypt(key, acct->secret, NULL) : xstrdup("");
 	if (password == NULL) {
 		send_pause(s, h, it, 0, "sms_secret_unreadable",
@@ -329,10 +386,12 @@ static start_t send_start(sms_send_t *s, hold_t *h, pp_outbox_item_t *it, const 
 	    .dlr_url = dlr_url,
 	    .dlr_mask = SMS_DLR_MASK,
 	    .validity_minutes = acct->validity_minutes,
+	    .proxy = proxy,
 	};
 	flight_t *f = xmalloc(sizeof(*f));
 	f->hold = h;
 	f->item = it;
+	f->started_us = pp_outbox_now_us();
 	int rc = sms_http_start(s->http, &req, f, &res);
 	pp_secret_wipe_free(password);
 	if (dlr_url != NULL)
@@ -435,6 +494,17 @@ static int send_try(sms_send_t *s, hold_t *h, pp_outbox_item_t *it, int64_t now)
 		return 1;
 	}
 	int limited = when > 0;
+	if (limited && now > when + SEND_SLOT_LATE_US) {
+		pp_outbox_result_t why = {.outcome = PP_OUTCOME_TEMPORARY};
+		snprintf(why.text, sizeof(why.text),
+		         "rate slot missed by %lld ms; back to the queue",
+		         (long long)((now - when) / 1000));
+		log_warnx("msg=%lld sms_account=%lld %s", (long long)it->id,
+		          (long long)it->account_id, why.text);
+		if (pp_outbox_release_items(s->outbox, &it, 1, &why) != 0)
+			s->failed = 1;
+		return 0;
+	}
 	start_t st = send_start(s, h, it, acct, pace);
 	if (st == START_NO_KEY)
 		return -1;
@@ -562,6 +632,7 @@ void sms_send_free(sms_send_t **sp)
 	sms_send_drain(s);
 	sms_claimer_free(&s->claimer, s->outbox);
 	sms_http_free(&s->http);
+	pp_proxy_cache_free(&s->proxy);
 	free(s->paces);
 	free(s->pending);
 	free(s->callback_url);

@@ -10,6 +10,8 @@ chosen by the caller and never touches the system-wide instances.
     OAuthServer(base, ...)          OAuth 2.0 server (tests/oauth_server.py)
     SmtpSink(base, tls=..., ...)    scriptable aiosmtpd sink (tests/smtp_sink.py)
     Kannel(base, mo_url=None)       bearerbox + smsbox + fakesmsc
+    TinyProxy(base, auth=(u, p))    HTTP CONNECT proxy (tinyproxy); connects(port)
+    Dante(base)                     SOCKS5 proxy (danted); connects(port)
 
 All of them have start(), stop() (idempotent; kills the whole process group;
 also run at interpreter exit) and work as context managers.
@@ -476,13 +478,16 @@ class Postgres(_Server):
     """A private PostgreSQL 15 cluster under `base` (data/, sock/, postgres.log).
 
     durable=False turns fsync, synchronous_commit and full_page_writes off.
+    listen: extra addresses to listen on besides 127.0.0.1, with trust for
+    clients of each address's /24 (another network namespace on a veth).
     """
 
     name = "postgres"
 
-    def __init__(self, base, durable=False, port=None):
+    def __init__(self, base, durable=False, port=None, listen=()):
         super().__init__(base)
         self.durable = durable
+        self.listen = list(listen)
         self.port = port or free_port()
         self.data_dir = os.path.join(self.base, "data")
         self.socket_dir = os.path.join(self.base, "sock")
@@ -558,7 +563,7 @@ class Postgres(_Server):
                               % (r.returncode, r.stdout, r.stderr))
         settings = {
             "port": str(self.port),
-            "listen_addresses": "'127.0.0.1'",
+            "listen_addresses": "'%s'" % ",".join(["127.0.0.1"] + self.listen),
             "unix_socket_directories": "'%s'" % self.socket_dir,
             "max_connections": "200",
             "logging_collector": "off",
@@ -572,6 +577,9 @@ class Postgres(_Server):
             f.write("\n# private test cluster\n")
             for k, v in settings.items():
                 f.write("%s = %s\n" % (k, v))
+        with open(os.path.join(self.data_dir, "pg_hba.conf"), "a") as f:
+            for addr in self.listen:
+                f.write("host all all %s.0/24 trust\n" % addr.rsplit(".", 1)[0])
 
     def _read_postmaster_pid(self):
         try:
@@ -889,7 +897,8 @@ class SmtpSink(_Server):
     name = "smtp-sink"
 
     def __init__(self, base, tls=None, auth=None, require_auth=False,
-                 size_limit=10 * 1024 * 1024, hostname="sink.test", introspect_url=None):
+                 size_limit=10 * 1024 * 1024, hostname="sink.test", introspect_url=None,
+                 host="127.0.0.1"):
         super().__init__(base)
         self.introspect_url = introspect_url
         if tls not in (None, "starttls", "implicit"):
@@ -899,7 +908,7 @@ class SmtpSink(_Server):
         self.require_auth = require_auth
         self.size_limit = size_limit
         self.hostname = hostname
-        self.host = "127.0.0.1"
+        self.host = host
         self.port = free_port()
         self.dir = self.base
         self.msg_dir = os.path.join(self.base, "msgs")
@@ -922,7 +931,8 @@ class SmtpSink(_Server):
         if os.path.exists(ready):
             os.unlink(ready)
         argv = [PYTHON, SINK_SCRIPT, "--port", str(self.port), "--dir", self.base,
-                "--hostname", self.hostname, "--size-limit", str(self.size_limit or 0)]
+                "--hostname", self.hostname, "--size-limit", str(self.size_limit or 0),
+                "--host", self.host]
         if self.tls == "starttls":
             argv += ["--starttls", self.cert_file, self.key_file]
         elif self.tls == "implicit":
@@ -1619,3 +1629,105 @@ class PostfixMX(_Server):
         if self._guard is not None:
             self._guard.release()
             self._guard = None
+
+
+# --------------------------------------------------------------------------
+# Outgoing proxies: tinyproxy (HTTP CONNECT, Basic auth) and dante (SOCKS5)
+
+
+class _Proxy(_Server):
+    """A proxy in the foreground on a free port; connects(port) counts the
+    tunnels it opened (to 127.0.0.1:port, or all) as its log records them."""
+
+    user = "nobody"
+
+    def __init__(self, base):
+        super().__init__(base)
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.conf_file = os.path.join(self.base, self.name + ".conf")
+        self.log_path = os.path.join(self.base, self.name + ".log")
+        self.out_path = os.path.join(self.base, self.name + ".out")
+        self._proc = None
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def connects(self, port=None):
+        return sum(1 for p in self._connect_ports() if port is None or p == int(port))
+
+    def _start(self):
+        os.makedirs(self.base, exist_ok=True)
+        with open(self.log_path, "a"):
+            pass
+        _chown(self.log_path, self.user, "nogroup")
+        self._write_conf()
+        self._proc = _Proc(self._argv(), self.out_path, cwd=self.base)
+        self._wait_ports([self.port], [self._proc], 10, [self.out_path, self.log_path])
+
+    def _stop(self):
+        if self._proc is not None:
+            self._proc.stop(signal.SIGTERM, timeout=5)
+            self._proc = None
+
+
+class TinyProxy(_Proxy):
+    """tinyproxy: an HTTP proxy taking CONNECT; auth=(user, password) turns
+    on Basic authentication (tinyproxy answers a wrong one with 401)."""
+
+    name = "tinyproxy"
+
+    def __init__(self, base, auth=None):
+        super().__init__(base)
+        self.auth = auth
+
+    def _write_conf(self):
+        lines = ["User nobody", "Group nogroup", "Port %d" % self.port, "Listen 127.0.0.1",
+                 "Timeout 60", 'LogFile "%s"' % self.log_path, "LogLevel Info",
+                 "MaxClients 100", "Allow 127.0.0.1", "DisableViaHeader Yes"]
+        if self.auth:
+            lines.append("BasicAuth %s %s" % self.auth)
+        with open(self.conf_file, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.chmod(self.conf_file, 0o600)
+
+    def _argv(self):
+        return ["tinyproxy", "-d", "-c", self.conf_file]
+
+    def _connect_ports(self):
+        return [int(m) for m in re.findall(r"Request \(file descriptor \d+\): CONNECT "
+                                           r"127\.0\.0\.1:(\d+) ", self.log())]
+
+    def requests(self):
+        """Every request line the proxy logged (CONNECT or plain)."""
+        return re.findall(r"Request \(file descriptor \d+\): (.*)", self.log())
+
+
+class Dante(_Proxy):
+    """dante (danted): a SOCKS5 proxy without authentication (its username
+    method checks system accounts)."""
+
+    name = "danted"
+
+    def _write_conf(self):
+        with open(self.conf_file, "w") as f:
+            f.write("logoutput: %s\n" % self.log_path
+                    + "internal: 127.0.0.1 port = %d\n" % self.port
+                    + "external: 127.0.0.1\n"
+                    "socksmethod: none\nclientmethod: none\n"
+                    "user.privileged: root\nuser.unprivileged: nobody\n"
+                    "client pass {\n    from: 127.0.0.0/8 to: 0.0.0.0/0\n"
+                    "    log: connect error\n}\n"
+                    "socks pass {\n    from: 127.0.0.0/8 to: 0.0.0.0/0\n"
+                    "    command: connect\n    log: connect error\n}\n")
+
+    def _argv(self):
+        return ["danted", "-f", self.conf_file, "-N", "1"]
+
+    def _connect_ports(self):
+        return [int(m) for m in re.findall(r"tcp/connect \[: \S+ \S+ -> \S+ 127\.0\.0\.1\.(\d+)",
+                                           self.log())]

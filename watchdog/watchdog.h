@@ -8,12 +8,19 @@
  * (status 0), stage_exited (status = exit code, or the signal number when
  * detail says "killed by signal"), stage_restarted (status = restart count),
  * heartbeat_missed, selftest_failed, account_test (status 0 passed, else
- * the step that failed; detail names the account and the outcome).
+ * the step that failed; detail names the account and the outcome),
+ * stage_hung (the watchdog kills an instance that is silent for
+ * silent_restart_ms, or that beats but has processed nothing for
+ * stall_timeout_ms with work pending; status = ms without progress).
+ *
+ * Locking: the main loop holds wd->lock except while it waits in zmq_poll;
+ * the metrics endpoint's threads take it to read the table.
  */
 #ifndef WATCHDOG_H
 #define WATCHDOG_H
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -28,6 +35,15 @@
 #define WD_QUICK_DEATH_MS 10000   /* dying sooner than this raises the backoff */
 #define WD_BACKOFF_RESET_MS 60000 /* running this long clears it */
 #define WD_BACKOFF_MAX_MS 30000
+#define WD_SELFTESTS_MAX 8 /* self-test names remembered per instance */
+#define WD_EVENT_KINDS_MAX 16
+#define WD_FAILURE_KINDS 3 /* temporary, permanent, account (pp_failure_kind_t) */
+
+/* The last result of one self-test of the current process. */
+typedef struct {
+	char check[65];
+	int ok;
+} wd_selftest_t;
 
 typedef struct wd_checkin wd_checkin_t;
 
@@ -55,6 +71,17 @@ typedef struct {
 	int retired;          /* no longer configured: never start again */
 	int hup_pending;      /* reload arrived before its first heartbeat */
 	char exit_text[64];   /* "exit 1", "killed by signal 9" */
+	/* Counters of earlier processes of this instance (the metrics add the
+	 * current process's heartbeat to them, so they never go back). */
+	int64_t prior_processed, prior_failed;
+	int64_t prior_failures[WD_FAILURE_KINDS];
+	int64_t failures[WD_FAILURE_KINDS]; /* the current process's, by kind */
+	int64_t stall_ms;                   /* 0 = no stall detection */
+	int64_t progress_mono;              /* processed last moved, or nothing was pending */
+	int hung;                           /* stage_hung published; being killed */
+	char kill_why[48];                  /* why the watchdog killed it, for stage_exited */
+	wd_selftest_t selftests[WD_SELFTESTS_MAX];
+	int nselftests;
 } wd_instance_t;
 
 /* A DEALER seen on the control socket that sent a heartbeat. */
@@ -91,7 +118,15 @@ typedef struct {
 	int64_t deadline_mono;
 } wd_test_t;
 
+typedef struct wd_metrics wd_metrics_t;
+
 typedef struct {
+	char kind[33];
+	int64_t count;
+} wd_event_count_t;
+
+typedef struct {
+	pthread_mutex_t lock; /* see Locking above */
 	pp_config_t *cfg;
 	char instance[WD_NAME_MAX + 1]; /* our own name: "watchdog" */
 	int verbose;
@@ -99,8 +134,10 @@ typedef struct {
 	int64_t hb_interval_ms;
 	int64_t hb_timeout_ms;
 	int64_t stop_timeout_ms;
-	void *control; /* ROUTER */
-	void *events;  /* PUB, NULL if [watchdog] events is unset */
+	int64_t silent_restart_ms; /* silent this long: killed and restarted */
+	int64_t stall_ms;          /* [watchdog] stall_timeout_ms, 0 = off */
+	void *control;             /* ROUTER */
+	void *events;              /* PUB, NULL if [watchdog] events is unset */
 	wd_instance_t *inst;
 	size_t ninst;
 	wd_peer_t *peers;
@@ -116,6 +153,9 @@ typedef struct {
 	int64_t next_own_checkin;
 	int64_t handled;  /* control messages handled */
 	int64_t rejected; /* frames rejected */
+	wd_metrics_t *metrics;
+	wd_event_count_t event_counts[WD_EVENT_KINDS_MAX];
+	size_t nevent_counts;
 } watchdog_t;
 
 /* watchdog_event.c */
@@ -151,6 +191,14 @@ wd_instance_t *wd_stage_find(watchdog_t *wd, const char *name);
 int wd_stage_known(const watchdog_t *wd, const char *stage);
 /* wd_stage_note_checkin - queue this instance's check-in row. */
 void wd_stage_note_checkin(watchdog_t *wd, const wd_instance_t *inst, const char *state);
+/* wd_stage_health - NULL if inst is up, heartbeating, making progress and
+ * passing its self-tests; else why not (in buf). */
+const char *wd_stage_health(const watchdog_t *wd, const wd_instance_t *inst, int64_t now, char *buf,
+                            size_t len);
+/* wd_stage_failures - a failures message from the current process of inst. */
+void wd_stage_failures(wd_instance_t *inst, const pp_msg_failures_t *f);
+/* wd_stage_selftest - remember the result of a self-test of inst. */
+void wd_stage_selftest(wd_instance_t *inst, const pp_msg_selftest_t *st);
 
 /* watchdog_control.c */
 /* wd_control_recv - handle what waits on the ROUTER (bounded per call). */
@@ -172,6 +220,17 @@ int wd_test_step(watchdog_t *wd, const pp_msg_t *msg, char *err, size_t errlen);
 void wd_test_tick(watchdog_t *wd);
 /* wd_test_cancel - fail every test in progress with text. */
 void wd_test_cancel(watchdog_t *wd, const char *text);
+
+/* watchdog_metrics.c - the HTTP endpoint ([watchdog] metrics_address,
+ * metrics_port): GET /metrics (Prometheus text) and GET /healthz. */
+/* wd_metrics_start - NULL if metrics_port is 0; fatal if it cannot listen. */
+wd_metrics_t *wd_metrics_start(watchdog_t *wd);
+/* wd_metrics_stop - call without wd->lock held (the handlers take it). */
+void wd_metrics_stop(wd_metrics_t **m);
+/* wd_metrics_tick - sample the send counters (for sends per second). */
+void wd_metrics_tick(watchdog_t *wd);
+/* wd_metrics_configure - new conninfo / cache settings after a reload. */
+void wd_metrics_configure(watchdog_t *wd);
 
 /* watchdog_checkin.c */
 typedef struct {
@@ -202,5 +261,9 @@ void wd_checkin_put(wd_checkin_t *ck, const wd_checkin_row_t *row);
 void wd_checkin_selftest(wd_checkin_t *ck, const pp_msg_selftest_t *st);
 /* wd_checkin_pending - rows and self-tests not yet written. */
 int64_t wd_checkin_pending(wd_checkin_t *ck);
+
+/* watchdog_multi.c: one watchdog per practice database ([databases]);
+ * returns the exit code once SIGTERM has stopped them all. */
+int wd_multi_main(const char *self, const char *cfg_path, pp_config_t **cfg, int verbose);
 
 #endif

@@ -5,6 +5,8 @@
  * thread, so a slow or unreachable database never holds up supervision:
  * the main loop only fills the cache (under a mutex); rows wait there while
  * the database is down, and a dead server is retried only every retry_ms.
+ * A row whose state changes (running, silent, hung, exited, ...) is written
+ * at once; one whose counters change waits for its interval.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -171,6 +173,8 @@ void wd_checkin_put(wd_checkin_t *ck, const wd_checkin_row_t *row)
 {
 	pthread_mutex_lock(&ck->lock);
 	checkin_entry_t *e = checkin_slot(ck, row->stage, row->instance);
+	if (strcmp(e->state, row->state) != 0)
+		e->next_write_mono = 0; /* a change of state is news: write it now */
 	pp_strlcpy(e->host, row->host, sizeof(e->host));
 	pp_strlcpy(e->state, row->state, sizeof(e->state));
 	e->pid = row->pid;

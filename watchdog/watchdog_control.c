@@ -1,7 +1,8 @@
 /*
  * watchdog_control.c - the ROUTER control socket: heartbeats and self-tests
  * from stages, wake-ups forwarded to the instances of a stage, operator
- * commands (ping, status, restart, reload) from the CLI, and credential
+ * commands (ping, status, restart, reload) from the CLI, failures by kind
+ * (kept in the stage table for the metrics), and credential
  * tests handed to watchdog_test.c. Owns wd->peers (the
  * routing ids seen, with their stage) and wd->pending (restarts waiting to
  * be answered). A bad frame is logged and dropped; it never stops the loop.
@@ -123,6 +124,9 @@ static void control_selftest(watchdog_t *wd, const pp_msg_t *msg)
 	log_info("%s selftest=%s ok=%lld %s", st->instance, st->check, (long long)st->ok,
 	         st->detail);
 	wd_checkin_selftest(wd->checkin, st);
+	wd_instance_t *own = wd_stage_find(wd, st->instance);
+	if (own != NULL && own->pid > 0 && strcmp(own->stage, st->stage) == 0)
+		wd_stage_selftest(own, st);
 	if (!st->ok) {
 		char detail[PP_MSG_FROM_MAX + 600];
 		snprintf(detail, sizeof(detail), "%s: %s", st->check, st->detail);
@@ -130,6 +134,22 @@ static void control_selftest(watchdog_t *wd, const pp_msg_t *msg)
 		wd_event(wd, "selftest_failed", st->stage, st->instance,
 		         inst != NULL ? inst->pid : 0, 0, detail);
 	}
+}
+
+/* control_failures - failures by kind from one of our own instances (those
+ * of other hosts are left to their own watchdog). */
+static int control_failures(watchdog_t *wd, const pp_msg_t *msg, char *err, size_t errlen)
+{
+	const pp_msg_failures_t *f = &msg->u.failures;
+	if (f->temporary < 0 || f->permanent < 0 || f->account < 0) {
+		snprintf(err, errlen, "failures from=%s: a negative count", msg->from);
+		return -1;
+	}
+	wd_instance_t *inst = wd_stage_find(wd, f->instance);
+	if (inst != NULL && inst->pid > 0 && inst->pid == f->pid &&
+	    strcmp(inst->stage, f->stage) == 0)
+		wd_stage_failures(inst, f);
+	return 0;
 }
 
 static void control_wake(watchdog_t *wd, const pp_msg_t *msg)
@@ -157,7 +177,9 @@ static void control_status(watchdog_t *wd, const char *id, size_t idlen, const c
 		if (*stage && strcmp(stage, inst->stage) != 0)
 			continue;
 		const char *state = inst->pid <= 0       ? "down"
+		                    : inst->hung         ? "hung"
 		                    : inst->kill_at_mono ? "stopping"
+		                    : inst->hb_missed    ? "silent"
 		                                         : "up";
 		pp_buf_printf(&buf, "%s %s pid=%d restarts=%d last_heartbeat_ms_ago=%lld",
 		              inst->name, state, (int)inst->pid, inst->restarts,
@@ -247,6 +269,8 @@ static int control_handle(watchdog_t *wd, const char *id, size_t idlen, const pp
 		return 0;
 	case PP_MSG_ACCOUNT_STEP:
 		return wd_test_step(wd, msg, err, errlen);
+	case PP_MSG_FAILURES:
+		return control_failures(wd, msg, err, errlen);
 	default:
 		snprintf(err, errlen, "type %s from=%s not accepted by the watchdog",
 		         pp_msg_type_name(msg->type), msg->from);

@@ -2,7 +2,8 @@
  * watchdog_main.c - practicepost-watchdog, the supervisor (like Postfix's
  * master): arguments, configuration, signals (a self-pipe polled with the
  * ZeroMQ sockets), the sockets, the main loop and shutdown.
- * Owns the watchdog_t, the sockets and the signal pipe.
+ * Owns the watchdog_t (and its lock: held except while the loop waits),
+ * the sockets and the signal pipe.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "pp_databases.h"
 #include "pp_log.h"
 #include "pp_util.h"
 #include "watchdog.h"
@@ -78,9 +80,13 @@ static void wd_default_bin_dir(char *out, size_t outlen)
 /* wd_settings - read [watchdog] into wd from cfg; -1 with err if bad. */
 static int wd_settings(watchdog_t *wd, const pp_config_t *cfg, char *err, size_t errlen)
 {
-	int64_t interval, timeout, stop;
+	int64_t interval, timeout, stop, silent, stall;
 	if (pp_config_get_int(cfg, "watchdog", "heartbeat_interval_ms", 1000, 50, 600000, &interval,
 	                      err, errlen) != 0 ||
+	    pp_config_get_int(cfg, "watchdog", "silent_restart_ms", 0, 0, 86400000, &silent, err,
+	                      errlen) != 0 ||
+	    pp_config_get_int(cfg, "watchdog", "stall_timeout_ms", 0, 0, 86400000, &stall, err,
+	                      errlen) != 0 ||
 	    pp_config_get_int(cfg, "watchdog", "heartbeat_timeout_ms", 5000, 100, 3600000, &timeout,
 	                      err, errlen) != 0 ||
 	    pp_config_get_int(cfg, "watchdog", "stop_timeout_ms", 10000, 100, 600000, &stop, err,
@@ -93,6 +99,15 @@ static int wd_settings(watchdog_t *wd, const pp_config_t *cfg, char *err, size_t
 		         (long long)timeout, (long long)interval);
 		return -1;
 	}
+	if (silent == 0)
+		silent = 3 * timeout;
+	if (silent < timeout) {
+		snprintf(err, errlen,
+		         "[watchdog] silent_restart_ms (%lld) must be at least "
+		         "heartbeat_timeout_ms (%lld)",
+		         (long long)silent, (long long)timeout);
+		return -1;
+	}
 	const char *bin = pp_config_get(cfg, "watchdog", "bin_dir", NULL);
 	if (bin != NULL && *bin)
 		pp_strlcpy(wd->bin_dir, bin, sizeof(wd->bin_dir));
@@ -101,6 +116,8 @@ static int wd_settings(watchdog_t *wd, const pp_config_t *cfg, char *err, size_t
 	wd->hb_interval_ms = interval;
 	wd->hb_timeout_ms = timeout;
 	wd->stop_timeout_ms = stop;
+	wd->silent_restart_ms = silent;
+	wd->stall_ms = stall;
 	return 0;
 }
 
@@ -141,8 +158,8 @@ void wd_reload(watchdog_t *wd)
 		pp_config_free(&cfg);
 		return;
 	}
-	const char *keys[] = {"control", "events"};
-	for (size_t i = 0; i < 2; i++) {
+	const char *keys[] = {"control", "events", "metrics_address", "metrics_port"};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		const char *a = pp_config_get(old, "watchdog", keys[i], "");
 		const char *b = pp_config_get(cfg, "watchdog", keys[i], "");
 		if (strcmp(a, b) != 0)
@@ -152,6 +169,7 @@ void wd_reload(watchdog_t *wd)
 	}
 	pp_config_free(&old);
 	wd_checkin_configure(wd->checkin, conninfo, retry, interval);
+	wd_metrics_configure(wd);
 	wd_stage_signal(wd, SIGHUP);
 	log_info("configuration reloaded from %s", pp_config_path(wd->cfg));
 }
@@ -291,8 +309,13 @@ static void wd_loop(watchdog_t *wd)
 	for (;;) {
 		zmq_pollitem_t items[2] = {{wd->control, 0, ZMQ_POLLIN, 0},
 		                           {NULL, signal_pipe[0], ZMQ_POLLIN, 0}};
-		if (zmq_poll(items, 2, (long)wd_next_timeout(wd)) < 0 && errno != EINTR)
-			log_warnx("zmq_poll: %s", zmq_strerror(errno));
+		long timeout = (long)wd_next_timeout(wd);
+		pthread_mutex_unlock(&wd->lock); /* the metrics endpoint may read now */
+		int rc = zmq_poll(items, 2, timeout);
+		int poll_errno = errno;
+		pthread_mutex_lock(&wd->lock);
+		if (rc < 0 && poll_errno != EINTR)
+			log_warnx("zmq_poll: %s", zmq_strerror(poll_errno));
 		wd_signals_drain();
 		if (got_child) {
 			got_child = 0;
@@ -315,8 +338,10 @@ static void wd_loop(watchdog_t *wd)
 				return;
 			continue;
 		}
-		if (pp_mono_ms() >= wd->next_own_checkin)
+		if (pp_mono_ms() >= wd->next_own_checkin) {
 			wd_own_checkin(wd, "running");
+			wd_metrics_tick(wd);
+		}
 	}
 }
 
@@ -340,6 +365,23 @@ static void wd_shutdown(watchdog_t *wd, int lock_fd)
 		close(lock_fd);
 	close(signal_pipe[0]);
 	close(signal_pipe[1]);
+	pthread_mutex_destroy(&wd->lock);
+}
+
+/* wd_multi_run - supervise one watchdog per practice database. */
+static int wd_multi_run(watchdog_t *wd, const char *cfg_path)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		fatal("cannot find this program's own path");
+	self[n] = '\0';
+	int lock_fd = wd_lock_run_dir(wd->cfg);
+	int rc = wd_multi_main(self, cfg_path, &wd->cfg, wd->verbose);
+	if (lock_fd >= 0)
+		close(lock_fd);
+	pp_config_free(&wd->cfg);
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -356,20 +398,27 @@ int main(int argc, char **argv)
 	wd->cfg = pp_config_load(cfg_path, err, sizeof(err));
 	if (wd->cfg == NULL)
 		fatalx("%s", err);
+	if (getenv("PP_DATABASE") == NULL && pp_databases_configured(wd->cfg))
+		return wd_multi_run(wd, cfg_path);
 	if (wd_settings(wd, wd->cfg, err, sizeof(err)) != 0 ||
 	    wd_checkin_settings(wd->cfg, &conninfo, &retry, &interval, err, sizeof(err)) != 0)
 		fatalx("%s", err);
 	wd->started_mono = pp_mono_ms();
 	wd->started_wall = pp_now_ms();
+	pthread_mutex_init(&wd->lock, NULL);
+	pthread_mutex_lock(&wd->lock);
 	int lock_fd = wd_lock_run_dir(wd->cfg);
 	wd_open_sockets(wd);
 	wd->checkin = wd_checkin_new(conninfo, wd->instance, retry, interval);
 	if (wd_stage_configure(wd, err, sizeof(err)) != 0)
 		fatalx("%s", err);
 	log_info("instance=%s started bin_dir=%s stages=%zu", wd->instance, wd->bin_dir, wd->ninst);
+	wd->metrics = wd_metrics_start(wd);
 	wd_stage_tick(wd);
 	wd_own_checkin(wd, "running");
 	wd_loop(wd);
+	pthread_mutex_unlock(&wd->lock);
+	wd_metrics_stop(&wd->metrics);
 	log_info("instance=%s stopped", wd->instance);
 	wd_shutdown(wd, lock_fd);
 	return 0;

@@ -7,9 +7,16 @@
  * WD_QUICK_DEATH_MS of starting doubles the delay (1 s, 2 s, ... up to
  * WD_BACKOFF_MAX_MS); an instance that has run WD_BACKOFF_RESET_MS starts
  * over. An operator restart skips the backoff.
+ *
+ * Hangs: an instance silent for heartbeat_timeout_ms gets heartbeat_missed;
+ * silent for silent_restart_ms it is stopped (SIGKILL at once when the
+ * kernel says it is stopped, as after SIGSTOP: SIGTERM would wait). One
+ * that beats but whose processed counter has not moved for its stall
+ * timeout while it reports work pending is hung: stage_hung, SIGKILL.
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +91,22 @@ static void stage_exec(char *const argv[], const sigset_t *mask, const char *fai
 	_exit(127);
 }
 
+/* stage_carry_counters - keep the last process's counters before a new
+ * one starts from zero. */
+static void stage_carry_counters(wd_instance_t *inst)
+{
+	inst->prior_processed += inst->last_hb.processed > 0 ? inst->last_hb.processed : 0;
+	inst->prior_failed += inst->last_hb.failed > 0 ? inst->last_hb.failed : 0;
+	for (int k = 0; k < WD_FAILURE_KINDS; k++) {
+		inst->prior_failures[k] += inst->failures[k];
+		inst->failures[k] = 0;
+	}
+	memset(&inst->last_hb, 0, sizeof(inst->last_hb));
+	inst->hung = 0;
+	inst->kill_why[0] = '\0';
+	inst->nselftests = 0;
+}
+
 /* stage_start - fork/exec one instance; on failure retry in a second. */
 static int stage_start(watchdog_t *wd, wd_instance_t *inst)
 {
@@ -124,9 +147,11 @@ static int stage_start(watchdog_t *wd, wd_instance_t *inst)
 		inst->start_at_mono = pp_mono_ms() + 1000;
 		return -1;
 	}
+	stage_carry_counters(inst);
 	inst->pid = pid;
 	inst->last_pid = pid;
 	inst->started_mono = pp_mono_ms();
+	inst->progress_mono = inst->started_mono;
 	inst->started_wall = pp_now_ms();
 	inst->heartbeat_mono = 0;
 	inst->hb_missed = 0;
@@ -181,8 +206,9 @@ static void stage_exited(watchdog_t *wd, wd_instance_t *inst, int status)
 		code = WEXITSTATUS(status);
 		snprintf(inst->exit_text, sizeof(inst->exit_text), "exit %d", code);
 	}
-	char detail[160];
-	snprintf(detail, sizeof(detail), "%s after %lld ms", inst->exit_text, (long long)ran);
+	char detail[200];
+	snprintf(detail, sizeof(detail), "%s after %lld ms%s%s", inst->exit_text, (long long)ran,
+	         inst->kill_why[0] ? "; " : "", inst->kill_why);
 	wd_event(wd, "stage_exited", inst->stage, inst->name, inst->pid, code, detail);
 	inst->pid = 0;
 	inst->kill_at_mono = 0;
@@ -239,8 +265,39 @@ void wd_stage_reap(watchdog_t *wd)
 		log_warn("waitpid");
 }
 
-/* stage_check_heartbeat - heartbeat_missed once per silence; after three
- * timeouts the instance is stopped (and restarted when it has exited). */
+/* stage_stopped - 1 if the kernel says pid is stopped (SIGSTOP, ptrace). */
+static int stage_stopped(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	const char *paren = strrchr(buf, ')'); /* the name may hold anything */
+	return paren != NULL && (paren[1] == ' ' && (paren[2] == 'T' || paren[2] == 't'));
+}
+
+/* stage_kill_hung - stage_hung, then SIGKILL now (the restart follows the
+ * exit as for any death). */
+static void stage_kill_hung(watchdog_t *wd, wd_instance_t *inst, int64_t now, int64_t idle_ms,
+                            const char *detail, const char *why)
+{
+	inst->hung = 1;
+	pp_strlcpy(inst->kill_why, why, sizeof(inst->kill_why));
+	wd_event(wd, "stage_hung", inst->stage, inst->name, inst->pid, idle_ms, detail);
+	wd_stage_note_checkin(wd, inst, "hung");
+	kill(inst->pid, SIGKILL);
+	inst->kill_at_mono = now + wd->stop_timeout_ms;
+}
+
+/* stage_check_heartbeat - heartbeat_missed once per silence; after
+ * silent_restart_ms the instance is killed (a stopped process) or stopped
+ * (SIGTERM, then SIGKILL), and restarted when it has exited. */
 static void stage_check_heartbeat(watchdog_t *wd, wd_instance_t *inst, int64_t now)
 {
 	int64_t since = inst->heartbeat_mono ? inst->heartbeat_mono : inst->started_mono;
@@ -254,11 +311,38 @@ static void stage_check_heartbeat(watchdog_t *wd, wd_instance_t *inst, int64_t n
 		wd_event(wd, "heartbeat_missed", inst->stage, inst->name, inst->pid, 0, detail);
 		wd_stage_note_checkin(wd, inst, "silent");
 	}
-	if (silent >= 3 * wd->hb_timeout_ms) {
-		log_warnx("%s pid=%d no heartbeat for %lld ms; restarting it", inst->name,
-		          (int)inst->pid, (long long)silent);
-		stage_terminate(wd, inst);
+	if (silent < wd->silent_restart_ms)
+		return;
+	int stopped = stage_stopped(inst->pid);
+	snprintf(detail, sizeof(detail), "no heartbeat for %lld ms%s", (long long)silent,
+	         stopped ? " (process stopped)" : "");
+	if (stopped) {
+		stage_kill_hung(wd, inst, now, silent, detail, "silent and stopped: SIGKILL");
+		return;
 	}
+	log_warnx("%s pid=%d %s; restarting it", inst->name, (int)inst->pid, detail);
+	wd_event(wd, "stage_hung", inst->stage, inst->name, inst->pid, silent, detail);
+	pp_strlcpy(inst->kill_why, "silent: stopped by the watchdog", sizeof(inst->kill_why));
+	inst->hung = 1;
+	stage_terminate(wd, inst);
+}
+
+/* stage_check_progress - heartbeats come, work is pending, but processed
+ * has not moved for the stall timeout: hung (a stuck worker thread). */
+static void stage_check_progress(watchdog_t *wd, wd_instance_t *inst, int64_t now)
+{
+	char detail[160];
+	int64_t idle = now - inst->progress_mono;
+	if (inst->stall_ms <= 0 || inst->pid <= 0 || inst->kill_at_mono != 0 || inst->hung ||
+	    inst->hb_missed || inst->heartbeat_mono == 0 || inst->last_hb.pending <= 0 ||
+	    idle < inst->stall_ms)
+		return;
+	snprintf(detail, sizeof(detail),
+	         "processed=%lld unchanged for %lld ms with pending=%lld; SIGKILL",
+	         (long long)inst->last_hb.processed, (long long)idle,
+	         (long long)inst->last_hb.pending);
+	log_warnx("%s pid=%d hung: %s", inst->name, (int)inst->pid, detail);
+	stage_kill_hung(wd, inst, now, idle, detail, "hung: no progress with work pending");
 }
 
 void wd_stage_tick(watchdog_t *wd)
@@ -274,8 +358,10 @@ void wd_stage_tick(watchdog_t *wd)
 		}
 		if (inst->pid > 0 && now - inst->started_mono >= WD_BACKOFF_RESET_MS)
 			inst->quick_deaths = 0;
-		if (inst->pid > 0)
+		if (inst->pid > 0) {
 			stage_check_heartbeat(wd, inst, now);
+			stage_check_progress(wd, inst, now);
+		}
 		if (inst->pid == 0 && inst->start_scheduled && !inst->retired && !wd->stopping &&
 		    now >= inst->start_at_mono)
 			stage_start(wd, inst);
@@ -294,9 +380,12 @@ int64_t wd_stage_next_ms(const watchdog_t *wd)
 			at = inst->kill_at_mono;
 		else if (inst->pid > 0)
 			at = (inst->heartbeat_mono ? inst->heartbeat_mono : inst->started_mono) +
-			     wd->hb_timeout_ms * (inst->hb_missed ? 3 : 1);
+			     (inst->hb_missed ? wd->silent_restart_ms : wd->hb_timeout_ms);
 		if (at >= 0 && at - now < next)
 			next = at - now;
+		if (inst->pid > 0 && inst->stall_ms > 0 && inst->last_hb.pending > 0 &&
+		    inst->progress_mono + inst->stall_ms - now < next)
+			next = inst->progress_mono + inst->stall_ms - now;
 	}
 	return next < 0 ? 0 : next;
 }
@@ -342,7 +431,11 @@ void wd_stage_heartbeat(watchdog_t *wd, wd_instance_t *inst, const pp_msg_heartb
 {
 	if (inst->hb_missed)
 		log_info("%s pid=%d heartbeats again", inst->name, (int)inst->pid);
-	inst->heartbeat_mono = pp_mono_ms();
+	int64_t now = pp_mono_ms();
+	if (inst->heartbeat_mono == 0 || hb->processed != inst->last_hb.processed ||
+	    hb->pending <= 0)
+		inst->progress_mono = now;
+	inst->heartbeat_mono = now;
 	inst->heartbeat_wall = pp_now_ms();
 	inst->hb_missed = 0;
 	inst->last_hb = *hb;
@@ -351,6 +444,63 @@ void wd_stage_heartbeat(watchdog_t *wd, wd_instance_t *inst, const pp_msg_heartb
 		kill(inst->pid, SIGHUP);
 	}
 	wd_stage_note_checkin(wd, inst, hb->state);
+}
+
+const char *wd_stage_health(const watchdog_t *wd, const wd_instance_t *inst, int64_t now, char *buf,
+                            size_t len)
+{
+	if (inst->pid <= 0) {
+		snprintf(buf, len, "%s is not running%s%s", inst->name,
+		         inst->exit_text[0] ? ": " : "", inst->exit_text);
+		return buf;
+	}
+	if (inst->hung)
+		snprintf(buf, len, "%s pid=%d is hung (%s)", inst->name, (int)inst->pid,
+		         inst->kill_why);
+	else if (inst->kill_at_mono != 0)
+		snprintf(buf, len, "%s pid=%d is stopping", inst->name, (int)inst->pid);
+	else if (inst->heartbeat_mono == 0)
+		snprintf(buf, len, "%s pid=%d is starting (no heartbeat yet)", inst->name,
+		         (int)inst->pid);
+	else if (inst->hb_missed || now - inst->heartbeat_mono >= wd->hb_timeout_ms)
+		snprintf(buf, len, "%s pid=%d sent no heartbeat for %lld ms", inst->name,
+		         (int)inst->pid, (long long)(now - inst->heartbeat_mono));
+	else {
+		for (int i = 0; i < inst->nselftests; i++)
+			if (!inst->selftests[i].ok) {
+				snprintf(buf, len, "%s pid=%d fails its self-test %s", inst->name,
+				         (int)inst->pid, inst->selftests[i].check);
+				return buf;
+			}
+		return NULL;
+	}
+	return buf;
+}
+
+void wd_stage_failures(wd_instance_t *inst, const pp_msg_failures_t *f)
+{
+	const int64_t v[WD_FAILURE_KINDS] = {f->temporary, f->permanent, f->account};
+	for (int k = 0; k < WD_FAILURE_KINDS; k++)
+		if (v[k] >= inst->failures[k]) /* counters of one process only grow */
+			inst->failures[k] = v[k];
+}
+
+void wd_stage_selftest(wd_instance_t *inst, const pp_msg_selftest_t *st)
+{
+	int i;
+	for (i = 0; i < inst->nselftests; i++)
+		if (strcmp(inst->selftests[i].check, st->check) == 0)
+			break;
+	if (i == inst->nselftests) {
+		if (i == WD_SELFTESTS_MAX) {
+			log_warnx("%s selftest=%s not tracked for /healthz: more than %d checks",
+			          inst->name, st->check, WD_SELFTESTS_MAX);
+			return;
+		}
+		inst->nselftests++;
+		pp_strlcpy(inst->selftests[i].check, st->check, sizeof(inst->selftests[i].check));
+	}
+	inst->selftests[i].ok = st->ok != 0;
 }
 
 static int stage_name_valid(const char *s)
@@ -365,6 +515,15 @@ static int stage_name_valid(const char *s)
 	return 1;
 }
 
+/* stage_stall_ms - <stage>_stall_timeout_ms, else [watchdog] stall_timeout_ms. */
+static int stage_stall_ms(watchdog_t *wd, const char *stage, int64_t *ms, char *err, size_t errlen)
+{
+	char key[WD_STAGE_MAX + 24];
+	snprintf(key, sizeof(key), "%.32s_stall_timeout_ms", stage);
+	return pp_config_get_int(wd->cfg, "watchdog", key, wd->stall_ms, 0, 86400000, ms, err,
+	                         errlen);
+}
+
 /* stage_add - a new instance of stage, to be started at once. */
 static void stage_add(watchdog_t *wd, const char *stage, int n)
 {
@@ -374,6 +533,9 @@ static void stage_add(watchdog_t *wd, const char *stage, int n)
 	pp_strlcpy(inst->stage, stage, sizeof(inst->stage));
 	snprintf(inst->name, sizeof(inst->name), "%.32s.%d", stage, n);
 	inst->index = n;
+	char err[256];
+	if (stage_stall_ms(wd, stage, &inst->stall_ms, err, sizeof(err)) != 0)
+		inst->stall_ms = wd->stall_ms; /* checked before: cannot happen */
 	inst->start_scheduled = 1;
 	inst->start_at_mono = pp_mono_ms();
 }
@@ -413,12 +575,28 @@ fail:
 	return rc;
 }
 
+/* stage_stall_settings - check the stall timeouts of every configured
+ * stage, then apply them to the table. */
+static int stage_stall_settings(watchdog_t *wd, char (*names)[WD_STAGE_MAX + 1], size_t n,
+                                char *err, size_t errlen)
+{
+	int64_t ms;
+	for (size_t s = 0; s < n; s++)
+		if (stage_stall_ms(wd, names[s], &ms, err, errlen) != 0)
+			return -1;
+	for (size_t i = 0; i < wd->ninst; i++)
+		if (stage_stall_ms(wd, wd->inst[i].stage, &ms, err, errlen) == 0)
+			wd->inst[i].stall_ms = ms;
+	return 0;
+}
+
 int wd_stage_configure(watchdog_t *wd, char *err, size_t errlen)
 {
 	char names[WD_INSTANCES_MAX][WD_STAGE_MAX + 1];
 	int counts[WD_INSTANCES_MAX];
 	size_t n;
-	if (stage_parse_counts(wd, names, counts, &n, err, errlen) != 0)
+	if (stage_parse_counts(wd, names, counts, &n, err, errlen) != 0 ||
+	    stage_stall_settings(wd, names, n, err, errlen) != 0)
 		return -1;
 	/* Retire what is no longer configured. */
 	for (size_t i = 0; i < wd->ninst; i++) {

@@ -173,12 +173,16 @@ RETURNS timestamptz LANGUAGE sql STABLE AS $$
 $$;
 
 -- pp_sms_interval - the spacing of an SMS account's sends: its own rate,
--- or the practice's sms_every when staggering, whichever is longer.
--- NULL: no spacing at all (an unlimited account that does not stagger).
+-- or the practice's sms_every when staggering, whichever is longer; a
+-- staggered slot is dealt 200 ms more apart, the most a request may start
+-- late (the sms stage gives a later one back), so no two start closer than
+-- sms_every. NULL: no spacing at all (an unlimited account that does not
+-- stagger).
 CREATE FUNCTION pp_sms_interval(practice bigint, per_minute integer)
 RETURNS interval LANGUAGE sql STABLE AS $$
     SELECT CASE
-        WHEN p.sms_mode = 'staggered' THEN greatest(p.sms_every, interval '1 minute' / per_minute)
+        WHEN p.sms_mode = 'staggered'
+            THEN greatest(p.sms_every, interval '1 minute' / per_minute) + interval '200 ms'
         WHEN per_minute >= 60000 THEN NULL
         ELSE interval '1 minute' / per_minute END
     FROM practices p WHERE p.id = practice

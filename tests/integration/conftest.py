@@ -104,6 +104,18 @@ def run(cmd, input=None, check=True, timeout=60, env=None, cwd=None):
 # configuration
 
 
+def wait_for(fn, timeout=15):
+    """fn() once it returns something true, polled every 0.1 s; fails the
+    test when timeout seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = fn()
+        if got:
+            return got
+        assert time.monotonic() < deadline, "condition not met within %ss" % timeout
+        time.sleep(0.1)
+
+
 def write_key_file(path):
     """32 random bytes as 64 hex characters + newline, mode 0600 (kept if present)."""
     if not os.path.exists(path):

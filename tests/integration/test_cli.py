@@ -580,7 +580,7 @@ def test_status_without_watchdog_reports_down(db, conf):
     assert r.returncode == 1
     assert "watchdog: DOWN" in r.stdout and "not running" in r.stdout
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("sender")][0]
-    assert " no " in line and "10m" in line
+    assert " down " in line and "10m" in line
     doc = json.loads(cli(conf, "--json", "status", check=False).stdout)
     assert doc["all_up"] is False and doc["watchdog"]["answered"] is False
     assert doc["stages"][0]["up"] is False and doc["stages"][0]["heartbeat_age"] >= 600

@@ -236,13 +236,13 @@ def test_staggered_sms_spaced_across_two_instances(db, pp_tmp, kannel):
     finally:
         a.stop()
         b.stop()
-    sent = db.sql("SELECT extract(epoch FROM sent_at) FROM messages WHERE id = ANY(%s) "
-                  "ORDER BY sent_at", (ids,))
+    sent = db.sql("SELECT extract(epoch FROM attempted_at) FROM messages WHERE id = ANY(%s) "
+                  "ORDER BY attempted_at", (ids,))
     times = [float(t[0]) for t in sent]
     gaps = [y - x for x, y in zip(times, times[1:])]
-    # Slots are dealt 1.5 s apart across both instances and never taken early;
-    # a recorded outcome may lag its request by the gateway's answer time.
-    assert all(g >= 1.4 for g in gaps), gaps
+    # Slots are dealt 1.5 s apart across both instances and never taken
+    # early: each request began (attempted_at) 1.5 s after the last.
+    assert all(g >= 1.499 for g in gaps), gaps
     by = db.sql("SELECT count(DISTINCT claimed_by) FROM messages WHERE id = ANY(%s)", (ids,))
     assert by[0][0] == 0      # claims cleared once recorded
 
@@ -273,3 +273,21 @@ def test_staggered_sms_wait_outside_sessions_and_send_now_overrides(db, pp_tmp, 
                                                                         "09:02")]
     cli(sms.conf, "sms", "session-delete", sid)
     assert cli_json(sms.conf, "sms", "sessions", "--practice", sms.practice) == []
+
+
+def test_sms_follow_the_send_schedule_and_drafts_never_go(db, pp_tmp, kannel):
+    sms = SmsSetup(db, pp_tmp, kannel.sendsms_url, kannel.username, kannel.password)
+    day = db.sql("SELECT extract(dow FROM now() AT TIME ZONE 'Europe/Berlin')::int")[0][0]
+    other = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"][(day + 3) % 7]
+    cli(sms.conf, "schedule", "set", "--practice", sms.practice, "--window",
+        "%s 08:00-17:00" % other, "--check-minutes", 1)
+    waiting = sms.queue("+491701234500", "Recall")
+    urgent = sms.queue("+491701234501", "Moved")
+    draft = sms.queue("+491701234502", "Draft")
+    db.sql("UPDATE messages SET send_now = true WHERE id = %s", (urgent,))
+    db.sql("UPDATE messages SET state = 'draft', send_now = true WHERE id = %s", (draft,))
+    sms.run_once()
+    got = kannel.wait_for(1)
+    time.sleep(0.5)
+    assert [m["to"] for m in kannel.received()] == ["+491701234501"] and len(got) == 1
+    assert sms.row(waiting)["state"] == "queued" and sms.row(draft)["state"] == "draft"

@@ -410,6 +410,9 @@ def test_warnings_reach_the_event_stream(db, pp_tmp, oauth, oauth_sink):
         assert "oauth_refresh_token_idle" in details, details
         assert expiry["instance"] == "sender.1" and expiry["pid"] > 0
         oauth_sink.wait_for(1)
+        deadline = time.monotonic() + 10
+        while row(db, msg)["state"] != "sent" and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert row(db, msg)["state"] == "sent"
         wd.stop()
         env.outputs.append(wd.log())
