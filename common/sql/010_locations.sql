@@ -44,12 +44,12 @@ ALTER TABLE sms_accounts
 -- pp_sms_off - NULL when practice can send SMS, else why not.
 CREATE FUNCTION pp_sms_off(practice bigint) RETURNS text
 LANGUAGE sql STABLE AS $$
+    -- no FROM at the top: the planner inlines it into a batch's query
     SELECT CASE
-        WHEN p.sms_provider = 'none' THEN
-            format('SMS is turned off for practice %s (SMS provider none)', p.id)
-        WHEN NOT EXISTS (SELECT 1 FROM sms_accounts a WHERE a.practice_id = p.id
+        WHEN (SELECT p.sms_provider FROM practices p WHERE p.id = practice) = 'none' THEN
+            format('SMS is turned off for practice %s (SMS provider none)', practice)
+        WHEN NOT EXISTS (SELECT 1 FROM sms_accounts a WHERE a.practice_id = practice
                          AND a.enabled) THEN
-            format('practice %s has no enabled SMS account', p.id)
+            format('practice %s has no enabled SMS account', practice)
     END
-    FROM practices p WHERE p.id = practice
 $$;
