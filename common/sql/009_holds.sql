@@ -92,9 +92,11 @@ $$;
 -- not: hold_until (NULL: until staff act), reason, stop (flag it). rank is
 -- the message's place among the automatic messages to the same person in
 -- the same claim (1 for the first), so one claim cannot pass the cap.
--- No row: the message may go.
-CREATE FUNCTION pp_outbox_hold(practice bigint, person bigint, chan message_channel,
-                               category text, send_now boolean, rank bigint)
+-- No row: the message may go. pp_outbox_hold_at asks the same at any
+-- instant (the claim asks now(); `practicepost plan` a day ahead).
+CREATE FUNCTION pp_outbox_hold_at(practice bigint, person bigint, chan message_channel,
+                                  category text, send_now boolean, rank bigint,
+                                  at_time timestamptz)
 RETURNS TABLE (hold_until timestamptz, reason text, stop boolean)
 LANGUAGE sql STABLE AS $$
     SELECT r.hold_until, r.reason, r.stop FROM (
@@ -110,7 +112,7 @@ LANGUAGE sql STABLE AS $$
                       CASE WHEN h.name <> '' THEN ' (' || h.name || ')' ELSE '' END),
                false, 2
         FROM practices p
-        CROSS JOIN LATERAL (SELECT (now() AT TIME ZONE p.time_zone)::date AS today) l
+        CROSS JOIN LATERAL (SELECT (at_time AT TIME ZONE p.time_zone)::date AS today) l
         JOIN practice_holidays h ON h.practice_id = p.id AND h.day = l.today
         WHERE p.id = practice AND pp_message_automatic(category, send_now)
         UNION ALL
@@ -122,7 +124,7 @@ LANGUAGE sql STABLE AS $$
         FROM practices p
         LEFT JOIN people pe ON pe.id = person
         CROSS JOIN LATERAL (SELECT coalesce(pe.time_zone, p.time_zone) AS tz) z
-        CROSS JOIN LATERAL (SELECT now() AT TIME ZONE z.tz AS lt) q
+        CROSS JOIN LATERAL (SELECT at_time AT TIME ZONE z.tz AS lt) q
         WHERE p.id = practice AND p.quiet_start IS NOT NULL
           AND pp_message_automatic(category, send_now)
           AND CASE WHEN p.quiet_start < p.quiet_end
@@ -133,27 +135,34 @@ LANGUAGE sql STABLE AS $$
                    CASE WHEN c.day_n + rank - 1 >= p.cap_per_day
                         THEN (l.today + 1)::timestamp AT TIME ZONE p.time_zone END,
                    CASE WHEN c.week_n + rank - 1 >= p.cap_per_week
-                        THEN coalesce(c.week_first, now()) + interval '7 days' END),
-               format('cap of %s automatic %s message(s) a %s reached', 
+                        THEN coalesce(c.week_first, at_time) + interval '7 days' END),
+               format('cap of %s automatic %s message(s) a %s reached',
                       CASE WHEN c.day_n + rank - 1 >= p.cap_per_day THEN p.cap_per_day
                            ELSE p.cap_per_week END, chan,
                       CASE WHEN c.day_n + rank - 1 >= p.cap_per_day THEN 'day'
                            ELSE 'week' END),
                false, 4
         FROM practices p
-        CROSS JOIN LATERAL (SELECT (now() AT TIME ZONE p.time_zone)::date AS today) l
+        CROSS JOIN LATERAL (SELECT (at_time AT TIME ZONE p.time_zone)::date AS today) l
         CROSS JOIN LATERAL (
             SELECT count(*) FILTER (WHERE t.at >= l.today::timestamp AT TIME ZONE p.time_zone)
                        AS day_n,
                    count(*) AS week_n, min(t.at) AS week_first
             FROM messages m CROSS JOIN LATERAL (SELECT coalesce(m.sent_at, m.updated_at) AS at) t
             WHERE m.person_id = person AND m.channel = chan AND m.direction = 'out'
-              AND m.state IN ('sending', 'sent') AND t.at > now() - interval '7 days'
+              AND m.state IN ('sending', 'sent') AND t.at > at_time - interval '7 days'
               AND pp_message_automatic(m.category, m.send_now)) c
         WHERE p.id = practice AND person IS NOT NULL
           AND pp_message_automatic(category, send_now)
           AND (c.day_n + rank - 1 >= p.cap_per_day OR c.week_n + rank - 1 >= p.cap_per_week)
     ) r ORDER BY r.rule LIMIT 1
+$$;
+
+CREATE FUNCTION pp_outbox_hold(practice bigint, person bigint, chan message_channel,
+                                          category text, send_now boolean, rank bigint)
+RETURNS TABLE (hold_until timestamptz, reason text, stop boolean)
+LANGUAGE sql STABLE AS $$
+    SELECT * FROM pp_outbox_hold_at(practice, person, chan, category, send_now, rank, now())
 $$;
 
 -- pp_sms_session_end - for a practice that staggers SMS: the end of the
