@@ -95,14 +95,14 @@ integration: all
 # make check: install what is missing, build, the unit tests of the plain
 # and the ASan+UBSan builds, the integration suite against real servers
 # with the ASan+UBSan daemons (a sanitizer report in any daemon's log fails
-# the test that ran it), then each fuzz target for a short while.
+# the test that ran it), then each fuzz target for a minute.
 check:
 	@./scripts/install-deps
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) BUILD=build-asan SAN=1 unit
 	$(MAKE) BUILD=build-asan SAN=1 integration
-	$(MAKE) fuzz-smoke
+	$(MAKE) fuzz-ci
 
 asan:
 	$(MAKE) BUILD=build-asan SAN=1 all

@@ -5,10 +5,14 @@
 # same sanitizers). tests/fuzz/run runs them on their corpora.
 #   make fuzz        every target for FUZZ_SECONDS (60) each
 #   make fuzz-smoke  every target for FUZZ_SMOKE_SECONDS (10) each
+#   make fuzz-ci     every target for FUZZ_CI_SECONDS (60) each, FUZZ_JOBS (2)
+#                    at a time (make check runs this)
 
 FUZZ_BUILD         ?= build-fuzz
 FUZZ_SECONDS       ?= 60
 FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_CI_SECONDS    ?= 60
+FUZZ_JOBS          ?= 2
 FUZZ_TARGETS        = $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS           = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/%)
 
@@ -18,7 +22,7 @@ CFLAGS += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
           -fno-sanitize-recover=undefined
 endif
 
-.PHONY: fuzz fuzz-smoke fuzz-build
+.PHONY: fuzz fuzz-smoke fuzz-ci fuzz-build
 fuzz-build:
 	@$(MAKE) -s --no-print-directory FUZZ=1 BUILD=$(FUZZ_BUILD) $(FUZZ_BINS)
 
@@ -27,6 +31,9 @@ fuzz: fuzz-build
 
 fuzz-smoke: fuzz-build
 	./tests/fuzz/run $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-ci: fuzz-build
+	FUZZ_JOBS=$(FUZZ_JOBS) ./tests/fuzz/run $(FUZZ_BUILD) $(FUZZ_CI_SECONDS) $(FUZZ_TARGETS)
 
 $(BUILD)/libppfetcher.a: $(FETCHER_LIB_OBJ)
 	@rm -f $@
