@@ -18,6 +18,10 @@ ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
+ifeq ($(TSAN),1)
+CFLAGS  += -fsanitize=thread -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=thread
+endif
 
 STAGES      = composer sender sms fetcher watchdog
 COMMON_SRC  = $(wildcard common/*.c)
@@ -27,7 +31,7 @@ BINS        = $(STAGES:%=$(BUILD)/bin/practicepost-%) $(BUILD)/bin/practicepost
 UNIT_SRC    = $(wildcard tests/unit/test_*.c)
 UNIT_BINS   = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps check unit integration asan demo bench install format lint clean
+.PHONY: all deps check unit integration asan tsan tsan-check demo bench chaos chaos-short install format lint clean
 all: $(BINS)
 
 deps:
@@ -95,17 +99,33 @@ integration: all
 # make check: install what is missing, build, the unit tests of the plain
 # and the ASan+UBSan builds, the integration suite against real servers
 # with the ASan+UBSan daemons (a sanitizer report in any daemon's log fails
-# the test that ran it), then each fuzz target for a minute.
+# the test that ran it), the threaded sender's tests with ThreadSanitizer,
+# the short chaos run, then each fuzz target for a minute.
 check:
 	@./scripts/install-deps
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) BUILD=build-asan SAN=1 unit
 	$(MAKE) BUILD=build-asan SAN=1 integration
+	$(MAKE) tsan-check
+	$(MAKE) chaos-short
 	$(MAKE) fuzz-ci
 
 asan:
 	$(MAKE) BUILD=build-asan SAN=1 all
+
+# make tsan: a ThreadSanitizer build (build-tsan/). make tsan-check runs the
+# threaded sender's integration tests against it; any ThreadSanitizer report
+# in a daemon's log fails the test (tests/tsan.supp lists the library false
+# positives that are suppressed, each with its reason).
+TSAN_TESTS ?= test_sender.py test_sender_rules.py test_sender_load.py test_account_test.py
+tsan:
+	$(MAKE) BUILD=build-tsan TSAN=1 all
+
+tsan-check: tsan
+	cd tests/integration && PP_BIN_DIR=$(CURDIR)/build-tsan/bin \
+	    TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	    setarch $$(uname -m) -R /usr/bin/python3 -m pytest -q -ra $(PYTEST_ARGS) $(TSAN_TESTS)
 
 demo:
 	@./scripts/install-deps
@@ -116,6 +136,17 @@ bench:
 	@./scripts/install-deps
 	$(MAKE) all
 	./bench/run
+
+# make chaos: stages killed, PostgreSQL restarted, SMTP and IMAP failing
+# while mail and SMS flow (bench/chaos.py; CHAOS_SEED=N replays a run);
+# make chaos-short: its short form (about three minutes).
+chaos:
+	$(MAKE) all
+	PP_BIN_DIR=$(CURDIR)/$(BUILD)/bin /usr/bin/python3 bench/chaos.py
+
+chaos-short:
+	$(MAKE) all
+	PP_BIN_DIR=$(CURDIR)/$(BUILD)/bin /usr/bin/python3 bench/chaos.py --short
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/systemd/system \
@@ -135,7 +166,7 @@ lint:
 	    common $(STAGES) ctl
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-tsan
 
 # make fuzz / fuzz-smoke: libFuzzer targets (see tests/fuzz/fuzz.mk).
 include tests/fuzz/fuzz.mk

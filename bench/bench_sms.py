@@ -43,7 +43,7 @@ runs it alone and prints the same lines.
 Environment (all optional):
   BENCH_SMS_MESSAGES=5000  SMS per run (0: bench/run skips the SMS phase)
   BENCH_SMS_ROUNDS=2       timed runs of each sender, alternating
-  BENCH_SMS_PARALLEL=4     the stage's [sms] parallel_requests, and the direct
+  BENCH_SMS_PARALLEL=8     the stage's [sms] parallel_requests, and the direct
                            client's connections (1 with a stage that has no
                            parallel_requests setting)
   BENCH_SMS_DLR_CLIENTS=8  connections of the delivery report client
@@ -473,7 +473,7 @@ def phase(base, bin_dir):
     if n <= 0:
         return None
     sb = SmsBench(os.path.join(base, "sms"), bin_dir, n, env_int("BENCH_SMS_ROUNDS", 2),
-                  env_int("BENCH_SMS_PARALLEL", 4), env_int("BENCH_SMS_DLR_CLIENTS", 8))
+                  env_int("BENCH_SMS_PARALLEL", 8), env_int("BENCH_SMS_DLR_CLIENTS", 8))
     os.makedirs(sb.base, exist_ok=True)
     try:
         return sb.run()

@@ -1,6 +1,6 @@
 /*
- * pp_audit.c - writes the audit trail (see pp_audit.h) and names the
- * operator who runs the CLI.
+ * pp_audit.c - writes the audit trail (see pp_audit.h), names the operator
+ * who runs the CLI, and names each process to the database (pp.actor).
  */
 #include "pp_audit.h"
 
@@ -11,9 +11,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pp_log.h"
 #include "pp_util.h"
 
 #define AUDIT_DETAIL_MAX 1000
+#define AUDIT_ACTOR_MAX 200
+
+static unsigned long audit_rows;
 
 void pp_audit_one_line(char *detail)
 {
@@ -32,13 +36,55 @@ int pp_audit(pp_db_t *db, const char *actor, const char *action, int64_t practic
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
 	pp_audit_one_line(detail);
-	return pp_db_command(
+	int rc = pp_db_command(
 	    db,
 	    "INSERT INTO audit_log (actor, action, practice_id, message_id, person_id, detail) "
 	    "VALUES ($1, $2, nullif($3::bigint, 0), nullif($4::bigint, 0), "
 	    "nullif($5::bigint, 0), $6)",
 	    PP_DB_ARGS(actor, action, pp_lltoa(practice, practice_id),
 	               pp_lltoa(message, message_id), pp_lltoa(person, person_id), detail));
+	if (rc == 0)
+		audit_rows++;
+	return rc;
+}
+
+unsigned long pp_audit_count(void)
+{
+	return audit_rows;
+}
+
+int pp_audit_set_actor(const char *actor)
+{
+	size_t n = actor ? strlen(actor) : 0;
+	if (n == 0 || n > AUDIT_ACTOR_MAX)
+		return -1;
+	pp_buf_t opts;
+	pp_buf_init(&opts);
+	const char *old = getenv("PGOPTIONS");
+	if (old != NULL && *old)
+		pp_buf_printf(&opts, "%s ", old);
+	pp_buf_puts(&opts, "-c pp.actor=");
+	for (const char *p = actor; *p; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			pp_buf_free(&opts);
+			return -1;
+		}
+		/* libpq splits PGOPTIONS at spaces unless escaped */
+		if (*p == ' ' || *p == '\\')
+			pp_buf_puts(&opts, "\\");
+		pp_buf_append(&opts, p, 1);
+	}
+	int rc = setenv("PGOPTIONS", opts.data, 1);
+	pp_buf_free(&opts);
+	return rc == 0 ? 0 : -1;
+}
+
+void pp_audit_name_stage(const char *stage, const char *instance_at_host)
+{
+	char *actor = xasprintf("%s:%s", stage, instance_at_host);
+	if (pp_audit_set_actor(actor) != 0)
+		log_warnx("instance=%s cannot name itself to the audit trail", instance_at_host);
+	free(actor);
 }
 
 /* operator_name_ok - printable, no spaces, at most 64 bytes. */

@@ -18,6 +18,7 @@
 
 #include "pp_check_priv.h"
 #include "pp_proxy.h"
+#include "pp_tls.h"
 #include "pp_util.h"
 
 static const struct {
@@ -107,6 +108,12 @@ void pp_check_curl_net(CURL *c, const pp_check_net_t *net)
 static int reason_tls(pp_check_result_t *r, CURLcode rc, const char *why, const char *what,
                       const char *host, int port)
 {
+	pp_tls_failure_t kind = pp_tls_classify(rc, why);
+	if (kind != PP_TLS_NOT_TLS && kind != PP_TLS_OTHER) {
+		pp_check_fail(r, pp_tls_action(kind), "the %s server %s:%d: %s: %s", what, host,
+		              port, pp_tls_what(kind), why);
+		return 1;
+	}
 	switch (rc) {
 	case CURLE_PEER_FAILED_VERIFICATION:
 	case CURLE_SSL_CACERT_BADFILE:

@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "pp_check_priv.h"
+#include "pp_tls.h"
 #include "pp_util.h"
 
 struct pp_check_session {
@@ -198,10 +199,7 @@ static void session_configure(pp_check_session_t *s, const pp_check_server_t *sr
 	curl_easy_setopt(c, CURLOPT_DEBUGDATA, s);
 	pp_check_curl_net(c, s->net);
 	curl_easy_setopt(c, CURLOPT_USE_SSL, session_use_ssl(srv));
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, srv->verify ? 1L : 0L);
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, srv->verify ? 2L : 0L);
-	if (srv->ca_file != NULL && *srv->ca_file)
-		curl_easy_setopt(c, CURLOPT_CAINFO, srv->ca_file);
+	pp_tls_apply(c, srv->verify, srv->ca_file);
 	if (!srv->auth)
 		return;
 	curl_easy_setopt(c, CURLOPT_USERNAME, srv->username);

@@ -67,11 +67,53 @@ int pp_config_database_name_ok(const char *name)
 	return 1;
 }
 
+/* config_database_index - the database's place among those served,
+ * from 0: its position in [databases] list, else PP_DATABASE_INDEX (set
+ * by the supervising watchdog for discovered databases); -1 unknown. */
+static int64_t config_database_index(const pp_config_t *cfg, const char *name)
+{
+	const char *list = pp_config_get(cfg, "databases", "list", NULL);
+	const char *env = getenv("PP_DATABASE_INDEX");
+	int64_t index = -1;
+	if (list != NULL && *list) {
+		char *copy = xstrdup(list), *save = NULL;
+		int64_t i = 0;
+		for (char *t = strtok_r(copy, ", \t", &save); t != NULL && index < 0;
+		     t = strtok_r(NULL, ", \t", &save), i++)
+			if (strcmp(t, name) == 0)
+				index = i;
+		free(copy);
+	} else if (env == NULL || pp_parse_int64(env, &index) != 0 || index > 65535) {
+		index = -1;
+	}
+	return index;
+}
+
+/* config_database_port - a listening port of the shared [section]: base
+ * + index for database number index (0, the first, gets the base); off
+ * (0) when the base is 0 or the index unknown. A bad base is passed on for
+ * the daemon to report. */
+static void config_database_port(pp_config_t *cfg, const char *section, const char *key,
+                                 int64_t index)
+{
+	const char *v = pp_config_get(cfg, section, key, "0");
+	int64_t base;
+	if (pp_parse_int64(v, &base) != 0) {
+		config_add(cfg, section, key, v);
+		return;
+	}
+	char port[32];
+	snprintf(port, sizeof(port), "%lld",
+	         base > 0 && index >= 0 ? (long long)(base + index) : 0LL);
+	config_add(cfg, section, key, port);
+}
+
 /* config_for_database - the view one practice database's processes get
  * (PP_DATABASE): its dbname in the conninfo, a run directory of its own
- * (so the default ipc endpoints and the lock are its own), no shared
- * listening ports unless its section says, and every "[section@NAME]"
- * entry applied over "[section]". */
+ * (so the default ipc endpoints and the lock are its own), the metrics
+ * and SMS callback ports of [watchdog] and [sms] plus the database's
+ * index (config_database_port; the callback_url only for the first), and
+ * every "[section@NAME]" entry applied over "[section]". */
 static int config_for_database(pp_config_t *cfg, const char *name, char *err, size_t errlen)
 {
 	if (!pp_config_database_name_ok(name)) {
@@ -89,8 +131,11 @@ static int config_for_database(pp_config_t *cfg, const char *name, char *err, si
 	free(v);
 	config_add(cfg, "watchdog", "control", "");
 	config_add(cfg, "watchdog", "events", "");
-	config_add(cfg, "watchdog", "metrics_port", "0");
-	config_add(cfg, "sms", "callback_port", "0");
+	int64_t index = config_database_index(cfg, name);
+	config_database_port(cfg, "watchdog", "metrics_port", index);
+	config_database_port(cfg, "sms", "callback_port", index);
+	if (index != 0) /* the shared URL leads to the first database's endpoint */
+		config_add(cfg, "sms", "callback_url", "");
 	size_t count = cfg->count;
 	for (size_t i = 0; i < count; i++) {
 		const char *at = strchr(cfg->entries[i].section, '@');
@@ -107,6 +152,31 @@ static int config_for_database(pp_config_t *cfg, const char *name, char *err, si
 	return 0;
 }
 
+static pp_config_roles_t config_roles = PP_CONFIG_ROLES_AUTO;
+
+pp_config_roles_t pp_config_database_roles(void)
+{
+	return config_roles;
+}
+
+/* config_read_roles - check [database] roles and record it (see pp_config.h). */
+static int config_read_roles(const pp_config_t *cfg, char *err, size_t errlen)
+{
+	const char *v = pp_config_get(cfg, "database", "roles", NULL);
+	int on = v == NULL || strcasecmp(v, "auto") == 0
+	             ? -1
+	             : pp_config_get_bool(cfg, "database", "roles", 2);
+	if (on == 2) {
+		snprintf(err, errlen, "%s: [database] roles = \"%s\" is not on, off or auto",
+		         cfg->path, v);
+		return -1;
+	}
+	config_roles = on < 0 ? PP_CONFIG_ROLES_AUTO
+	               : on   ? PP_CONFIG_ROLES_ON
+	                      : PP_CONFIG_ROLES_OFF;
+	return 0;
+}
+
 pp_config_t *pp_config_load(const char *path, char *err, size_t errlen)
 {
 	pp_config_t *cfg = xcalloc(1, sizeof(*cfg));
@@ -114,6 +184,8 @@ pp_config_t *pp_config_load(const char *path, char *err, size_t errlen)
 	cfg = config_finish(cfg, ini_parse(path, config_handler, cfg), path, err, errlen);
 	const char *db = getenv("PP_DATABASE");
 	if (cfg != NULL && db != NULL && *db && config_for_database(cfg, db, err, errlen) != 0)
+		pp_config_free(&cfg);
+	if (cfg != NULL && config_read_roles(cfg, err, errlen) != 0)
 		pp_config_free(&cfg);
 	return cfg;
 }

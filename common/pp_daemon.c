@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "pp_audit.h"
 #include "pp_log.h"
 #include "pp_migrate.h"
 #include "pp_msg.h"
@@ -395,6 +396,8 @@ int pp_daemon_main(int argc, char **argv, const pp_stage_ops_t *ops)
 	daemon_parse_args(d, argc, argv, &cfg_path, &instance);
 	snprintf(logname, sizeof(logname), "practicepost-%s", ops->stage);
 	log_init(logname, d->verbose);
+	if (pp_secret_no_core_dumps(err, sizeof(err)) != 0)
+		fatalx("%s", err);
 	install_signals();
 	d->cfg = pp_config_load(cfg_path, err, sizeof(err));
 	if (d->cfg == NULL)
@@ -412,6 +415,7 @@ int pp_daemon_main(int argc, char **argv, const pp_stage_ops_t *ops)
 			fatalx("instance name %s is too long", id);
 		free(id);
 	}
+	pp_audit_name_stage(ops->stage, d->lease_id);
 	d->started_ms = pp_mono_ms();
 	d->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (d->wake_fd < 0)

@@ -1,13 +1,16 @@
 /*
  * pp_db.c - one PGconn per pp_db_t with lazy connect and reconnect.
- * Owns the connection, the last error text and SQLSTATE.
+ * Owns the connection, the last error text and SQLSTATE, and the
+ * PostgreSQL role each new session takes (SET ROLE, common/sql/roles.sql).
  */
 #include "pp_db.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "pp_config.h"
 #include "pp_log.h"
 #include "pp_util.h"
 
@@ -24,14 +27,47 @@ struct pp_db {
 	/* statements prepared on this connection, by the caller's SQL pointer */
 	const char *prepared[PP_DB_PREPARED_MAX];
 	int nprepared;
-	int outstanding; /* a pipelined statement's result is not taken yet */
+	int outstanding;  /* pipelined statements whose results are not taken yet */
+	const char *role; /* taken by each new session; NULL: the login's own */
+	int async_commit; /* each new session: SET synchronous_commit = off */
 };
+
+/* Each program's role, by the name it logs under (log_init). */
+static const struct {
+	const char *progname;
+	const char *role;
+} db_roles[] = {
+    {"practicepost", "pp_operator"},        {"practicepost-composer", "pp_composer"},
+    {"practicepost-sender", "pp_sender"},   {"practicepost-sms", "pp_sms"},
+    {"practicepost-fetcher", "pp_fetcher"}, {"practicepost-watchdog", "pp_watchdog"},
+};
+static const char *db_process_role;
+static int db_process_role_set;
+
+/* db_default_role - the role new connections of this process take. */
+static const char *db_default_role(void)
+{
+	if (db_process_role_set)
+		return db_process_role;
+	const char *name = log_progname();
+	for (size_t i = 0; name != NULL && i < sizeof(db_roles) / sizeof(db_roles[0]); i++)
+		if (strcmp(name, db_roles[i].progname) == 0)
+			return db_roles[i].role;
+	return NULL;
+}
+
+void pp_db_use_role(const char *role)
+{
+	db_process_role = role;
+	db_process_role_set = 1;
+}
 
 pp_db_t *pp_db_new(const char *conninfo, const char *application_name)
 {
 	pp_db_t *db = xcalloc(1, sizeof(*db));
 	db->conninfo = xstrdup(conninfo);
 	db->appname = xstrdup(application_name ? application_name : "practicepost");
+	db->role = db_default_role();
 	return db;
 }
 
@@ -69,6 +105,77 @@ static void db_set_result_error(pp_db_t *db, const PGresult *res)
 	pp_strlcpy(db->constraint, constraint ? constraint : "", sizeof(db->constraint));
 }
 
+/* The role is taken when it exists, the login may take it and this
+ * database's grants name it; a database without the PracticePost schema
+ * (a server's maintenance database) has none to take. */
+static const char db_role_sql[] =
+    "SELECT w.why, CASE WHEN w.why IS NULL THEN set_config('role', $1, false) END FROM "
+    "(SELECT CASE WHEN to_regclass('public.schema_version') IS NULL THEN 'none' "
+    "WHEN to_regrole($1) IS NULL THEN 'the role does not exist' "
+    "WHEN NOT pg_has_role(current_user, $1::name, 'MEMBER') THEN 'the login ' || "
+    "current_user || ' is not a member of it' "
+    "WHEN NOT has_table_privilege($1::name, 'public.schema_version', 'SELECT') THEN "
+    "'this database has no grants for it' END AS why) w";
+
+/* db_take_role - SET ROLE for a new session ([database] roles); -1 with
+ * the error set when it must and cannot. */
+static int db_take_role(pp_db_t *db)
+{
+	static atomic_int warned; /* once per process, whichever thread */
+	pp_config_roles_t mode = pp_config_database_roles();
+	if (db->role == NULL || mode == PP_CONFIG_ROLES_OFF)
+		return 0;
+	const char *params[] = {db->role};
+	PGresult *res = PQexecParams(db->conn, db_role_sql, 1, NULL, params, NULL, NULL, 0);
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		db_set_result_error(db, res);
+		PQclear(res);
+		return -1;
+	}
+	const char *why = pp_db_value(res, 0, 0);
+	int rc = 0;
+	if (why == NULL || strcmp(why, "none") == 0) {
+		/* taken, or nothing to take */
+	} else if (mode == PP_CONFIG_ROLES_ON) {
+		char text[256];
+		snprintf(text, sizeof(text),
+		         "cannot take the database role %s: %s (run: practicepost db migrate, or "
+		         "set [database] roles = off)",
+		         db->role, why);
+		db_set_error(db, text, "42501");
+		rc = -1;
+	} else if (atomic_exchange(&warned, 1) == 0) {
+		log_warnx("database role %s not taken: %s; running with the login's own rights "
+		          "(run: practicepost db migrate, or set [database] roles = off)",
+		          db->role, why);
+	}
+	PQclear(res);
+	return rc;
+}
+
+static void db_lost(pp_db_t *db);
+
+/* db_set_async_commit - for a session asked not to wait for the WAL
+ * flush at commit (pp_db_set_async_commit); -1 with the error set. */
+static int db_set_async_commit(pp_db_t *db)
+{
+	if (!db->async_commit)
+		return 0;
+	PGresult *res = PQexec(db->conn, "SET synchronous_commit = off");
+	int rc = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
+	if (rc != 0)
+		db_set_result_error(db, res);
+	PQclear(res);
+	return rc;
+}
+
+void pp_db_set_async_commit(pp_db_t *db)
+{
+	db->async_commit = 1;
+	if (pp_db_is_up(db) && db_set_async_commit(db) != 0)
+		db_lost(db); /* the next use connects again, and sets it */
+}
+
 int pp_db_connect(pp_db_t *db)
 {
 	if (db->conn && PQstatus(db->conn) == CONNECTION_OK)
@@ -82,8 +189,10 @@ int pp_db_connect(pp_db_t *db)
 	db->conn = PQconnectdbParams(keys, vals, 1);
 	db->in_tx = 0;
 	db->nprepared = 0; /* a new session knows no prepared statements */
-	if (PQstatus(db->conn) != CONNECTION_OK) {
-		db_set_error(db, PQerrorMessage(db->conn), "08006");
+	if (PQstatus(db->conn) != CONNECTION_OK || db_take_role(db) != 0 ||
+	    db_set_async_commit(db) != 0) {
+		if (PQstatus(db->conn) != CONNECTION_OK)
+			db_set_error(db, PQerrorMessage(db->conn), "08006");
 		if (!db->down_logged && !db->quiet)
 			log_warnx("database unavailable: %s", db->error);
 		db->down_logged = 1;
@@ -134,6 +243,7 @@ static void db_lost(pp_db_t *db)
 	PQfinish(db->conn);
 	db->conn = NULL;
 	db->in_tx = 0;
+	db->outstanding = 0; /* their results are gone with the connection */
 }
 
 static PGresult *db_exec(pp_db_t *db, const char *sql, int nparams, const char *const *params,
@@ -170,31 +280,43 @@ static PGresult *db_exec(pp_db_t *db, const char *sql, int nparams, const char *
 int pp_db_send_prepared(pp_db_t *db, const char *sql, int nparams, const char *const *params)
 {
 	char name[16];
-	if (db->outstanding)
-		fatalx("pp_db_send_prepared: the previous result was not taken");
-	if (pp_db_connect(db) != 0)
+	if (db->outstanding == 0 && pp_db_connect(db) != 0)
 		return -1;
-	const char *stmt = db_prepared(db, sql, nparams, name, sizeof(name));
+	if (db->conn == NULL) /* lost while results were outstanding */
+		return -1;
+	/* in pipeline mode a statement is prepared before its first use only
+	 * when nothing is outstanding (PQprepare waits for its answer) */
+	int known = 0;
+	for (int i = 0; i < db->nprepared; i++)
+		known |= db->prepared[i] == sql;
+	const char *stmt = known || db->outstanding == 0
+	                       ? db_prepared(db, sql, nparams, name, sizeof(name))
+	                       : NULL;
 	if (stmt == NULL) {
-		db_set_error(db, PQerrorMessage(db->conn), "26000");
+		db_set_error(db,
+		             db->outstanding ? "a statement was sent unprepared behind others"
+		                             : PQerrorMessage(db->conn),
+		             "26000");
 		return -1;
 	}
-	if (PQenterPipelineMode(db->conn) != 1 ||
+	if ((db->outstanding == 0 && PQenterPipelineMode(db->conn) != 1) ||
 	    PQsendQueryPrepared(db->conn, stmt, nparams, params, NULL, NULL, 0) != 1 ||
 	    PQpipelineSync(db->conn) != 1) {
 		db_set_error(db, PQerrorMessage(db->conn), "08006");
 		db_lost(db);
 		return -1;
 	}
-	db->outstanding = 1;
+	db->outstanding++;
 	return 0;
 }
 
 PGresult *pp_db_result(pp_db_t *db)
 {
-	if (!db->outstanding)
+	if (!db->outstanding && db->conn != NULL)
 		fatalx("pp_db_result: no statement was sent");
-	db->outstanding = 0;
+	if (db->conn == NULL)
+		return NULL; /* lost while results were outstanding: error set */
+	db->outstanding--;
 	PGresult *res = PQgetResult(db->conn), *r;
 	ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
@@ -216,7 +338,8 @@ PGresult *pp_db_result(pp_db_t *db)
 		if (st == PGRES_PIPELINE_SYNC)
 			break;
 	}
-	if (PQexitPipelineMode(db->conn) != 1 || PQstatus(db->conn) != CONNECTION_OK) {
+	if ((db->outstanding == 0 && PQexitPipelineMode(db->conn) != 1) ||
+	    PQstatus(db->conn) != CONNECTION_OK) {
 		if (res != NULL)
 			db_set_error(db, PQerrorMessage(db->conn), "08006");
 		PQclear(res);
@@ -291,7 +414,7 @@ int pp_db_commit(pp_db_t *db)
 
 void pp_db_rollback(pp_db_t *db)
 {
-	if (db->outstanding)
+	while (db->outstanding)
 		PQclear(pp_db_result(db)); /* dropped with the transaction */
 	if (db->conn && PQstatus(db->conn) == CONNECTION_OK) {
 		PGresult *res = PQexec(db->conn, "ROLLBACK");

@@ -23,6 +23,14 @@ typedef struct pp_db pp_db_t;
 pp_db_t *pp_db_new(const char *conninfo, const char *application_name);
 void pp_db_free(pp_db_t **db);
 
+/* Roles (common/sql/roles.sql): each new session of a program takes its
+ * PostgreSQL role with SET ROLE as [database] roles says (pp_config.h):
+ * practicepost-<stage> takes pp_<stage>, the CLI pp_operator, any other
+ * program (tests, tools) none. pp_db_use_role overrides that for the
+ * connections the process makes from then on (NULL: the login's own rights,
+ * for `db migrate`); role must outlive its use. */
+void pp_db_use_role(const char *role);
+
 /* pp_db_connect - make sure a connection is up; -1 (logged once per outage). */
 int pp_db_connect(pp_db_t *db);
 int pp_db_is_up(const pp_db_t *db);
@@ -37,12 +45,14 @@ PGresult *pp_db_exec(pp_db_t *db, const char *sql, int nparams, const char *cons
 #define PP_DB_PREPARED_MAX 32
 PGresult *pp_db_exec_prepared(pp_db_t *db, const char *sql, int nparams, const char *const *params);
 int pp_db_command_prepared(pp_db_t *db, const char *sql, int nparams, const char *const *params);
-/* Pipelining, one statement at a time: pp_db_send_prepared sends a
- * prepared statement (as pp_db_exec_prepared) and returns without waiting;
- * pp_db_result then waits for its result (NULL on failure, as pp_db_exec).
- * Until the result is taken no other statement may run on db (that aborts
- * the program: a caller's bug); pp_db_rollback drops it. 0 / -1 (not
- * sent; the connection is gone). */
+/* Pipelining: pp_db_send_prepared sends a prepared statement (as
+ * pp_db_exec_prepared) and returns without waiting, also while earlier
+ * ones are outstanding (a statement not yet prepared on the connection is
+ * then refused); pp_db_result waits for the oldest one's result (NULL on
+ * failure, as pp_db_exec; after a failure the later ones of an open
+ * transaction fail too). Until every result is taken no other statement
+ * may run on db (that aborts the program: a caller's bug);
+ * pp_db_rollback drops them. 0 / -1 (not sent; the connection is gone). */
 int pp_db_send_prepared(pp_db_t *db, const char *sql, int nparams, const char *const *params);
 PGresult *pp_db_result(pp_db_t *db);
 int pp_db_outstanding(const pp_db_t *db);
@@ -63,6 +73,11 @@ const char *pp_db_sqlstate(const pp_db_t *db);
 int pp_db_error_is_data(const pp_db_t *db);
 /* pp_db_constraint - name of the constraint the last error violated, or "". */
 const char *pp_db_constraint(const pp_db_t *db);
+/* pp_db_set_async_commit - this connection's commits (now and after every
+ * reconnect) return without waiting for the WAL flush: for status and
+ * outcome records where a PostgreSQL crash may lose the last ones (and so
+ * repeat, never lose, work), never for what must survive it. */
+void pp_db_set_async_commit(pp_db_t *db);
 /* pp_db_set_quiet - do not log outages (tools that print their own errors). */
 void pp_db_set_quiet(pp_db_t *db, int quiet);
 PGconn *pp_db_conn(pp_db_t *db);

@@ -31,19 +31,33 @@ PP_INCBIN(pp_sql_011, "common/sql/011_account_test.sql");
 PP_INCBIN(pp_sql_012, "common/sql/012_proxy.sql");
 PP_INCBIN(pp_sql_013, "common/sql/013_plan.sql");
 PP_INCBIN(pp_sql_014, "common/sql/014_operations.sql");
+PP_INCBIN(pp_sql_roles, "common/sql/roles.sql");
+PP_INCBIN(pp_sql_015, "common/sql/015_account_enable.sql");
+PP_INCBIN(pp_sql_016, "common/sql/016_audit.sql");
+PP_INCBIN(pp_sql_017, "common/sql/017_fetch.sql");
 
 static const struct {
 	int version;
 	const char *name;
 	const char *sql;
 } migrations[] = {
-    {1, "001_schema", pp_sql_001},        {2, "002_sender", pp_sql_002},
-    {3, "003_composer", pp_sql_003},      {4, "004_automation", pp_sql_004},
-    {5, "005_inbox", pp_sql_005},         {6, "006_oauth", pp_sql_006},
-    {7, "007_sms", pp_sql_007},           {8, "008_attachments_raw", pp_sql_008},
-    {9, "009_holds", pp_sql_009},         {10, "010_locations", pp_sql_010},
-    {11, "011_account_test", pp_sql_011}, {12, "012_proxy", pp_sql_012},
-    {13, "013_plan", pp_sql_013},         {14, "014_operations", pp_sql_014},
+    {1, "001_schema", pp_sql_001},
+    {2, "002_sender", pp_sql_002},
+    {3, "003_composer", pp_sql_003},
+    {4, "004_automation", pp_sql_004},
+    {5, "005_inbox", pp_sql_005},
+    {6, "006_oauth", pp_sql_006},
+    {7, "007_sms", pp_sql_007},
+    {8, "008_attachments_raw", pp_sql_008},
+    {9, "009_holds", pp_sql_009},
+    {10, "010_locations", pp_sql_010},
+    {11, "011_account_test", pp_sql_011},
+    {12, "012_proxy", pp_sql_012},
+    {13, "013_plan", pp_sql_013},
+    {14, "014_operations", pp_sql_014},
+    {15, "015_account_enable", pp_sql_015},
+    {16, "016_audit", pp_sql_016},
+    {17, "017_fetch", pp_sql_017},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -71,7 +85,19 @@ int pp_migrate_current(pp_db_t *db)
 	return v;
 }
 
-int pp_migrate_apply(pp_db_t *db, int *from, int *to, char *err, size_t errlen)
+/* migrate_roles - roles.sql in its own transaction (nothing to migrate). */
+static int migrate_roles(pp_db_t *db, char *err, size_t errlen)
+{
+	if (pp_db_begin(db) != 0 || pp_db_script(db, pp_sql_roles) != 0 || pp_db_commit(db) != 0) {
+		snprintf(err, errlen, "database roles and grants (roles.sql) failed: %s",
+		         pp_db_error(db));
+		pp_db_rollback(db);
+		return -1;
+	}
+	return 0;
+}
+
+int pp_migrate_apply(pp_db_t *db, int roles, int *from, int *to, char *err, size_t errlen)
 {
 	int rc = -1;
 	if (pp_db_command(db, "SELECT pg_advisory_lock(" MIGRATE_LOCK ")", 0, NULL) != 0) {
@@ -108,8 +134,11 @@ int pp_migrate_apply(pp_db_t *db, int *from, int *to, char *err, size_t errlen)
 		    pp_db_script(db, migrations[i].sql) != 0 ||
 		    pp_db_command(db, "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
 		                  PP_DB_ARGS(v, migrations[i].name)) != 0 ||
+		    /* the grants come with the last step: never a current schema without them */
+		    (roles && i == MIGRATION_COUNT - 1 && pp_db_script(db, pp_sql_roles) != 0) ||
 		    pp_db_commit(db) != 0) {
-			snprintf(err, errlen, "migration %s failed: %s", migrations[i].name,
+			snprintf(err, errlen, "migration %s%s failed: %s", migrations[i].name,
+			         roles && i == MIGRATION_COUNT - 1 ? " (with roles.sql)" : "",
 			         pp_db_error(db));
 			pp_db_rollback(db);
 			goto done;
@@ -118,6 +147,8 @@ int pp_migrate_apply(pp_db_t *db, int *from, int *to, char *err, size_t errlen)
 		         migrations[i].name);
 		*to = migrations[i].version;
 	}
+	if (roles && *to == current && migrate_roles(db, err, errlen) != 0)
+		goto done;
 	rc = 0;
 done:
 	pp_db_command(db, "SELECT pg_advisory_unlock(" MIGRATE_LOCK ")", 0, NULL);

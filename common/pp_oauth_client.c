@@ -18,6 +18,7 @@
 
 #include "pp_log.h"
 #include "pp_proxy.h"
+#include "pp_tls.h"
 #include "pp_util.h"
 
 #define OAUTH_MAX_RESPONSE (256 * 1024)
@@ -352,8 +353,7 @@ static int oauth_post(const pp_oauth_endpoint_t *ep, const char *url, const char
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, ep->timeout_s > 0 ? ep->timeout_s : 30L);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 15L);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "PracticePost");
-	if (ep->ca_file != NULL)
-		curl_easy_setopt(c, CURLOPT_CAINFO, ep->ca_file);
+	pp_tls_apply(c, 1, ep->ca_file);
 	pp_proxy_apply(c, ep->proxy);
 	struct curl_slist *hdrs = curl_slist_append(NULL, "Accept: application/json");
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);

@@ -84,8 +84,8 @@ typedef struct {
 	pp_outcome_t outcome;
 	long code;
 	char text[512];
-	int64_t done_us; /* pp_outbox_now_us() when the outcome came; 0: as recorded.
-	                  * A batched record dates sent_at back to it. */
+	int64_t done_us;    /* pp_outbox_now_us() when the outcome came; 0: as recorded.
+	                     * A batched record dates sent_at back to it. */
 	int64_t started_us; /* pp_outbox_now_us() when the attempt began (the request
 	                     * or SMTP transaction): messages.attempted_at; 0: unknown */
 } pp_outbox_result_t;

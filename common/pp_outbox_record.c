@@ -158,10 +158,10 @@ int pp_outbox_record_many(pp_outbox_t *ob, pp_outbox_item_t *const *items,
 		}
 	snprintf(max, sizeof(max), "%d", PP_MAX_ATTEMPTS);
 	record_arrays_build(ob, &a, items, results, n);
-	PGresult *rows =
-	    pp_db_exec(ob->db, record_sql,
-	               PP_DB_ARGS(a.ids.data, ob->instance, max, a.outcomes.data, a.codes.data,
-	                          a.texts.data, a.delays.data, a.ages.data, a.begans.data));
+	PGresult *rows = pp_db_exec_prepared(ob->db, record_sql,
+	                                     PP_DB_ARGS(a.ids.data, ob->instance, max,
+	                                                a.outcomes.data, a.codes.data, a.texts.data,
+	                                                a.delays.data, a.ages.data, a.begans.data));
 	record_arrays_free(&a);
 	if (rows == NULL) {
 		log_warnx("cannot record %zu outcome(s): %s", n, pp_db_error(ob->db));

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,18 +34,43 @@ static int hexval(int c)
 	return -1;
 }
 
+int pp_secret_no_core_dumps(char *err, size_t errlen)
+{
+	const struct rlimit none = {.rlim_cur = 0, .rlim_max = 0};
+	if (setrlimit(RLIMIT_CORE, &none) != 0) {
+		snprintf(err, errlen, "cannot turn core dumps off (setrlimit RLIMIT_CORE): %s",
+		         strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 int pp_secret_key_load(const char *path, pp_secret_key_t *key, char *err, size_t errlen)
 {
 	char text[130];
 	struct stat st;
+	if (pp_secret_no_core_dumps(err, errlen) != 0)
+		return -1;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		snprintf(err, errlen, "key file %s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (fstat(fd, &st) != 0 || (st.st_mode & 077) != 0) {
+	if (fstat(fd, &st) != 0) {
+		snprintf(err, errlen, "key file %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "key file %s: not a regular file", path);
+		close(fd);
+		return -1;
+	}
+	if ((st.st_mode & 077) != 0) {
 		snprintf(err, errlen,
-		         "key file %s: must not be readable by group or others (chmod 600)", path);
+		         "key file %s: mode %04o lets group or others read it; refusing to use it "
+		         "(run: chmod 600 %s)",
+		         path, (unsigned)(st.st_mode & 07777), path);
 		close(fd);
 		return -1;
 	}

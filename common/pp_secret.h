@@ -15,7 +15,13 @@ typedef struct {
 	unsigned char key[PP_SECRET_KEY_LEN];
 } pp_secret_key_t;
 
-/* pp_secret_key_load - read and check the key file; -1 with err on failure. */
+/* pp_secret_no_core_dumps - set RLIMIT_CORE to 0 (soft and hard), so no
+ * core file of this process (or its children) ever holds a key or a
+ * decrypted secret. Every daemon calls it at start, and
+ * pp_secret_key_load before it reads a key. -1 with err on failure. */
+int pp_secret_no_core_dumps(char *err, size_t errlen);
+/* pp_secret_key_load - read and check the key file (no group or other
+ * permission bits, a regular file); -1 with err on failure. */
 int pp_secret_key_load(const char *path, pp_secret_key_t *key, char *err, size_t errlen);
 /* pp_secret_key_generate - create a new key file (mode 0600); fails if it exists. */
 int pp_secret_key_generate(const char *path, char *err, size_t errlen);

@@ -11,12 +11,69 @@
  * inserted with one multi-row INSERT, and the items marked in two
  * statements. A refused item is marked failed with its reason; a row the
  * database refuses is retried alone inside a savepoint, so one bad item
- * never sinks the others.
+ * never sinks the others. While one chunk is written (inserted, marked and
+ * committed by the writer thread, composer_batch_writer.c), the next is
+ * locked and built on a second connection.
+ *
+ * Settings ([composer]):
+ *   bulk_pipeline   1 (default): write each chunk on the writer thread while
+ *                   the next is built (two database connections); 0: one
+ *                   chunk after the other on the stage's own connection
  */
 #ifndef COMPOSER_BATCH_H
 #define COMPOSER_BATCH_H
 
 #include "composer.h"
+
+/* Columns every chunk query returns, in this order. */
+enum {
+	BATCH_COL_ITEM,
+	BATCH_COL_PERSON,
+	BATCH_COL_PRACTICE_OF_PERSON,
+	BATCH_COL_KIND,
+	BATCH_COL_PREFERRED,
+	BATCH_COL_FAMILY,
+	BATCH_COL_TITLE,
+	BATCH_COL_FIRST,
+	BATCH_COL_LAST,
+	BATCH_COL_EMAIL,
+	BATCH_COL_MOBILE,
+	BATCH_COL_LOC_NAME,
+	BATCH_COL_LOC_ADDRESS,
+	BATCH_COL_LOC_PHONE,
+	BATCH_COL_LOC_FROM_ADDR,
+	BATCH_COL_LOC_FROM_NAME,
+	BATCH_COL_LOC_SMS_SENDER_ID,
+	BATCH_COL_SMS_OFF,
+	BATCH_COL_SMS_FALLBACK,
+	BATCH_COL_PRACTICE,
+	BATCH_COL_TEMPLATE,
+	BATCH_COL_SMS_TEMPLATE,
+	BATCH_COL_CHANNEL,
+	BATCH_COL_EMAIL_ACCOUNT,
+	BATCH_COL_SMS_ACCOUNT,
+	BATCH_COL_CATEGORY,
+	BATCH_COL_DESCRIPTION,
+	BATCH_COL_DELIVER_AFTER,
+	BATCH_COL_SEND_NOW,
+	BATCH_COL_DRAFT,
+	BATCH_COL_OPTOUT_KIND,
+	BATCH_COL_BOUNCED_ON,
+	BATCH_COL_BOUNCE_STATUS
+};
+
+/* Where a chunk comes from and where its outcome goes. */
+typedef struct {
+	const char *name;       /* for logs: "recall_item", "request" */
+	const char *chunk_sql;  /* $1 the chunk size (claimed_source: $2, $3) */
+	const char *done_sql;   /* $1 item ids, $2 message ids */
+	const char *failed_sql; /* $1 item ids, $2 errors */
+	int by_preference;      /* channel by the patient's preference (recall) */
+} composer_batch_source_t;
+
+/* composer_recall.c - the recall items of the oldest batch with items
+ * left. */
+extern const composer_batch_source_t composer_recall_source;
 
 /* composer_batch_work - compose chunks of up to `chunk` items (requests
  * first, then recall items) until none wait or a round's time is up:
@@ -42,5 +99,21 @@ int composer_batch_store(pp_db_t *db, const composer_job_t *jobs, char **errors,
  * the PostgreSQL array literal being built in a (which starts with "{"). */
 void composer_batch_array_add(pp_buf_t *a, const char *s);
 void composer_batch_array_ll(pp_buf_t *a, long long v);
+
+/* ---- composer_batch_writer.c ---- */
+
+/* The writer thread: runs one chunk's write (fn) at a time beside the
+ * main thread, and holds the second connection the chunks alternate on.
+ * composer_writer_new gives NULL when the thread cannot start (the caller
+ * then writes in line). After submit, fn's argument and the connection it
+ * writes on belong to the thread until composer_writer_wait returns fn's
+ * result. */
+typedef struct composer_writer composer_writer_t;
+composer_writer_t *composer_writer_new(pp_daemon_t *d);
+pp_db_t *composer_writer_db(composer_writer_t *w);
+void composer_writer_submit(composer_writer_t *w, int (*fn)(void *arg), void *arg);
+int composer_writer_wait(composer_writer_t *w);
+/* composer_writer_free - waits for a chunk in hand, stops the thread. */
+void composer_writer_free(composer_writer_t **w);
 
 #endif

@@ -141,7 +141,8 @@ static int recipients_seen(const composer_job_t *job, const char *addr)
 }
 
 /* recipients_one_family - with patient attachments (files, the .ics),
- * every patient among the recipients is of the To patient's family. The
+ * every patient among the recipients but the patient herself is of her
+ * family (she may have none). The
  * database rule already keeps other patients out; this holds even if a
  * copy came from somewhere else. */
 static composer_rc_t recipients_one_family(composer_job_t *job)
@@ -151,7 +152,7 @@ static composer_rc_t recipients_one_family(composer_job_t *job)
 		return COMPOSER_OK;
 	for (size_t i = 0; i < job->rcpt.n; i++) {
 		const composer_recipient_t *r = &job->rcpt.list[i];
-		if (r->patient &&
+		if (r->patient && r->person_id != job->req.person_id &&
 		    (family == NULL || r->family_id == NULL || strcmp(family, r->family_id) != 0))
 			return composer_refuse(
 			    job,

@@ -287,9 +287,12 @@ const ctl_command_t ctl_account_commands[] = {
      "[--per-minute N] [--daily-cap N] [--parallel-connections N] [--max-message-bytes N] "
      "[--auth password|oauth2] [--allow-setup-without-details]",
      "add a mail account; passwords are read from F (\"-\" = standard input: outgoing "
-     "first line, incoming second) and stored encrypted; prints its id (--auth oauth2: "
-     "no passwords, then run account oauth; --allow-setup-without-details: servers and "
-     "passwords may be missing, saved disabled, enabled after a passed account test)"},
+     "first line, incoming second) and stored encrypted; prints its id. Saved disabled, "
+     "then tested through the running service (steps on stderr): enabled when the test "
+     "passes, else exit 1 and it stays disabled until account test passes (--auth oauth2: "
+     "no passwords, run account oauth and authenticate, then account test; "
+     "--allow-setup-without-details: servers and passwords may be missing, saved disabled, "
+     "nothing connects)"},
     {"account", "add-sms", cmd_account_add_sms,
      "--practice ID --name N --url URL [--user U] [--password-file F] [--sender-id S] "
      "[--ca-file F] [--no-verify] [--per-minute N]",

@@ -3,10 +3,13 @@
  * account, outgoing (SMTP) and incoming (IMAP/POP3) settings. Passwords come
  * from files or standard input, never argv, and are stored encrypted.
  * When both passwords come from standard input, the outgoing one is the
- * first line and the incoming one the second. With
- * --allow-setup-without-details servers and passwords may be left out:
- * the account is saved disabled and nothing connects to it; like every
- * account it is enabled (`account enable`) once a credential test passed.
+ * first line and the incoming one the second. The account is saved
+ * disabled, then the credential test runs through the service (its steps
+ * on stderr, the id alone on stdout) and its first pass enables the
+ * account; when it fails or the service does not run, the account stays
+ * disabled and the exit code is 1. With --allow-setup-without-details
+ * servers and passwords may be left out: the account is saved disabled,
+ * nothing connects to it and no test runs.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -15,6 +18,8 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "ctl_account.h"
+#include "pp_check.h"
 
 static const char *const tls_modes[] = {"implicit", "starttls", "starttls_optional", "none", NULL};
 enum { TLS_IMPLICIT, TLS_STARTTLS, TLS_STARTTLS_OPTIONAL, TLS_NONE };
@@ -323,7 +328,7 @@ static PGresult *email_insert(pp_db_t *db, const email_opts_t *o, const char *sm
 	    "in_secret, in_ca_file, in_verify, in_mailbox, in_poll_seconds, per_minute, "
 	    "daily_cap, parallel_connections, max_message_bytes, enabled, setup_incomplete) "
 	    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, "
-	    "$18, $19, $20, $21, $22, $23, $24, $25, $26, NOT $27::boolean, $27::boolean) "
+	    "$18, $19, $20, $21, $22, $23, $24, $25, $26, false, $27::boolean) "
 	    "RETURNING id",
 	    PP_DB_ARGS(
 	        pp_lltoa(practice, o->practice), o->name, o->from, o->from_name ? o->from_name : "",
@@ -336,6 +341,76 @@ static PGresult *email_insert(pp_db_t *db, const email_opts_t *o, const char *sm
 	        pp_lltoa(poll, o->in_poll), pp_lltoa(rate, o->per_minute),
 	        o->daily_cap ? pp_lltoa(cap, o->daily_cap) : NULL, pp_lltoa(par, o->parallel),
 	        pp_lltoa(max, o->max_bytes), o->no_details ? "t" : "f"));
+}
+
+/* email_test_json - the id and the outcome of the test as one document. */
+static void email_test_json(int64_t id, const ctl_account_test_t *t)
+{
+	ctl_json_t j;
+	ctl_json_init(&j);
+	ctl_json_begin_object(&j);
+	ctl_json_key(&j, "id");
+	ctl_json_int(&j, id);
+	ctl_json_key(&j, "enabled");
+	ctl_json_bool(&j, t->enabled);
+	ctl_json_key(&j, "test_passed");
+	ctl_json_bool(&j, t->failed_step == 0);
+	ctl_json_key(&j, "failed_step");
+	if (t->failed_step)
+		ctl_json_int(&j, t->failed_step);
+	else
+		ctl_json_null(&j);
+	ctl_json_key(&j, "service_down");
+	ctl_json_bool(&j, t->service_down);
+	ctl_json_end_object(&j);
+	ctl_json_print(&j, stdout);
+}
+
+/* email_test - the saved account's credential test; CTL_OK once it is
+ * enabled, else CTL_FAIL with what to do (the id is printed either way). */
+static int email_test(ctl_t *ctl, int64_t id)
+{
+	ctl_account_test_t t;
+	if (!ctl->json)
+		fprintf(stderr,
+		        "practicepost: email account %lld saved disabled; testing it before it is "
+		        "enabled.\n",
+		        (long long)id);
+	int rc = ctl_account_test_run(ctl, id, stderr, &t);
+	if (ctl->json && rc == CTL_OK)
+		email_test_json(id, &t);
+	else
+		ctl_print_id(ctl, id);
+	if (rc != CTL_OK)
+		return ctl_err("email account %lld was saved disabled: its credential test could "
+		               "not be completed. Run: practicepost account test --account %lld; "
+		               "the first test that passes enables it.",
+		               (long long)id, (long long)id);
+	if (t.enabled) {
+		if (!ctl->json)
+			fprintf(stderr,
+			        "practicepost: email account %lld passed the credential test "
+			        "and is enabled.\n",
+			        (long long)id);
+		return CTL_OK;
+	}
+	if (t.service_down)
+		return ctl_err("email account %lld was saved disabled: the service is not running, "
+		               "so its credentials could not be tested. Start the service "
+		               "(systemctl start practicepost), then run: practicepost account "
+		               "test --account %lld; the first test that passes enables it.",
+		               (long long)id, (long long)id);
+	if (t.failed_step)
+		return ctl_err(
+		    "email account %lld was saved disabled: its credential test failed at "
+		    "step %d of %d (%s). Fix what the test reports above, then run: "
+		    "practicepost account test --account %lld; the first test that "
+		    "passes enables it.",
+		    (long long)id, t.failed_step, PP_CHECK_STEPS,
+		    pp_check_step_title(t.failed_step), (long long)id);
+	return ctl_err("email account %lld passed the credential test but is not enabled; enable "
+	               "it with: practicepost account enable %lld",
+	               (long long)id, (long long)id);
 }
 
 int ctl_account_add_email(ctl_t *ctl, int argc, char **argv)
@@ -368,15 +443,30 @@ int ctl_account_add_email(ctl_t *ctl, int argc, char **argv)
 		ctl_db_fail(ctl, "add the email account");
 		goto fail;
 	}
-	ctl_print_id(ctl, pp_db_value_ll(res, 0, 0, 0));
-	if (o.no_details)
-		fprintf(stderr,
-		        "practicepost: account %s saved disabled (setup without account details): "
-		        "nothing connects to it. Once its details are complete, run: practicepost "
-		        "account test --account %s, then: practicepost account enable %s\n",
-		        pp_db_value(res, 0, 0), pp_db_value(res, 0, 0), pp_db_value(res, 0, 0));
+	int64_t id = pp_db_value_ll(res, 0, 0, 0);
 	PQclear(res);
-	rc = CTL_OK;
+	if (o.no_details) {
+		ctl_print_id(ctl, id);
+		fprintf(
+		    stderr,
+		    "practicepost: account %lld saved disabled (setup without account details): "
+		    "nothing connects to it. Once its details are complete, run: practicepost "
+		    "account test --account %lld; the first test that passes enables it.\n",
+		    (long long)id, (long long)id);
+		rc = CTL_OK;
+	} else if (o.oauth) {
+		ctl_print_id(ctl, id);
+		fprintf(
+		    stderr,
+		    "practicepost: account %lld saved disabled: set up its OAuth2 sign-in "
+		    "(practicepost account oauth --account %lld, then practicepost account "
+		    "authenticate --account %lld), then run: practicepost account test --account "
+		    "%lld; the first test that passes enables it.\n",
+		    (long long)id, (long long)id, (long long)id, (long long)id);
+		rc = CTL_OK;
+	} else {
+		rc = email_test(ctl, id);
+	}
 fail:
 	free(smtp_secret);
 	free(in_secret);

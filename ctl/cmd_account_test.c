@@ -5,8 +5,10 @@
  * test to a sender instance; the steps come back as account_step
  * messages and are printed as they arrive (or as one JSON document with
  * --json). When the service does not run, step 1 is checked from here
- * and step 2 reports the service down. `account enable` refuses an
- * account that has never passed a test.
+ * and step 2 reports the service down. The first test that passes
+ * enables the account (015_account_enable.sql); `account enable` refuses
+ * an account that has never passed a test. `account add-email` runs the
+ * same test (ctl_account_test_run, ctl_account.h), its steps on stderr.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -17,6 +19,7 @@
 #include <zmq.h>
 
 #include "ctl.h"
+#include "ctl_account.h"
 #include "pp_check.h"
 #include "pp_proxy.h"
 #include "pp_zmq.h"
@@ -34,13 +37,16 @@ typedef struct {
 
 typedef struct {
 	ctl_t *ctl;
+	FILE *out; /* where the steps are printed (not with --json) */
 	int64_t account;
 	char request[65];
 	test_step_t steps[PP_CHECK_STEPS + 1];
-	int open_step; /* a "[n/7] ..." line waits for its result */
-	int failed;    /* the step that failed, 0 none */
-	int done;      /* the last message arrived */
-	int enabled;
+	int open_step;    /* a "[n/7] ..." line waits for its result */
+	int failed;       /* the step that failed, 0 none */
+	int done;         /* the last message arrived */
+	int enabled;      /* before the test */
+	int enabled_now;  /* after it */
+	int service_down; /* the service could not run the test */
 	char ran_in[128]; /* where the test ran */
 	char started[64]; /* the database's clock when the test began */
 } test_run_t;
@@ -51,9 +57,9 @@ static void test_print_head(test_run_t *t, int step)
 	if (t->ctl->json || t->open_step == step)
 		return;
 	if (t->open_step != 0)
-		printf("\n");
-	printf("[%d/%d] %s ... ", step, PP_CHECK_STEPS, pp_check_step_title(step));
-	fflush(stdout);
+		fputc('\n', t->out);
+	fprintf(t->out, "[%d/%d] %s ... ", step, PP_CHECK_STEPS, pp_check_step_title(step));
+	fflush(t->out);
 	t->open_step = step;
 }
 
@@ -74,14 +80,14 @@ static void test_note(test_run_t *t, int step, const char *status, const char *d
 	if (t->ctl->json || strcmp(status, "start") == 0)
 		return;
 	if (strcmp(status, "failed") == 0)
-		printf("FAILED\n      %s\n      What to do: %s\n", detail,
-		       *action ? action : "see the service's log");
+		fprintf(t->out, "FAILED\n      %s\n      What to do: %s\n", detail,
+		        *action ? action : "see the service's log");
 	else if (strcmp(status, "skipped") == 0)
-		printf("%s\n", detail);
+		fprintf(t->out, "%s\n", detail);
 	else
-		printf("ok: %s\n", detail);
+		fprintf(t->out, "ok: %s\n", detail);
 	t->open_step = 0;
-	fflush(stdout);
+	fflush(t->out);
 }
 
 /* test_local_proxy - the proxy as the service would use it; the key
@@ -145,6 +151,7 @@ static int test_local_reach(test_run_t *t)
  * then step 2 failed (unless step 1 failed first). */
 static void test_service_down(test_run_t *t, const char *detail, const char *action)
 {
+	t->service_down = 1;
 	if (t->steps[PP_CHECK_INTERNET].status[0] == '\0' && test_local_reach(t) != 0)
 		return;
 	test_note(t, PP_CHECK_SERVICE, "failed", detail, action, 0);
@@ -309,9 +316,10 @@ static int test_load(test_run_t *t)
 	t->enabled = strcmp(pp_db_value(res, 0, 2), "t") == 0;
 	pp_strlcpy(t->started, pp_db_value(res, 0, 3), sizeof(t->started));
 	if (!t->ctl->json)
-		printf("Testing email account %lld \"%s\" <%s> inside the service; no mail is "
-		       "sent.\n",
-		       (long long)t->account, pp_db_value(res, 0, 0), pp_db_value(res, 0, 1));
+		fprintf(t->out,
+		        "Testing email account %lld \"%s\" <%s> inside the service; no mail is "
+		        "sent.\n",
+		        (long long)t->account, pp_db_value(res, 0, 0), pp_db_value(res, 0, 1));
 	PQclear(res);
 	return CTL_OK;
 }
@@ -344,45 +352,97 @@ static int test_conclude(test_run_t *t)
 		return CTL_FAIL;
 	if (t->ctl->json)
 		test_json(t);
-	else if (t->open_step != 0)
-		printf("\n");
 	if (t->failed)
 		return ctl_err("the credential test of account %lld failed at step %d of %d (%s)",
 		               (long long)t->account, t->failed, PP_CHECK_STEPS,
 		               pp_check_step_title(t->failed));
-	if (!t->ctl->json)
-		printf("PASSED: all %d checks passed.%s\n", PP_CHECK_STEPS,
-		       t->enabled ? ""
-		                  : " Enable the account with: practicepost account enable ID");
+	if (t->ctl->json)
+		return CTL_OK;
+	printf("PASSED: all %d checks passed.", PP_CHECK_STEPS);
+	if (!t->enabled && t->enabled_now)
+		printf(" Its first passing test enabled email account %lld.\n",
+		       (long long)t->account);
+	else if (!t->enabled_now)
+		printf(" The account stays disabled (it passed a test before); enable it with: "
+		       "practicepost account enable %lld\n",
+		       (long long)t->account);
+	else
+		printf("\n");
 	return CTL_OK;
+}
+
+/* test_enabled_now - whether the account is enabled after the test (the
+ * first pass enables it); -1 on a database error. */
+static int test_enabled_now(test_run_t *t)
+{
+	char id[PP_LL_LEN];
+	PGresult *res = pp_db_exec(t->ctl->db, "SELECT enabled FROM email_accounts WHERE id = $1",
+	                           PP_DB_ARGS(pp_lltoa(id, t->account)));
+	int rc = res != NULL && PQntuples(res) == 1 ? strcmp(pp_db_value(res, 0, 0), "t") == 0 : -1;
+	if (rc < 0)
+		ctl_db_fail(t->ctl, "read the account after its test");
+	PQclear(res);
+	return rc;
+}
+
+/* test_run - load the account, run the test to its end, record a failure
+ * the service did not; CTL_OK (t->failed tells the outcome) or an exit
+ * code when the test could not run. */
+static int test_run(test_run_t *t, int64_t timeout)
+{
+	char err[512];
+	int rc = test_load(t);
+	if (rc != CTL_OK)
+		return rc;
+	snprintf(t->request, sizeof(t->request), "ctl-%d-%lld", (int)getpid(),
+	         (long long)pp_now_ms());
+	void *sock = ctl_control_socket(t->ctl, err, sizeof(err));
+	if (sock == NULL)
+		test_service_down(t, err,
+		                  "Start the service (systemctl start practicepost), then run this "
+		                  "test again.");
+	else
+		test_converse(t, sock, timeout);
+	pp_zmq_close(&sock);
+	if (!t->ctl->json && t->open_step != 0)
+		fputc('\n', t->out);
+	if (t->done < 0)
+		return CTL_FAIL;
+	if (t->failed)
+		test_record(t);
+	t->enabled_now = test_enabled_now(t);
+	return t->enabled_now < 0 ? CTL_FAIL : CTL_OK;
+}
+
+int ctl_account_test_run(ctl_t *ctl, int64_t account, FILE *out, ctl_account_test_t *result)
+{
+	test_run_t t;
+	memset(&t, 0, sizeof(t));
+	memset(result, 0, sizeof(*result));
+	t.ctl = ctl;
+	t.out = out;
+	t.account = account;
+	int rc = test_run(&t, TEST_DEFAULT_S);
+	result->failed_step = t.failed;
+	result->service_down = t.service_down;
+	result->enabled = t.enabled_now > 0;
+	return rc;
 }
 
 static int cmd_account_test(ctl_t *ctl, int argc, char **argv)
 {
 	test_run_t t;
-	char err[512];
 	int64_t timeout;
 	memset(&t, 0, sizeof(t));
 	t.ctl = ctl;
+	t.out = stdout;
 	int rc = test_parse(ctl, argc, argv, &t.account, &timeout);
 	if (rc != CTL_OK)
 		return rc;
 	if (ctl_db(ctl) == NULL)
 		return CTL_FAIL;
-	if ((rc = test_load(&t)) != CTL_OK)
+	if ((rc = test_run(&t, timeout)) != CTL_OK)
 		return rc;
-	snprintf(t.request, sizeof(t.request), "ctl-%d-%lld", (int)getpid(),
-	         (long long)pp_now_ms());
-	void *sock = ctl_control_socket(ctl, err, sizeof(err));
-	if (sock == NULL)
-		test_service_down(&t, err,
-		                  "Start the service (systemctl start practicepost), then run this "
-		                  "test again.");
-	else
-		test_converse(&t, sock, timeout);
-	pp_zmq_close(&sock);
-	if (t.failed)
-		test_record(&t);
 	return test_conclude(&t);
 }
 
@@ -413,8 +473,8 @@ static int enable_refused(ctl_t *ctl, int64_t id)
 	}
 	const char *result = pp_db_value(res, 0, 0);
 	ctl_err("email account %lld is not enabled: it has not passed a credential test yet "
-	        "(%s%s%s%s). Run: practicepost account test --account %lld, fix what it reports, "
-	        "then enable it again.",
+	        "(%s%s%s%s). Run: practicepost account test --account %lld and fix what it "
+	        "reports: the first test that passes enables the account.",
 	        (long long)id, result ? "last test " : "never tested", result ? result : "",
 	        result ? " on " : "", result ? pp_db_value(res, 0, 1) : "", (long long)id);
 	PQclear(res);
@@ -484,7 +544,8 @@ const ctl_command_t ctl_account_test_commands[] = {
     {"account", "test", cmd_account_test, "--account ID [--timeout SECONDS]",
      "test an email account inside the running service, step by step: internet, service, "
      "incoming connect and login, outgoing connect and AUTH, clean disconnect; no mail is "
-     "sent; stops at the first failure with what to do (--json: one result document)"},
+     "sent; stops at the first failure with what to do (--json: one result document); the "
+     "first test that passes enables the account"},
     {"account", "enable", cmd_account_enable, "ID",
      "enable an email account; refused until a credential test has passed"},
     {"account", "disable", cmd_account_disable, "ID",

@@ -1,6 +1,7 @@
 /*
  * cmd_db.c - `practicepost db migrate|version|genuine` and `practicepost key
- * generate`.
+ * generate`. migrate and version run with the login's own rights (the
+ * migration role); the other commands as pp_operator (pp_db.c).
  */
 #include <stdio.h>
 #include <string.h>
@@ -16,15 +17,22 @@ static int cmd_db_migrate(ctl_t *ctl, int argc, char **argv)
 	(void)argv;
 	if (argc != 1)
 		return ctl_err("usage: practicepost db migrate"), 2;
+	pp_db_use_role(NULL); /* the schema's owner changes it */
 	pp_db_t *db = ctl_db_raw(ctl);
 	if (db == NULL)
 		return 1;
-	if (pp_migrate_apply(db, &from, &to, err, sizeof(err)) != 0)
+	int roles = pp_config_database_roles() != PP_CONFIG_ROLES_OFF;
+	if (pp_migrate_apply(db, roles, &from, &to, err, sizeof(err)) != 0)
 		return ctl_err("%s", err);
 	if (from == to)
 		printf("schema is up to date (version %d)\n", to);
 	else
 		printf("schema migrated from version %d to %d\n", from, to);
+	if (roles)
+		printf("database roles granted: pp_fetcher pp_composer pp_sender pp_sms "
+		       "pp_watchdog pp_operator\n");
+	else
+		printf("database roles left alone ([database] roles = off)\n");
 	return 0;
 }
 
@@ -33,6 +41,7 @@ static int cmd_db_version(ctl_t *ctl, int argc, char **argv)
 	(void)argv;
 	if (argc != 1)
 		return ctl_err("usage: practicepost db version"), 2;
+	pp_db_use_role(NULL);
 	pp_db_t *db = ctl_db_raw(ctl);
 	if (db == NULL)
 		return 1;

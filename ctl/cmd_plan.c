@@ -7,8 +7,9 @@
  * pp_reminder_group and pp_family_reminder (what is due and how families
  * are grouped), pp_auto_channel (channel and template), the bounce flag
  * and pp_sms_opted_out (what the composer and sms stage refuse) and
- * pp_outbox_hold_at (opt-outs, holidays, quiet hours, caps at the hour the
- * message would go). Nothing is written.
+ * pp_outbox_hold_at, the send schedule and staggered SMS slots (when each
+ * message would actually go and why not sooner: cmd_plan_when.c). Nothing
+ * is written.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -16,15 +17,15 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "ctl_plan.h"
 #include "pp_merge.h"
 #include "pp_sms_text.h"
-
-#define PLAN_MAX_HOLDS 4 /* a hold's end may fall into another rule's hold */
 
 static const char day_sql[] =
     "SELECT p.time_zone, d.day::text, (d.day::timestamp AT TIME ZONE p.time_zone)::text, "
     "((d.day + 1)::timestamp AT TIME ZONE p.time_zone)::text, (d.day + 1)::timestamp AT TIME "
-    "ZONE p.time_zone > now() FROM practices p CROSS JOIN LATERAL (SELECT coalesce($2::date, "
+    "ZONE p.time_zone > now(), p.sms_mode = 'staggered' FROM practices p CROSS JOIN LATERAL "
+    "(SELECT coalesce($2::date, "
     "(now() AT TIME ZONE p.time_zone)::date) AS day) d WHERE p.id = $1";
 
 enum {
@@ -87,29 +88,84 @@ static const char message_sql[] =
     "AND ch.channel = 'sms' LEFT JOIN appointments a ON a.id = $5::bigint LEFT JOIN "
     "locations l ON l.id = coalesce(a.location_id, pe.preferred_location_id)";
 
-typedef struct {
-	ctl_t *ctl;
-	int64_t practice;
-	const char *zone;
-	ctl_json_t json;
-	pp_buf_t table;
-	int64_t *done; /* appointments already in a message of this plan */
-	size_t ndone, capdone;
-	int64_t *sent_to; /* recipients, for the cap's rank */
-	size_t nsent, capsent;
-} plan_t;
-
-/* One row of the output. */
+/* One row as it is found (borrowed strings); plan_add copies it. */
 typedef struct {
 	const char *person, *name, *appointment, *starts, *kind, *channel, *template_code;
 	const char *when, *status, *reason;
 	int segments; /* -1: not an SMS */
 } plan_row_t;
 
-static void plan_emit(plan_t *p, const plan_row_t *r)
+static char *plan_dup(const char *s)
 {
+	return s != NULL ? xstrdup(s) : NULL;
+}
+
+/* plan_add - a line of the plan, copied from r; it stays valid until the
+ * next plan_add. */
+static plan_line_t *plan_add(plan_t *p, const plan_row_t *r)
+{
+	if (p->nlines == p->caplines) {
+		p->caplines = p->caplines ? p->caplines * 2 : 16;
+		p->lines = xrealloc(p->lines, p->caplines * sizeof(*p->lines));
+	}
+	plan_line_t *l = &p->lines[p->nlines++];
+	memset(l, 0, sizeof(*l));
+	l->person = plan_dup(r->person);
+	l->name = plan_dup(r->name);
+	l->appointment = plan_dup(r->appointment);
+	l->starts = plan_dup(r->starts);
+	l->kind = plan_dup(r->kind);
+	l->channel = plan_dup(r->channel);
+	l->template_code = plan_dup(r->template_code);
+	l->when = plan_dup(r->when);
+	l->status = r->status;
+	l->segments = r->segments;
+	pp_buf_init(&l->reason);
+	if (r->reason != NULL)
+		pp_buf_puts(&l->reason, r->reason);
+	return l;
+}
+
+static void plan_lines_free(plan_t *p)
+{
+	for (size_t i = 0; i < p->nlines; i++) {
+		plan_line_t *l = &p->lines[i];
+		free(l->person);
+		free(l->name);
+		free(l->appointment);
+		free(l->starts);
+		free(l->kind);
+		free(l->channel);
+		free(l->template_code);
+		free(l->when);
+		free(l->ready);
+		pp_buf_free(&l->reason);
+	}
+	free(p->lines);
+}
+
+/* plan_local - an instant as "YYYY-MM-DD HH:MM" in the practice's zone. */
+static char *plan_local(plan_t *p, const char *instant)
+{
+	PGresult *res = pp_db_exec(p->ctl->db,
+	                           "SELECT to_char($1::timestamptz AT TIME ZONE $2, "
+	                           "'YYYY-MM-DD HH24:MI')",
+	                           PP_DB_ARGS(instant, p->zone));
+	char *out = xstrdup(res ? pp_db_value(res, 0, 0) : instant);
+	PQclear(res);
+	return out;
+}
+
+/* plan_emit - one line of the output, its time in the practice's zone. */
+static void plan_emit(plan_t *p, ctl_json_t *j, pp_buf_t *table, const plan_line_t *line)
+{
+	char *local = line->when != NULL ? plan_local(p, line->when) : NULL;
+	const char *reason = line->reason.len ? line->reason.data : NULL;
+	plan_row_t row = {line->person, line->name,    line->appointment,   line->starts,
+	                  line->kind,   line->channel, line->template_code, local,
+	                  line->status, reason,        line->segments};
+	const plan_row_t *r = &row;
 	if (p->ctl->json) {
-		ctl_json_t *j = &p->json;
 		ctl_json_begin_object(j);
 		ctl_json_key(j, "person_id");
 		ctl_json_int(j, strtoll(r->person, NULL, 10));
@@ -137,27 +193,16 @@ static void plan_emit(plan_t *p, const plan_row_t *r)
 		ctl_json_key(j, "reason");
 		ctl_json_str(j, r->reason);
 		ctl_json_end_object(j);
-		return;
+	} else {
+		char seg[16] = "-";
+		if (r->segments >= 0)
+			snprintf(seg, sizeof(seg), "%d", r->segments);
+		pp_buf_printf(table, "%-7s %-20.20s %-6s %-16s %-8s %-5s %-16s %-3s %-7s %s\n",
+		              r->person, r->name ? r->name : "-", r->appointment, r->starts,
+		              r->kind, r->channel ? r->channel : "-", r->when ? r->when : "-", seg,
+		              r->status, r->reason ? r->reason : "");
 	}
-	char seg[16] = "-";
-	if (r->segments >= 0)
-		snprintf(seg, sizeof(seg), "%d", r->segments);
-	pp_buf_printf(&p->table, "%-7s %-20.20s %-6s %-16s %-8s %-5s %-16s %-3s %-7s %s\n",
-	              r->person, r->name ? r->name : "-", r->appointment, r->starts, r->kind,
-	              r->channel ? r->channel : "-", r->when ? r->when : "-", seg, r->status,
-	              r->reason ? r->reason : "");
-}
-
-/* plan_local - an instant as "YYYY-MM-DD HH:MM" in the practice's zone. */
-static char *plan_local(plan_t *p, const char *instant)
-{
-	PGresult *res = pp_db_exec(p->ctl->db,
-	                           "SELECT to_char($1::timestamptz AT TIME ZONE $2, "
-	                           "'YYYY-MM-DD HH24:MI')",
-	                           PP_DB_ARGS(instant, p->zone));
-	char *out = xstrdup(res ? pp_db_value(res, 0, 0) : instant);
-	PQclear(res);
-	return out;
+	free(local);
 }
 
 static const char *plan_value(void *ctx, pp_merge_field_t field)
@@ -220,47 +265,6 @@ static long long plan_rank(plan_t *p, int64_t person)
 	return rank;
 }
 
-/* plan_holds - move *when past every outbox hold (pp_outbox_hold_at at
- * that instant): row->status "send", "held" or "skipped" with the reasons.
- * -1 on a database error. */
-static int plan_holds(plan_t *p, int64_t person, const char *channel, char **when, plan_row_t *row,
-                      pp_buf_t *reasons)
-{
-	char prac[PP_LL_LEN], who[PP_LL_LEN], rank[PP_LL_LEN];
-	pp_lltoa(prac, p->practice);
-	pp_lltoa(who, person);
-	pp_lltoa(rank, plan_rank(p, person));
-	row->status = "send";
-	for (int i = 0; i < PLAN_MAX_HOLDS; i++) {
-		PGresult *res = pp_db_exec(p->ctl->db,
-		                           "SELECT hold_until::text, reason, stop FROM "
-		                           "pp_outbox_hold_at($1, $2, $3::message_channel, "
-		                           "'reminder', false, $4::bigint, $5::timestamptz)",
-		                           PP_DB_ARGS(prac, who, channel, rank, *when));
-		if (res == NULL)
-			return -1;
-		int held = PQntuples(res) == 1;
-		if (held) {
-			int stop = strcmp(pp_db_value(res, 0, 2), "t") == 0;
-			pp_buf_printf(reasons, "%s%s", reasons->len ? "; " : "",
-			              pp_db_value(res, 0, 1));
-			row->status = stop ? "skipped" : "held";
-			if (!stop && pp_db_value(res, 0, 0) != NULL) {
-				free(*when);
-				*when = xstrdup(pp_db_value(res, 0, 0));
-			} else {
-				held = 0; /* until staff act: no later time */
-				if (!stop)
-					row->status = "held";
-			}
-		}
-		PQclear(res);
-		if (!held)
-			break;
-	}
-	return 0;
-}
-
 typedef struct {
 	int64_t rule, person, appointment;
 	const char *email_template, *sms_template, *family_text, *due_at;
@@ -289,7 +293,6 @@ static int plan_message(plan_t *p, const plan_msg_t *m)
 	                           PP_DB_ARGS(pp_lltoa(prac, p->practice), pp_lltoa(who, m->person),
 	                                      m->email_template, m->sms_template,
 	                                      pp_lltoa(appt, m->appointment), m->family_text));
-	char *when = xstrdup(m->due_at), *local = NULL;
 	int rc = -1;
 	pp_buf_init(&reasons);
 	if (a == NULL || res == NULL || PQntuples(res) != 1 || PQntuples(a) != 1)
@@ -311,22 +314,26 @@ static int plan_message(plan_t *p, const plan_msg_t *m)
 		pp_buf_puts(&reasons, pp_db_value(res, 0, M_BOUNCED));
 	else if (strcmp(pp_db_value(res, 0, M_STOP), "t") == 0)
 		pp_buf_puts(&reasons, "the number texted STOP (opted out of SMS)");
-	else if (plan_holds(p, m->person, row.channel, &when, &row, &reasons) != 0)
-		goto done;
-	if (strcmp(row.status, "skipped") != 0) {
-		row.when = local = plan_local(p, when);
+	else
+		row.status = "send";
+	row.reason = reasons.len ? reasons.data : NULL;
+	if (strcmp(row.status, "send") == 0) {
+		row.when = m->due_at;
 		if (pp_db_value(res, 0, M_BODY) != NULL)
 			row.segments = plan_segments(p, pp_db_value(res, 0, M_BODY),
 			                             pp_db_value(res, 0, M_VALUES));
 	}
-	row.reason = reasons.len ? reasons.data : NULL;
-	plan_emit(p, &row);
+	plan_line_t *line = plan_add(p, &row);
+	if (strcmp(row.status, "send") == 0) {
+		line->person_id = m->person;
+		line->rank = plan_rank(p, m->person);
+		if (plan_when(p, line) != 0)
+			goto done;
+	}
 	rc = 0;
 done:
 	if (rc != 0)
 		ctl_db_fail(p->ctl, "plan the reminders");
-	free(when);
-	free(local);
 	pp_buf_free(&reasons);
 	PQclear(res);
 	PQclear(a);
@@ -355,7 +362,7 @@ static int plan_grouped(plan_t *p, int64_t appt, int64_t to, int64_t to_appt)
 	                  .status = "grouped",
 	                  .reason = reason,
 	                  .segments = -1};
-	plan_emit(p, &row);
+	plan_add(p, &row);
 	PQclear(a);
 	return 0;
 }
@@ -447,6 +454,30 @@ done:
 	return rc;
 }
 
+/* plan_print - every line, as a table or one JSON array. */
+static void plan_print(plan_t *p, const char *day)
+{
+	ctl_json_t json;
+	pp_buf_t table;
+	ctl_json_init(&json);
+	ctl_json_begin_array(&json);
+	pp_buf_init(&table);
+	for (size_t i = 0; i < p->nlines; i++)
+		plan_emit(p, &json, &table, &p->lines[i]);
+	if (p->ctl->json) {
+		ctl_json_end_array(&json);
+		ctl_json_print(&json, stdout);
+	} else {
+		printf("practice %lld, %s (%s): reminders; WHEN is the earliest they go\n",
+		       (long long)p->practice, day, p->zone);
+		printf("%-7s %-20s %-6s %-16s %-8s %-5s %-16s %-3s %-7s %s\n", "PERSON", "NAME",
+		       "APPT", "STARTS", "KIND", "CHAN", "WHEN", "SEG", "STATUS", "REASON");
+		fputs(table.data ? table.data : "", stdout);
+		pp_buf_free(&json.out);
+	}
+	pp_buf_free(&table);
+}
+
 static int plan_parse(ctl_t *ctl, int argc, char **argv, int64_t *practice, const char **date)
 {
 	static const struct option opts[] = {{"practice", required_argument, NULL, 'p'},
@@ -500,30 +531,20 @@ static int cmd_plan(ctl_t *ctl, int argc, char **argv)
 		ctl_db_fail(ctl, "read the reminders due");
 		goto done;
 	}
-	ctl_json_init(&p.json);
-	ctl_json_begin_array(&p.json);
-	pp_buf_init(&p.table);
+	p.staggered = strcmp(pp_db_value(day, 0, 5), "t") == 0;
 	for (int r = 0; r < PQntuples(due); r++)
 		if (plan_due_one(&p, due, r) != 0)
-			goto out;
-	rc = CTL_OK;
-	if (ctl->json) {
-		ctl_json_end_array(&p.json);
-		ctl_json_print(&p.json, stdout);
-	} else {
-		printf("practice %lld, %s (%s): reminders\n", (long long)p.practice,
-		       pp_db_value(day, 0, 1), p.zone);
-		printf("%-7s %-20s %-6s %-16s %-8s %-5s %-16s %-3s %-7s %s\n", "PERSON", "NAME",
-		       "APPT", "STARTS", "KIND", "CHAN", "WHEN", "SEG", "STATUS", "REASON");
-		fputs(p.table.data ? p.table.data : "", stdout);
-		if (PQntuples(due) == 0)
-			printf("(no reminders are due that day)\n");
+			goto done;
+	if (plan_sms_slots(&p) != 0) {
+		ctl_db_fail(ctl, "plan the SMS delivery slots");
+		goto done;
 	}
-out:
-	if (rc != CTL_OK || !ctl->json)
-		pp_buf_free(&p.json.out);
-	pp_buf_free(&p.table);
+	plan_print(&p, pp_db_value(day, 0, 1));
+	if (!ctl->json && PQntuples(due) == 0)
+		printf("(no reminders are due that day)\n");
+	rc = CTL_OK;
 done:
+	plan_lines_free(&p);
 	free(p.done);
 	free(p.sent_to);
 	PQclear(due);
@@ -533,8 +554,9 @@ done:
 
 const ctl_command_t ctl_plan_commands[] = {
     {NULL, "plan", cmd_plan, "--practice ID [--date YYYY-MM-DD]",
-     "dry run of a day's reminders (default today, practice zone): who gets what and when, by "
-     "which channel, SMS segments, or why not (opted out, no address, bounced, quiet hours, "
-     "family grouped); nothing is changed"},
+     "dry run of a day's reminders (default today, practice zone): who gets what, by which "
+     "channel, SMS segments, or why not (opted out, no address, bounced, family grouped); "
+     "when each would actually go (holidays, quiet hours, caps, the send schedule, staggered "
+     "SMS delivery slots) and why not sooner; nothing is changed"},
     {NULL, NULL, NULL, NULL, NULL},
 };

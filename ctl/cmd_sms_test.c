@@ -19,6 +19,7 @@
 
 #include "ctl.h"
 #include "pp_audit.h"
+#include "pp_tls.h"
 
 #define TEST_BODY_MAX 65536
 #define TEST_TEXT_MAX 600
@@ -79,12 +80,7 @@ static void test_get(const test_account_t *a, const char *url, test_http_t *out)
 	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, out->error);
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, test_on_body);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &out->body);
-	if (a->ca_file != NULL)
-		curl_easy_setopt(curl, CURLOPT_CAINFO, a->ca_file);
-	if (!a->verify) {
-		curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
-	}
+	pp_tls_apply(curl, a->verify, a->ca_file);
 	out->rc = curl_easy_perform(curl);
 	if (out->rc == CURLE_OK)
 		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &out->code);

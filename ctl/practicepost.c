@@ -12,6 +12,9 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "ctl_audit.h"
+#include "pp_secret.h"
+#include "pp_audit.h"
 #include "pp_log.h"
 #include "pp_migrate.h"
 #include "pp_state.h"
@@ -28,7 +31,7 @@ static const ctl_command_t *const command_tables[] = {
     ctl_schedule_commands,  ctl_sms_commands,          ctl_oauth_commands,
     ctl_sms_test_commands,  ctl_location_commands,     ctl_holds_commands,
     ctl_sms_plan_commands,  ctl_account_test_commands, ctl_proxy_commands,
-    ctl_support_commands,   ctl_plan_commands,
+    ctl_support_commands,   ctl_plan_commands,         ctl_audit_commands,
 };
 #define N_TABLES (sizeof(command_tables) / sizeof(command_tables[0]))
 
@@ -272,7 +275,12 @@ static int run_command(ctl_t *ctl, int argc, char **argv)
 	snprintf(progname, sizeof(progname), "practicepost %s", ctl->cmd_name);
 	argv[0] = progname;
 	optind = 0; /* glibc: full re-initialisation for the command's getopt */
-	return cmd->run(ctl, argc, argv);
+	/* the audit trail around every command (ctl_audit.c) */
+	int rc = ctl_audit_begin(ctl, argc, argv);
+	if (rc != CTL_OK)
+		return rc;
+	rc = cmd->run(ctl, argc, argv);
+	return ctl_audit_end(ctl, argc, argv, rc);
 }
 
 int main(int argc, char **argv)
@@ -287,6 +295,13 @@ int main(int argc, char **argv)
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.config_path = pp_config_default_path();
 	log_init("practicepost", 0);
+	/* passwords read on stdin and decrypted secrets never reach a core file */
+	char core_err[256];
+	if (pp_secret_no_core_dumps(core_err, sizeof(core_err)) != 0)
+		log_warnx("%s", core_err);
+	/* every database session of this run acts as the operator */
+	if (pp_audit_set_actor(pp_audit_operator()) != 0)
+		return ctl_err("cannot name the operator to the database"), CTL_FAIL;
 	while ((ch = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':

@@ -66,6 +66,16 @@ typedef enum {
 	FETCHER_POLL_ACCOUNT_ERR /* server, login, TLS or settings problem: diagnostic */
 } fetcher_poll_status_t;
 
+/* A message whose statement was sent and whose result is not taken yet. */
+typedef struct {
+	pp_buf_t lines; /* its log lines, each without "msg=ID " */
+	char *dup;      /* its line if it turns out already stored */
+	char uid[PP_LL_LEN + 8];
+} fetcher_pending_t;
+
+/* Statements of one group the store leaves running at most. */
+#define FETCHER_PIPELINE_DEPTH 8
+
 /* Messages stored in one open transaction, committed together. */
 typedef struct {
 	int open;          /* a transaction is open */
@@ -74,12 +84,11 @@ typedef struct {
 	int64_t opened_ms; /* monotonic */
 	int64_t stored;    /* new rows in it */
 	pp_buf_t log;      /* their log lines, printed after the commit */
-	/* The last message's statement may still be running (pipelined): its
-	 * result is taken before anything else runs on the connection. */
-	int pending;
-	pp_buf_t pending_lines; /* its log lines, each without "msg=ID " */
-	char *pending_dup;      /* its line if it turns out already stored */
-	char pending_uid[PP_LL_LEN + 8];
+	/* The last messages' statements may still be running (pipelined,
+	 * oldest first): their results are taken before anything else runs
+	 * on the connection. */
+	fetcher_pending_t *pending;
+	int npending, pending_cap;
 } fetcher_batch_t;
 
 typedef struct {
@@ -116,6 +125,8 @@ typedef struct {
 /* fetcher_account.c */
 int fetcher_account_claim(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_account_t *acct);
 int fetcher_account_release(pp_daemon_t *d, const fetcher_account_t *acct, int poll_again_now);
+/* fetcher_account_renew_due - the lease is due for renewal. */
+int fetcher_account_renew_due(const fetcher_account_t *acct);
 /* fetcher_account_renew - extend the lease when due; -1 if the claim was lost. */
 int fetcher_account_renew(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_account_t *acct);
 void fetcher_account_clear(fetcher_account_t *acct);
@@ -286,10 +297,20 @@ typedef struct {
 int fetcher_file(pp_db_t *db, int64_t practice_id, const fetcher_parsed_t *p, fetcher_filing_t *f);
 void fetcher_filing_clear(fetcher_filing_t *f);
 
+/* fetcher_attach.c - inside the store's transaction: the attachments rows
+ * of message msg_id (fetcher_attach_store), or the exact bytes of a
+ * message whose text had to be cleaned (fetcher_attach_original). 0 / -1. */
+int fetcher_attach_store(pp_db_t *db, int64_t msg_id, const fetcher_parsed_t *p);
+int fetcher_attach_original(pp_db_t *db, int64_t msg_id, const char *raw, size_t len,
+                            const char *sha256);
+
 /* fetcher_act.c - what a stored bounce or unsubscribe request does, in the
  * store's transaction: 0, or -1 on a database error. */
 int fetcher_act(pp_db_t *db, int64_t practice_id, int64_t msg_id, const fetcher_parsed_t *p,
                 const fetcher_filing_t *f);
+/* fetcher_act_needed - the message is a bounce or unsubscribe request
+ * filed to the outgoing message it acts on. */
+int fetcher_act_needed(const fetcher_parsed_t *p, const fetcher_filing_t *f);
 
 /* fetcher_pipe.c - a worker thread that parses and files the next message
  * while the store writes the current one. */
@@ -335,10 +356,10 @@ int fetcher_store_download(pp_daemon_t *d, const fetcher_settings_t *s,
  * storing it, with a diagnostic naming it; commits the group. 0 / -1. */
 int fetcher_store_skip(pp_daemon_t *d, const fetcher_account_t *acct, const fetcher_source_t *src,
                        int64_t max_bytes, fetcher_poll_t *poll);
-/* fetcher_store_settle - take the result of the message statement still
- * running, if any: 0, or -1 when it failed (the group is then dropped and
- * the poll ends; see fetcher_store_parsed). Call before running anything
- * else on the daemon's connection during a poll. */
+/* fetcher_store_settle - take the results of the message statements
+ * still running, if any: 0, or -1 when one failed (the group is then
+ * dropped and the poll ends; see fetcher_store_parsed). Call before
+ * running anything else on the daemon's connection during a poll. */
 int fetcher_store_settle(pp_daemon_t *d, const fetcher_account_t *acct, fetcher_poll_t *poll);
 /* fetcher_store_flush - commit the poll's open group and log what it
  * stored; 0, or -1 when the commit failed (nothing of it is stored). */

@@ -106,10 +106,15 @@ void fetcher_account_token(pp_db_t *db, pp_daemon_t *d, fetcher_account_t *acct)
 	pp_oauth_access_clear(&tok);
 }
 
+int fetcher_account_renew_due(const fetcher_account_t *acct)
+{
+	return pp_mono_ms() >= acct->lease_renew_ms;
+}
+
 int fetcher_account_renew(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_account_t *acct)
 {
 	char id[24], lease[24];
-	if (pp_mono_ms() < acct->lease_renew_ms)
+	if (!fetcher_account_renew_due(acct))
 		return 0;
 	pp_lltoa(id, acct->id);
 	pp_lltoa(lease, s->lease_s);

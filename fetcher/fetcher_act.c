@@ -89,14 +89,20 @@ static int act_unsubscribe(pp_db_t *db, int64_t practice_id, int64_t msg_id,
 	                "kind=%s channel=email by msg=%lld", kind, (long long)msg_id);
 }
 
+int fetcher_act_needed(const fetcher_parsed_t *p, const fetcher_filing_t *f)
+{
+	if (f->related_id == 0 || f->how == NULL)
+		return 0;
+	return (p->cls.kind == FETCHER_KIND_BOUNCE && strcmp(f->how, "bounce") == 0) ||
+	       (p->cls.kind == FETCHER_KIND_UNSUBSCRIBE && strcmp(f->how, "unsubscribe") == 0);
+}
+
 int fetcher_act(pp_db_t *db, int64_t practice_id, int64_t msg_id, const fetcher_parsed_t *p,
                 const fetcher_filing_t *f)
 {
-	if (f->related_id == 0)
+	if (!fetcher_act_needed(p, f))
 		return 0;
-	if (p->cls.kind == FETCHER_KIND_BOUNCE && strcmp(f->how, "bounce") == 0)
+	if (p->cls.kind == FETCHER_KIND_BOUNCE)
 		return act_bounce(db, practice_id, msg_id, &p->cls, f);
-	if (p->cls.kind == FETCHER_KIND_UNSUBSCRIBE && strcmp(f->how, "unsubscribe") == 0)
-		return act_unsubscribe(db, practice_id, msg_id, f);
-	return 0;
+	return act_unsubscribe(db, practice_id, msg_id, f);
 }

@@ -280,7 +280,8 @@ static int imap_store_job(pp_daemon_t *d, const fetcher_settings_t *s, fetcher_a
 	char uidtext[PP_LL_LEN];
 	pp_lltoa(uidtext, job->uid);
 	fetcher_source_t src = {acct->mailbox, uidvalidity, uidtext, job->uid, 0};
-	if (fetcher_store_settle(d, acct, poll) != 0)
+	/* the lease renewal runs on the store's connection */
+	if (fetcher_account_renew_due(acct) && fetcher_store_settle(d, acct, poll) != 0)
 		return -1;
 	if (fetcher_account_renew(d, s, acct) != 0) {
 		poll->db_failed = 1;

@@ -91,23 +91,33 @@ int fetcher_imapc_send(fetcher_imapc_t *c, const char *text)
 	return c->broken ? -1 : 0;
 }
 
-int fetcher_imapc_fill(fetcher_imapc_t *c)
+/* imapc_read - one read of what has arrived: 1 read, 0 nothing yet,
+ * -1 broken. What the server streams ahead of the reader stays in the
+ * socket, not in memory. */
+static int imapc_read(fetcher_imapc_t *c, size_t *n)
 {
 	char buf[16384];
-	while (!c->broken) {
-		size_t n = 0;
-		CURLcode rc = curl_easy_recv(c->curl, buf, sizeof(buf), &n);
-		if (rc == CURLE_AGAIN)
-			return 0;
-		if (rc != CURLE_OK || n == 0) {
-			imapc_fail(c, "the server closed the connection");
-			break;
-		}
-		pp_buf_append(&c->in, buf, n);
-		if (n < sizeof(buf))
-			return 0;
+	*n = 0;
+	if (c->broken)
+		return -1;
+	CURLcode rc = curl_easy_recv(c->curl, buf, sizeof(buf), n);
+	if (rc == CURLE_AGAIN)
+		return 0;
+	if (rc != CURLE_OK || *n == 0) {
+		imapc_fail(c, "the server closed the connection");
+		return -1;
 	}
-	return -1;
+	pp_buf_append(&c->in, buf, *n);
+	return 1;
+}
+
+int fetcher_imapc_fill(fetcher_imapc_t *c)
+{
+	size_t n;
+	int rc;
+	while ((rc = imapc_read(c, &n)) > 0 && n == 16384)
+		;
+	return rc < 0 ? -1 : 0;
 }
 
 /* imapc_consume - drop n bytes from the front of the input: the offset
@@ -148,14 +158,16 @@ char *fetcher_imapc_line(fetcher_imapc_t *c)
 	int64_t until = pp_mono_ms() + c->timeout_ms;
 	while (!c->broken) {
 		char *line = fetcher_imapc_take_line(c);
+		size_t n;
 		if (line != NULL || c->broken)
 			return line;
+		if (imapc_read(c, &n) != 0)
+			continue; /* read some (or broken) */
 		if (imapc_wait(c, POLLIN, until) != 0) {
 			imapc_fail(c, "no answer from the server for %llds",
 			           (long long)c->timeout_ms / 1000);
 			break;
 		}
-		fetcher_imapc_fill(c);
 	}
 	return NULL;
 }
@@ -174,11 +186,10 @@ int fetcher_imapc_bytes(fetcher_imapc_t *c, size_t n, pp_buf_t *out)
 			until = pp_mono_ms() + c->timeout_ms; /* progress */
 			continue;
 		}
-		if (imapc_wait(c, POLLIN, until) != 0)
+		size_t got;
+		if (imapc_read(c, &got) == 0 && imapc_wait(c, POLLIN, until) != 0)
 			imapc_fail(c, "the server stopped sending for %llds",
 			           (long long)c->timeout_ms / 1000);
-		else
-			fetcher_imapc_fill(c);
 	}
 	return c->broken ? -1 : 0;
 }

@@ -15,6 +15,7 @@
 #include "pp_log.h"
 #include "pp_oauth_token.h"
 #include "pp_secret.h"
+#include "pp_tls.h"
 
 void fetcher_poll_fail(fetcher_poll_t *poll, const char *code, const char *fmt, ...)
 {
@@ -99,11 +100,8 @@ static void session_set_tls(fetcher_session_t *sess, const fetcher_account_t *ac
 			log_warnx("account=%lld tls=none: the password travels unencrypted",
 			          (long long)acct->id);
 	}
-	if (acct->ca_file != NULL && *acct->ca_file)
-		curl_easy_setopt(c, CURLOPT_CAINFO, acct->ca_file);
+	pp_tls_apply(c, acct->verify, acct->ca_file);
 	if (!acct->verify) {
-		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
 		if (session_first_warning(acct->id, 1))
 			log_warnx("account=%lld host=%s certificate verification is turned off "
 			          "for this account",
@@ -250,6 +248,8 @@ void fetcher_session_fail(fetcher_session_t *sess, CURLcode rc, const char *what
 		return;
 	}
 	const char *detail = sess->errbuf[0] ? sess->errbuf : curl_easy_strerror(rc);
+	if (pp_tls_explain(rc, sess->errbuf, NULL, 0, text, sizeof(text)) != PP_TLS_NOT_TLS)
+		detail = text;
 	fetcher_poll_fail(poll, session_error_code(rc), "%s as %s at %s:%d failed (curl %d): %s",
 	                  what, acct->username, acct->host, acct->port, (int)rc, detail);
 }

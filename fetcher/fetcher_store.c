@@ -4,9 +4,16 @@
  * inserts the messages row (state 'received') with its bodies, the family
  * members it concerns, its tag and the audit rows (received, filed) and
  * advances the account's read position (mailbox_state.last_uid, or
- * pop3_seen); then its attachments and what a bounce or an unsubscribe
- * request does (fetcher_act.c). So a message is either stored and marked
- * read, or neither.
+ * pop3_seen); then its attachments (fetcher_attach.c) and what a bounce
+ * or an unsubscribe request does (fetcher_act.c). So a message is either
+ * stored and marked read, or neither.
+ *
+ * Pipelining: a message whose rows are that one statement alone is only
+ * sent; up to FETCHER_PIPELINE_DEPTH such statements run while the next
+ * messages download and parse, and their results are taken in order
+ * before anything else uses the connection (a message that needs its id,
+ * the commit, a lease renewal). When one fails the later ones fail with
+ * the transaction, and the group is handled as one failure.
  *
  * Group commit: messages of one poll share a transaction until
  * [fetcher] commit_messages, commit_bytes or commit_ms is reached, then
@@ -25,7 +32,6 @@
  * a cleaned copy and the exact bytes are kept as an attachment
  * "original.eml" (message/rfc822) of the same message.
  */
-#include <glib.h>
 #include <limits.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -168,66 +174,6 @@ static int store_message(pp_db_t *db, const fetcher_account_t *acct, const fetch
 	return rc;
 }
 
-/* store_attachment - one row of attachments with the decoded bytes. */
-static int store_attachment(pp_db_t *db, const char *msg, const char *filename, const char *type,
-                            const char *part, const char *cid, const unsigned char *data,
-                            size_t len, const char *sha256)
-{
-	char size[PP_LL_LEN];
-	gchar *b64 = g_base64_encode(data, len);
-	int rc = pp_db_command_prepared(
-	    db,
-	    "INSERT INTO attachments (message_id, filename, content_type, data, size_bytes, "
-	    "sha256, part_path, content_id) VALUES ($1, $2, $3, decode($4, 'base64'), $5, $6, "
-	    "$7, $8)",
-	    PP_DB_ARGS(msg, filename, type, b64, pp_lltoa(size, (long long)len), sha256, part,
-	               cid));
-	g_free(b64);
-	return rc;
-}
-
-/* store_attachment_at - one row of attachments whose bytes the database
- * decodes from the raw message (pp_attachment_data). */
-static int store_attachment_at(pp_db_t *db, const char *msg, const fetcher_attachment_t *a)
-{
-	char size[PP_LL_LEN], offset[PP_LL_LEN], length[PP_LL_LEN];
-	return pp_db_command_prepared(
-	    db,
-	    "INSERT INTO attachments (message_id, filename, content_type, size_bytes, sha256, "
-	    "part_path, content_id, raw_offset, raw_length, raw_encoding) VALUES ($1, $2, $3, "
-	    "$4, $5, $6, $7, $8, $9, $10)",
-	    PP_DB_ARGS(msg, a->filename, a->content_type, pp_lltoa(size, (long long)a->len),
-	               a->sha256, a->part_path, a->content_id, pp_lltoa(offset, a->raw_offset),
-	               pp_lltoa(length, a->raw_length), a->raw_encoding));
-}
-
-/* store_attachments - the message's attachments rows: by place in the raw
- * message where body holds it exactly, else with their bytes. */
-static int store_attachments(pp_db_t *db, int64_t msg_id, const fetcher_parsed_t *p)
-{
-	char msg[PP_LL_LEN];
-	pp_lltoa(msg, msg_id);
-	for (size_t i = 0; i < p->nattachments; i++) {
-		const fetcher_attachment_t *a = &p->attachments[i];
-		int rc = a->raw_encoding != NULL && !p->body_lossy
-		             ? store_attachment_at(db, msg, a)
-		             : store_attachment(db, msg, a->filename, a->content_type, a->part_path,
-		                                a->content_id, a->data, a->len, a->sha256);
-		if (rc != 0)
-			return -1;
-	}
-	return 0;
-}
-
-/* store_original - keep the exact bytes when body had to be cleaned. */
-static int store_original(pp_db_t *db, int64_t msg_id, const char *raw, size_t len,
-                          const char *sha256)
-{
-	char id[PP_LL_LEN];
-	return store_attachment(db, pp_lltoa(id, msg_id), "original.eml", "message/rfc822", NULL,
-	                        NULL, (const unsigned char *)raw, len, sha256);
-}
-
 /* store_lines - the log lines of a new message, each to be prefixed
  * with "msg=ID " once its id is known; and the line for a message that
  * was already stored. */
@@ -275,8 +221,9 @@ static int store_rows(pp_db_t *db, const fetcher_account_t *acct, const fetcher_
 		return -1;
 	if (*msg_id == 0)
 		return 0; /* already stored: only marked read */
-	if ((p->body_lossy && store_original(db, *msg_id, raw, len, p->content_sha256) != 0) ||
-	    store_attachments(db, *msg_id, p) != 0 ||
+	if ((p->body_lossy &&
+	     fetcher_attach_original(db, *msg_id, raw, len, p->content_sha256) != 0) ||
+	    fetcher_attach_store(db, *msg_id, p) != 0 ||
 	    fetcher_act(db, acct->practice_id, *msg_id, p, f) != 0)
 		return -1;
 	return 0;
@@ -332,29 +279,54 @@ static int store_careful(pp_db_t *db, const fetcher_account_t *acct, const fetch
 }
 
 /* store_deferrable - the message's rows are the one statement alone (no
- * attachments, exact bytes or bounce effects, which need its id), so the
- * store need not wait for it. */
+ * attachments, exact bytes or bounce or unsubscribe effects, which need
+ * its id), so the store need not wait for it. */
 static int store_deferrable(const fetcher_parsed_t *p, const fetcher_filing_t *f)
 {
-	return p->nattachments == 0 && !p->body_lossy && f->related_id == 0;
+	return p->nattachments == 0 && !p->body_lossy && !fetcher_act_needed(p, f);
+}
+
+static int store_settle(pp_db_t *db, const fetcher_account_t *acct, fetcher_poll_t *poll, int keep);
+
+/* store_pending - remember a sent message's log lines until its result. */
+static void store_pending(fetcher_batch_t *b, pp_buf_t *lines, char *dup, const char *uid)
+{
+	if (b->npending == b->pending_cap) {
+		b->pending_cap = b->pending_cap ? b->pending_cap * 2 : FETCHER_PIPELINE_DEPTH;
+		b->pending = xrealloc(b->pending, (size_t)b->pending_cap * sizeof(*b->pending));
+	}
+	fetcher_pending_t *e = &b->pending[b->npending++];
+	e->lines = *lines;
+	e->dup = dup;
+	snprintf(e->uid, sizeof(e->uid), "%s", uid);
 }
 
 /* store_one - one message inside the group's open transaction, filed
  * (filed, taken over) or filed here; with the poll pipelined and nothing
- * needing its id, its statement is only sent (b->pending). 1 stored, 0
- * already stored (or sent), -1 database failure (the transaction is then
- * unusable); *refused when it was a part refused as data outside careful
- * storing (the group is then stored again carefully). */
+ * needing its id, its statement is only sent (b->pending), else the
+ * statements still running are settled first. 1 stored, 0 already stored
+ * (or sent), -1 database failure (the transaction is then unusable, or
+ * the group was already dropped: *settled); *refused when it was a part
+ * refused as data outside careful storing (the group is then stored again
+ * carefully). */
 static int store_one(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
                      const char *raw, size_t len, fetcher_parsed_t *parsed, fetcher_filing_t *filed,
-                     fetcher_poll_t *poll, int *refused)
+                     fetcher_poll_t *poll, int *refused, int *settled)
 {
 	fetcher_batch_t *b = &poll->batch;
 	fetcher_filing_t f;
 	int64_t msg_id = 0;
 	int rc = 0, sent = 0;
 	memset(&f, 0, sizeof(f));
-	*refused = 0;
+	*refused = *settled = 0;
+	int careful_now = careful.left > 0 && careful.account == acct->id;
+	if (filed == NULL || careful_now || !poll->pipelined || !store_deferrable(parsed, filed)) {
+		/* what follows waits for its own results: take the others' first */
+		if (store_settle(db, acct, poll, 0) != 0) {
+			*settled = 1;
+			return -1;
+		}
+	}
 	if (filed != NULL) {
 		f = *filed;
 		memset(filed, 0, sizeof(*filed));
@@ -363,7 +335,7 @@ static int store_one(pp_db_t *db, const fetcher_account_t *acct, const fetcher_s
 	}
 	if (rc != 0) {
 		/* the filing rules' lookups failed: nothing was written */
-	} else if (careful.left > 0 && careful.account == acct->id) {
+	} else if (careful_now) {
 		careful.left--;
 		rc = store_careful(db, acct, src, raw, len, parsed, &f, &msg_id);
 	} else if (poll->pipelined && store_deferrable(parsed, &f)) {
@@ -379,10 +351,7 @@ static int store_one(pp_db_t *db, const fetcher_account_t *acct, const fetcher_s
 		pp_buf_init(&lines);
 		store_lines(&lines, &dup, acct, src, parsed, &f, len);
 		if (sent) {
-			b->pending = 1;
-			b->pending_lines = lines;
-			b->pending_dup = dup;
-			snprintf(b->pending_uid, sizeof(b->pending_uid), "%s", src->uid);
+			store_pending(b, &lines, dup, src->uid);
 		} else {
 			store_log(&b->log, lines.data, dup, msg_id);
 			pp_buf_free(&lines);
@@ -400,8 +369,11 @@ static int store_one(pp_db_t *db, const fetcher_account_t *acct, const fetcher_s
 static void batch_clear(fetcher_batch_t *b)
 {
 	pp_buf_free(&b->log);
-	pp_buf_free(&b->pending_lines);
-	free(b->pending_dup);
+	for (int i = 0; i < b->npending; i++) {
+		pp_buf_free(&b->pending[i].lines);
+		free(b->pending[i].dup);
+	}
+	free(b->pending);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -453,32 +425,63 @@ static int batch_begin(pp_db_t *db, fetcher_poll_t *poll)
 	return 0;
 }
 
-int fetcher_store_settle(pp_daemon_t *d, const fetcher_account_t *acct, fetcher_poll_t *poll)
+/* store_settle_failed - the oldest pending statement failed: the later
+ * ones fail with the transaction, so their results are only taken; then
+ * the group is read again carefully (a part refused as data) or dropped. */
+static void store_settle_failed(pp_db_t *db, const fetcher_account_t *acct, fetcher_poll_t *poll)
 {
 	fetcher_batch_t *b = &poll->batch;
-	pp_db_t *db = pp_daemon_db(d);
-	if (!b->pending)
-		return 0;
-	b->pending = 0;
-	PGresult *res = pp_db_result(db);
-	if (res == NULL) {
-		if (pp_db_error_is_data(db)) {
-			batch_careful(db, acct, b->pending_uid, poll, b->count);
-		} else {
-			log_warnx("account=%lld uid=%s cannot store the message (will retry): %s",
-			          (long long)acct->id, b->pending_uid, pp_db_error(db));
-			batch_discard(db, poll);
-		}
-		return -1;
+	char uid[sizeof(b->pending[0].uid)], error[512];
+	int data = pp_db_error_is_data(db);
+	snprintf(uid, sizeof(uid), "%s", b->pending[0].uid);
+	snprintf(error, sizeof(error), "%s", pp_db_error(db));
+	for (int i = 1; i < b->npending; i++)
+		PQclear(pp_db_result(db));
+	if (data) {
+		batch_careful(db, acct, uid, poll, b->count);
+	} else {
+		log_warnx("account=%lld uid=%s cannot store the message (will retry): %s",
+		          (long long)acct->id, uid, error);
+		batch_discard(db, poll);
 	}
-	int64_t msg_id = PQntuples(res) == 1 ? pp_db_value_ll(res, 0, 0, 0) : 0;
-	PQclear(res);
-	store_log(&b->log, b->pending_lines.data, b->pending_dup, msg_id);
-	b->stored += msg_id != 0;
-	pp_buf_free(&b->pending_lines);
-	free(b->pending_dup);
-	b->pending_dup = NULL;
+}
+
+/* store_settle - take the pending statements' results, oldest first,
+ * until at most keep are left running. 0, or -1 when one failed (the
+ * group is then dropped, see store_settle_failed). */
+static int store_settle(pp_db_t *db, const fetcher_account_t *acct, fetcher_poll_t *poll, int keep)
+{
+	fetcher_batch_t *b = &poll->batch;
+	int taken = 0;
+	while (b->npending - taken > keep) {
+		fetcher_pending_t *e = &b->pending[taken];
+		PGresult *res = pp_db_result(db);
+		if (res == NULL) {
+			/* the failed one first, for its uid and the later ones' count */
+			memmove(b->pending, e, (size_t)(b->npending - taken) * sizeof(*e));
+			b->npending -= taken;
+			store_settle_failed(db, acct, poll);
+			return -1;
+		}
+		int64_t msg_id = PQntuples(res) == 1 ? pp_db_value_ll(res, 0, 0, 0) : 0;
+		PQclear(res);
+		store_log(&b->log, e->lines.data, e->dup, msg_id);
+		b->stored += msg_id != 0;
+		pp_buf_free(&e->lines);
+		free(e->dup);
+		taken++;
+	}
+	if (taken > 0) {
+		memmove(b->pending, b->pending + taken,
+		        (size_t)(b->npending - taken) * sizeof(*b->pending));
+		b->npending -= taken;
+	}
 	return 0;
+}
+
+int fetcher_store_settle(pp_daemon_t *d, const fetcher_account_t *acct, fetcher_poll_t *poll)
+{
+	return store_settle(pp_daemon_db(d), acct, poll, 0);
 }
 
 int fetcher_store_flush(pp_daemon_t *d, const fetcher_account_t *acct, fetcher_poll_t *poll)
@@ -532,10 +535,14 @@ int fetcher_store_parsed(pp_daemon_t *d, const fetcher_settings_t *s, const fetc
 {
 	pp_db_t *db = pp_daemon_db(d);
 	fetcher_batch_t *b = &poll->batch;
-	if (fetcher_store_settle(d, acct, poll) != 0 || batch_begin(db, poll) != 0)
+	/* room for this message's statement behind those still running */
+	if (store_settle(db, acct, poll, FETCHER_PIPELINE_DEPTH - 1) != 0 ||
+	    batch_begin(db, poll) != 0)
 		return -1;
-	int refused;
-	int st = store_one(db, acct, src, raw, len, parsed, filed, poll, &refused);
+	int refused, settled;
+	int st = store_one(db, acct, src, raw, len, parsed, filed, poll, &refused, &settled);
+	if (st < 0 && settled)
+		return -1; /* the group was already dropped */
 	if (st < 0 && refused) {
 		batch_careful(db, acct, src->uid, poll, b->count + 1);
 		return -1;

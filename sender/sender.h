@@ -2,7 +2,8 @@
  * sender.h - the email sender stage: what its files share.
  *   sender_main.c      daemon glue and [sender] configuration
  *   sender_engine.c    the delivery loop: claims, rate slots, dispatch to
- *                      connections, batched outcome records, drain on stop
+ *                      connections, outcome records (group commit, each
+ *                      before the connection ends its next message), drain
  *   sender_conn.c      connection threads (one libcurl handle each)
  *   sender_account.c   each account's settings and its connections
  *   sender_smtp.c      one SMTP transaction and its classification
@@ -63,6 +64,7 @@ typedef struct sender_job {
 	pp_outbox_result_t res;
 	const char *diag; /* diagnostic code of an ACCOUNT outcome */
 	int skipped;      /* never attempted (cancelled, or the account failed) */
+	uint64_t seq;     /* its place on the connection (1, 2, ...) */
 	struct sender_job *next;
 } sender_job_t;
 
@@ -83,6 +85,8 @@ typedef struct sender_conn {
 	pthread_cond_t cv;
 	sender_job_t *queue_head, *queue_tail; /* under pool->lock */
 	int quit;                              /* under pool->lock */
+	uint64_t recorded;  /* under pool->lock: jobs up to this seq are recorded */
+	uint64_t submitted; /* engine: seq of the last job handed over */
 	int jobs;
 	int64_t used_ms;
 } sender_conn_t;
@@ -138,7 +142,6 @@ typedef struct sender_engine sender_engine_t;
 
 typedef struct {
 	int record_max;          /* outcomes recorded in one statement at most */
-	int record_delay_ms;     /* longest an outcome waits for its record */
 	int claim_interval_ms;   /* re-claim at least this often while busy */
 	int64_t idle_ms;         /* close connections unused this long */
 	size_t fetch_bytes;      /* bodies read ahead, in bytes at most */
@@ -174,6 +177,15 @@ void sender_conn_submit(sender_conn_t *c, sender_job_t *job);
 /* sender_conn_cancel - hand back the queued jobs not yet started, as
  * skipped (the one running finishes). */
 void sender_conn_cancel(sender_conn_t *c);
+/* sender_conn_recorded - the outcome of the connection's job seq (and of
+ * every job before it) is in the database: the next message on the
+ * connection may end its data. A connection never ends a message's data
+ * while the one before it on the connection is unrecorded, so a crash
+ * repeats at most one message per connection. */
+void sender_conn_recorded(sender_conn_t *c, uint64_t seq);
+/* The longest a message's end of data waits for the record of the one
+ * before it; then the transaction is given up (nothing delivered). */
+#define SENDER_GATE_WAIT_MS 30000
 /* sender_conn_stop - QUIT, join and free (no job may be queued). */
 void sender_conn_stop(sender_conn_t **c);
 /* sender_pool_take - the finished jobs (a list, oldest first), waiting
@@ -222,6 +234,13 @@ sender_account_t *sender_account_find(sender_accounts_t *accts, int64_t id);
 sender_smtp_t *sender_smtp_new(const sender_account_t *acct, const char *password,
                                const sender_smtp_opts_t *opts, char *err, size_t errlen);
 void sender_smtp_free(sender_smtp_t **smtp);
+/* sender_smtp_gate_fn - called in the connection's thread once the whole
+ * body is with libcurl and before the end of data (".") goes out, so the
+ * server cannot accept the message before the gate opens: returns 0 to
+ * send it, -1 to give the transaction up (a TEMPORARY outcome). */
+typedef int sender_smtp_gate_fn(void *arg);
+/* sender_smtp_set_gate - the gate of the next transactions; NULL: none. */
+void sender_smtp_set_gate(sender_smtp_t *smtp, sender_smtp_gate_fn *gate, void *arg);
 /* sender_smtp_send - one SMTP transaction: MAIL FROM from, RCPT TO each of
  * rcpts, DATA body (CRLF MIME, sent as is). Fills res (outcome, reply code
  * and text) and, for an ACCOUNT outcome, *diag_code. A message larger than

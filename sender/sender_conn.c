@@ -55,6 +55,38 @@ static void conn_skip_queue(sender_conn_t *c)
 	c->queue_tail = NULL;
 }
 
+/* conn_gate_arg - what the gate of a running job looks at. */
+typedef struct {
+	sender_conn_t *conn;
+	uint64_t seq;
+} conn_gate_arg_t;
+
+/* conn_gate - hold the end of data until the job before this one on the
+ * connection is recorded (the engine calls sender_conn_recorded); -1
+ * after SENDER_GATE_WAIT_MS (the database is away: give the message up
+ * rather than risk a second unrecorded delivery). */
+static int conn_gate(void *arg)
+{
+	const conn_gate_arg_t *g = arg;
+	sender_conn_t *c = g->conn;
+	int rc = 0;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += SENDER_GATE_WAIT_MS / 1000;
+	pthread_mutex_lock(&c->pool->lock);
+	while (c->recorded + 1 < g->seq && !c->quit && rc == 0) {
+		int w = pthread_cond_timedwait(&c->cv, &c->pool->lock, &ts);
+		if (w == ETIMEDOUT)
+			rc = -1;
+	}
+	pthread_mutex_unlock(&c->pool->lock);
+	if (rc != 0)
+		log_warnx("connection held a message's end of data %d s waiting for the previous "
+		          "outcome to be recorded; giving the transaction up",
+		          SENDER_GATE_WAIT_MS / 1000);
+	return rc;
+}
+
 /* conn_main - run the queued jobs in order, posting each when done. */
 static void *conn_main(void *arg)
 {
@@ -71,6 +103,8 @@ static void *conn_main(void *arg)
 		if (c->queue_head == NULL)
 			c->queue_tail = NULL;
 		pthread_mutex_unlock(&p->lock);
+		conn_gate_arg_t gate = {.conn = c, .seq = job->seq};
+		sender_smtp_set_gate(c->smtp, conn_gate, &gate);
 		sender_smtp_send(c->smtp, job->acct->from_address, job->rcpts, job->body, job->len,
 		                 &job->res, &job->diag);
 		pthread_mutex_lock(&p->lock);
@@ -90,7 +124,11 @@ sender_conn_t *sender_conn_start(sender_pool_t *p, sender_smtp_t *smtp, char *er
 	sender_conn_t *c = xcalloc(1, sizeof(*c));
 	c->pool = p;
 	c->smtp = smtp;
-	pthread_cond_init(&c->cv, NULL);
+	pthread_condattr_t attr;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cv, &attr);
+	pthread_condattr_destroy(&attr);
 	int rc = pthread_create(&c->thread, NULL, conn_main, c);
 	if (rc != 0) {
 		snprintf(err, errlen, "cannot start a connection thread: %s", strerror(rc));
@@ -107,6 +145,7 @@ void sender_conn_submit(sender_conn_t *c, sender_job_t *job)
 {
 	job->conn = c;
 	job->next = NULL;
+	job->seq = ++c->submitted;
 	c->jobs++;
 	c->used_ms = pp_mono_ms();
 	pthread_mutex_lock(&c->pool->lock);
@@ -125,6 +164,16 @@ void sender_conn_cancel(sender_conn_t *c)
 	if (c->queue_head != NULL) {
 		conn_skip_queue(c);
 		pthread_cond_signal(&c->pool->done_cv);
+	}
+	pthread_mutex_unlock(&c->pool->lock);
+}
+
+void sender_conn_recorded(sender_conn_t *c, uint64_t seq)
+{
+	pthread_mutex_lock(&c->pool->lock);
+	if (seq > c->recorded) {
+		c->recorded = seq;
+		pthread_cond_signal(&c->cv);
 	}
 	pthread_mutex_unlock(&c->pool->lock);
 }

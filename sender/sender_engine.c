@@ -3,9 +3,12 @@
  * ("holds"), their bodies, the outcomes waiting to be recorded and the
  * connection pool. One step: take finished jobs, claim more when running
  * low, read bodies ahead, hand every message whose rate slot has come to
- * an idle connection of its account, record outcomes in one statement
- * (at most record_max, at most record_delay_ms late), renew leases, then
- * sleep until a job finishes or the next slot, record or claim is due.
+ * an idle connection of its account, record the outcomes that came back
+ * at once (all connections' in one statement: group commit), renew
+ * leases, then sleep until a job finishes or the next slot or claim is due.
+ * A connection ends the data of its next message only once the previous
+ * message's outcome is committed (sender_conn_recorded): a crash repeats
+ * at most one message per connection.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +48,7 @@ typedef struct hold {
 typedef struct {
 	pp_outbox_item_t *item;
 	pp_outbox_result_t res;
+	sender_job_t *job; /* its connection waits for the record; NULL: none */
 } pending_t;
 
 struct sender_engine {
@@ -59,7 +63,6 @@ struct sender_engine {
 	int in_flight;
 	pending_t *pending;
 	size_t npending, pending_cap;
-	int64_t pending_since_us;
 	int64_t last_claim_us;
 	int last_claim_full;
 	/* Found by the last dispatch pass. */
@@ -96,17 +99,36 @@ void sender_engine_set_options(sender_engine_t *e, const sender_engine_opts_t *o
 
 /* ---- outcomes ---- */
 
-static void engine_pend(sender_engine_t *e, pp_outbox_item_t *item, const pp_outbox_result_t *res)
+/* engine_job_done - a job is over and its outcome in the database (or it
+ * was never attempted): the connection may end its next message's data;
+ * counters, and free it. */
+static void engine_job_done(sender_job_t *job)
+{
+	sender_account_t *acct = job->acct;
+	sender_conn_recorded(job->conn, job->seq);
+	acct->busy--;
+	job->conn->jobs--;
+	if (acct->close_idle && acct->busy == 0) {
+		sender_account_close_idle(acct);
+		acct->close_idle = 0;
+	}
+	curl_slist_free_all(job->rcpts);
+	free(job);
+}
+
+/* engine_pend - an outcome to record; job (NULL: none) is kept, its
+ * connection waiting, until it is recorded. */
+static void engine_pend(sender_engine_t *e, pp_outbox_item_t *item, const pp_outbox_result_t *res,
+                        sender_job_t *job)
 {
 	if (e->npending == e->pending_cap) {
 		e->pending_cap = e->pending_cap ? e->pending_cap * 2 : 64;
 		e->pending = xrealloc(e->pending, e->pending_cap * sizeof(*e->pending));
 	}
-	if (e->npending == 0)
-		e->pending_since_us = pp_outbox_now_us();
 	item->in_flight = 1; /* attempted: never released */
 	e->pending[e->npending].item = item;
 	e->pending[e->npending].res = *res;
+	e->pending[e->npending].job = job;
 	e->npending++;
 	pp_daemon_count(e->d, res->outcome == PP_OUTCOME_SENT, res->outcome != PP_OUTCOME_SENT);
 	if (res->outcome != PP_OUTCOME_SENT)
@@ -133,23 +155,18 @@ static int engine_flush(sender_engine_t *e)
 			res[i] = e->pending[done + i].res;
 		}
 		rc = pp_outbox_record_many(e->outbox, items, res, n);
-		if (rc == 0)
-			done += n;
+		if (rc != 0)
+			break;
+		for (size_t i = 0; i < n; i++)
+			if (e->pending[done + i].job != NULL)
+				engine_job_done(e->pending[done + i].job);
+		done += n;
 	}
 	memmove(e->pending, e->pending + done, (e->npending - done) * sizeof(*e->pending));
 	e->npending -= done;
-	if (e->npending > 0)
-		e->pending_since_us = pp_outbox_now_us();
 	free(items);
 	free(res);
 	return rc;
-}
-
-static int engine_flush_due(const sender_engine_t *e, int64_t now)
-{
-	return e->npending > 0 &&
-	       (e->in_flight == 0 || e->npending >= (size_t)e->opts.record_max ||
-	        now - e->pending_since_us >= (int64_t)e->opts.record_delay_ms * 1000);
 }
 
 /* engine_fail_account - an account-wide problem with item: pause the
@@ -220,24 +237,12 @@ static void engine_proxy_refresh(sender_engine_t *e)
 	e->proxy_generation = gen;
 }
 
-/* engine_job_done - a job came back: counters, and free it. */
-static void engine_job_done(sender_engine_t *e, sender_job_t *job)
-{
-	sender_account_t *acct = job->acct;
-	e->in_flight--;
-	acct->busy--;
-	job->conn->jobs--;
-	if (acct->close_idle && acct->busy == 0) {
-		sender_account_close_idle(acct);
-		acct->close_idle = 0;
-	}
-	curl_slist_free_all(job->rcpts);
-	free(job);
-}
-
 /* engine_results - take finished jobs: outcomes to record, or a pause.
  * Skipped jobs go first: they are in the queue again (not in flight), so
- * a pause gives them back with the rest of the account's messages. */
+ * a pause gives them back with the rest of the account's messages. The
+ * outcomes are recorded before returning, together with any still
+ * waiting: their connections are holding their next message's end of
+ * data for it. */
 static int engine_results(sender_engine_t *e, sender_job_t *jobs)
 {
 	int rc = 0;
@@ -245,13 +250,14 @@ static int engine_results(sender_engine_t *e, sender_job_t *jobs)
 	while (jobs != NULL) {
 		sender_job_t *job = jobs;
 		jobs = job->next;
+		e->in_flight--;
 		if (!job->skipped) {
 			*tail = job;
 			tail = &job->next;
 			continue;
 		}
 		job->item->in_flight = 0;
-		engine_job_done(e, job);
+		engine_job_done(job);
 	}
 	*tail = NULL;
 	while (attempted != NULL) {
@@ -272,10 +278,13 @@ static int engine_results(sender_engine_t *e, sender_job_t *jobs)
 			                        job->res.code, job->res.text) != 0)
 				rc = -1;
 		} else {
-			engine_pend(e, job->item, &job->res);
+			engine_pend(e, job->item, &job->res, job);
+			continue; /* done once recorded */
 		}
-		engine_job_done(e, job);
+		engine_job_done(job);
 	}
+	if (e->npending > 0 && engine_flush(e) != 0)
+		rc = -1;
 	return rc;
 }
 
@@ -391,7 +400,7 @@ static int engine_prepare(sender_engine_t *e, hold_t *h, size_t i, sender_accoun
 	curl_slist_free_all(job->rcpts);
 	free(h->bodies[i]);
 	h->bodies[i] = NULL;
-	engine_pend(e, it, &res);
+	engine_pend(e, it, &res, NULL);
 	return 1;
 }
 
@@ -559,8 +568,6 @@ static int64_t engine_deadline(const sender_engine_t *e, int64_t now)
 		return now;
 	if (e->next_slot_us < t)
 		t = e->next_slot_us;
-	if (e->npending > 0 && e->pending_since_us + (int64_t)e->opts.record_delay_ms * 1000 < t)
-		t = e->pending_since_us + (int64_t)e->opts.record_delay_ms * 1000;
 	if (e->holds != NULL && e->last_claim_us + (int64_t)e->opts.claim_interval_ms * 1000 < t)
 		t = e->last_claim_us + (int64_t)e->opts.claim_interval_ms * 1000;
 	return t;
@@ -584,7 +591,7 @@ int sender_engine_step(sender_engine_t *e)
 	if (engine_prefetch(e) != 0 || engine_dispatch(e) != 0)
 		rc = -1;
 	int64_t now = pp_outbox_now_us();
-	if (engine_flush_due(e, now) && engine_flush(e) != 0)
+	if (e->npending > 0 && engine_flush(e) != 0)
 		rc = -1;
 	if (engine_renew(e) != 0)
 		rc = -1;
@@ -608,6 +615,9 @@ void sender_engine_drain(sender_engine_t *e)
 	if (e->npending > 0 && engine_flush(e) != 0)
 		log_warnx("%zu outcome(s) could not be recorded; their leases will expire",
 		          e->npending);
+	for (size_t i = 0; i < e->npending; i++)
+		if (e->pending[i].job != NULL)
+			engine_job_done(e->pending[i].job);
 	e->npending = 0;
 	/* What was attempted but not recorded stays to its lease. */
 	for (hold_t *h = e->holds; h != NULL; h = h->next)

@@ -2,7 +2,7 @@
  * sender_main.c - practicepost-sender: the daemon around the delivery
  * engine (sender_engine.c). Owns the [sender] configuration:
  *   batch_size, lease_seconds, rate_horizon_ms, retry_base_seconds  (outbox)
- *   record_max, record_delay_ms, claim_interval_ms, fetch_kb          (engine)
+ *   record_max, claim_interval_ms, fetch_kb                           (engine)
  *   connect_timeout_seconds, timeout_seconds, idle_seconds            (SMTP)
  */
 #include <malloc.h>
@@ -33,7 +33,6 @@ static void sender_configure(pp_daemon_t *d, sender_t *s)
 	o.retry_base_seconds =
 	    pp_daemon_int(d, "retry_base_seconds", PP_OUTBOX_DEFAULT_RETRY_BASE, 0, 86400);
 	e.record_max = (int)pp_daemon_int(d, "record_max", 500, 1, 10000);
-	e.record_delay_ms = (int)pp_daemon_int(d, "record_delay_ms", 20, 0, 10000);
 	e.claim_interval_ms = (int)pp_daemon_int(d, "claim_interval_ms", 200, 1, 60000);
 	e.fetch_bytes = (size_t)pp_daemon_int(d, "fetch_kb", 4096, 64, 1048576) * 1024;
 	e.smtp.connect_timeout_s = (long)pp_daemon_int(d, "connect_timeout_seconds", 30, 1, 600);

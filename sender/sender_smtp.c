@@ -13,6 +13,7 @@
 
 #include "pp_log.h"
 #include "pp_proxy.h"
+#include "pp_tls.h"
 #include "pp_util.h"
 #include "sender.h"
 
@@ -51,6 +52,9 @@ struct sender_smtp {
 	const char *body;
 	size_t len;
 	size_t pos;
+	sender_smtp_gate_fn *gate; /* held before the end of data; NULL: none */
+	void *gate_arg;
+	int gate_refused; /* the gate gave up: the end of data was never sent */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -175,6 +179,13 @@ static size_t smtp_read(char *buf, size_t size, size_t nitems, void *userp)
 	sender_smtp_t *s = userp;
 	size_t room = size * nitems, left = s->len - s->pos;
 	size_t n = left < room ? left : room;
+	/* Every byte is with libcurl: the next call ends the data with ".".
+	 * The gate may hold it back, or refuse it (the transaction fails
+	 * without the server ever taking the message). */
+	if (n == 0 && s->gate != NULL && s->gate(s->gate_arg) != 0) {
+		s->gate_refused = 1;
+		return CURL_READFUNC_ABORT;
+	}
 	memcpy(buf, s->body + s->pos, n);
 	s->pos += n;
 	return n;
@@ -225,10 +236,8 @@ static CURLcode smtp_configure(sender_smtp_t *s, const sender_account_t *acct, c
 	SET(CURLOPT_LOW_SPEED_TIME, opts->timeout_s);
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
 	SET(CURLOPT_USE_SSL, sender_tls_use_ssl(acct->tls, acct->port, acct->optional_tls_port));
-	SET(CURLOPT_SSL_VERIFYPEER, acct->verify ? 1L : 0L);
-	SET(CURLOPT_SSL_VERIFYHOST, acct->verify ? 2L : 0L);
-	if (acct->ca_file != NULL)
-		SET(CURLOPT_CAINFO, acct->ca_file);
+	if (rc == CURLE_OK)
+		rc = pp_tls_apply(c, acct->verify, acct->ca_file);
 	if (rc == CURLE_OK && pp_proxy_apply(c, s->proxy) != 0)
 		rc = CURLE_BAD_FUNCTION_ARGUMENT;
 	if (acct->oauth) {
@@ -276,6 +285,12 @@ fail:
 	free(url);
 	sender_smtp_free(&s);
 	return NULL;
+}
+
+void sender_smtp_set_gate(sender_smtp_t *s, sender_smtp_gate_fn *gate, void *arg)
+{
+	s->gate = gate;
+	s->gate_arg = arg;
 }
 
 void sender_smtp_free(sender_smtp_t **sp)
@@ -327,6 +342,9 @@ static void smtp_describe(const sender_smtp_t *s, CURLcode rc, long code, pp_out
 		                           "unauthenticated");
 	else if (rc == CURLE_OK || code >= 400)
 		snprintf(res->text, sizeof(res->text), "%s", s->reply);
+	else if (pp_tls_explain(rc, s->errbuf, NULL, 0, res->text, sizeof(res->text)) !=
+	         PP_TLS_NOT_TLS)
+		; /* res->text names the failed TLS check and its fix */
 	else if (s->reply[0])
 		snprintf(res->text, sizeof(res->text), "%.240s after %s (last reply: %.200s)", what,
 		         smtp_phase_names[s->phase], s->reply);
@@ -343,6 +361,7 @@ static CURLcode smtp_perform(sender_smtp_t *s, const char *body, size_t len)
 	s->quitting = 0;
 	s->refused_unauthenticated = 0;
 	s->refused_size = 0;
+	s->gate_refused = 0;
 	s->reply[0] = '\0';
 	s->errbuf[0] = '\0';
 	curl_easy_setopt(s->curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t)len);
@@ -412,6 +431,10 @@ void sender_smtp_send(sender_smtp_t *s, const char *from, const struct curl_slis
 	if (res->outcome != PP_OUTCOME_SENT && code < 400)
 		res->code = 0; /* a stale 2xx/3xx is not the failure's code */
 	smtp_describe(s, rc, code, res);
+	if (s->gate_refused)
+		snprintf(res->text, sizeof(res->text),
+		         "end of data held back: the previous message's outcome on this connection "
+		         "was not recorded in time; not sent");
 	*diag_code = res->outcome == PP_OUTCOME_ACCOUNT ? smtp_diag_code(s, rc, code) : NULL;
 	log_debug("account=%lld smtp curl=%d code=%ld phase=%s outcome=%s",
 	          (long long)s->account_id, (int)rc, code, smtp_phase_names[s->phase],

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "pp_proxy.h"
+#include "pp_tls.h"
 #include "pp_util.h"
 
 /* Largest response body kept; Kannel answers with one short line. */
@@ -223,10 +224,7 @@ static void http_set_options(transfer_t *t, const sms_http_request_t *req)
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_on_body);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
 	curl_easy_setopt(c, CURLOPT_PRIVATE, t);
-	if (req->ca_file != NULL && *req->ca_file)
-		curl_easy_setopt(c, CURLOPT_CAINFO, req->ca_file);
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, req->verify ? 1L : 0L);
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, req->verify ? 2L : 0L);
+	pp_tls_apply(c, req->verify, req->ca_file);
 	pp_proxy_apply(c, t->proxy);
 }
 
@@ -351,6 +349,11 @@ int sms_http_run(sms_http_t *http, int wait_ms, sms_http_done_fn *done, void *ar
 		finished++;
 	}
 	return finished;
+}
+
+void sms_http_wake(void *http)
+{
+	curl_multi_wakeup(((sms_http_t *)http)->multi);
 }
 
 int sms_http_running(const sms_http_t *http)

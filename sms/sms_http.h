@@ -73,6 +73,11 @@ int sms_http_start(sms_http_t *http, const sms_http_request_t *req, void *tag,
  * finished. Returns how many finished. */
 int sms_http_run(sms_http_t *http, int wait_ms, sms_http_done_fn *done, void *arg);
 
+/* sms_http_wake - make a wait of sms_http_run (under way or next) return
+ * at once; any thread may call it (an sms_http_t *, as void * for
+ * callbacks). */
+void sms_http_wake(void *http);
+
 /* sms_http_running - transfers started and not yet reported finished. */
 int sms_http_running(const sms_http_t *http);
 

@@ -54,9 +54,8 @@ static void sms_load_config(pp_daemon_t *d, sms_state_t *st)
 	int64_t poll_ms = pp_daemon_int(d, "poll_interval_ms", 1000, 10, 3600000);
 	so->timeout_s = (long)pp_daemon_int(d, "timeout_seconds", 20, 1, 600);
 	so->connect_timeout_s = (long)pp_daemon_int(d, "connect_timeout_seconds", 10, 1, 600);
-	so->parallel = (int)pp_daemon_int(d, "parallel_requests", 4, 1, 64);
+	so->parallel = (int)pp_daemon_int(d, "parallel_requests", 8, 1, 64);
 	so->record_max = (int)pp_daemon_int(d, "record_max", 100, 1, 1000);
-	so->record_delay_ms = (int)pp_daemon_int(d, "record_delay_ms", 20, 0, 1000);
 	so->claim_interval_ms = (int)poll_ms;
 	o.batch_size = (int)pp_daemon_int(d, "batch_size", 100, 1, 1000);
 	so->batch_size = o.batch_size;
@@ -110,8 +109,8 @@ static void sms_apply(sms_state_t *st)
 {
 	st->send_opts.callback_url = st->callback_url;
 	sms_send_set_options(st->send, &st->send_opts, &st->outbox_opts);
-	log_info("parallel_requests=%d record_max=%d record_delay_ms=%d", st->send_opts.parallel,
-	         st->send_opts.record_max, st->send_opts.record_delay_ms);
+	log_info("parallel_requests=%d record_max=%d", st->send_opts.parallel,
+	         st->send_opts.record_max);
 }
 
 static int sms_init(pp_daemon_t *d, void **state)

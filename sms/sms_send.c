@@ -4,9 +4,13 @@
  * per-account pacing (requests in flight, when the last rate-limited one
  * began), the requests in flight and the outcomes waiting to be recorded.
  * One step: take finished requests, claim more when running low, start
- * every message whose rate slot has come, record outcomes in one
- * statement (at most record_max, at most record_delay_ms late), renew
- * leases, then wait for a request to end, the next slot or the record.
+ * every message whose rate slot has come, hand the outcomes that came back
+ * to the recording thread (sms_record.c: every waiting one in one
+ * statement, group commit) and take back what it recorded, renew leases,
+ * then wait for a request to end, a record or the next slot. A request's
+ * slot (parallel_requests per account) stays taken until its outcome is
+ * committed, so a crash repeats at most one SMS per slot, while the other
+ * slots keep sending during that commit.
  * Also maps an HTTP outcome onto a message or account state change, and
  * keeps the installation's proxy settings for the requests (re-read every
  * minute and on SIGHUP).
@@ -27,6 +31,7 @@
 #include "sms_account.h"
 #include "sms_claim.h"
 #include "sms_http.h"
+#include "sms_record.h"
 
 /* Delivery reports asked for: delivered (1), undelivered (2) and rejected
  * by the SMS centre (16); "buffered" and "accepted" would only cost
@@ -57,10 +62,11 @@ typedef struct {
 	int64_t started_us; /* pp_outbox_now_us() as the request began */
 } flight_t;
 
-/* An outcome waiting for its group's statement. */
+/* An outcome waiting to be handed to the recorder, or for its result. */
 typedef struct {
 	pp_outbox_item_t *item;
 	pp_outbox_result_t res;
+	int slot; /* the request's slot of its account is free once recorded */
 } pending_t;
 
 struct sms_send {
@@ -73,9 +79,11 @@ struct sms_send {
 	hold_t *holds;
 	pace_t *paces;
 	size_t npaces, paces_cap;
-	pending_t *pending;
+	sms_recorder_t *recorder;
+	pending_t *pending; /* not yet handed over */
 	size_t npending, pending_cap;
-	int64_t pending_since_us;
+	pending_t *inrec; /* handed over, in order, result not yet taken */
+	size_t ninrec, inrec_cap;
 	int64_t last_claim_us;
 	int last_claim_full;
 	/* Found by the last dispatch pass. */
@@ -96,7 +104,9 @@ sms_send_t *sms_send_new(pp_daemon_t *d, pp_outbox_t *outbox, const pp_outbox_de
 	s->outbox = outbox;
 	s->http = sms_http_new();
 	s->claimer = s->http ? sms_claimer_new(d, desc) : NULL;
-	if (s->claimer == NULL) {
+	s->recorder = s->claimer ? sms_recorder_new(d, desc, sms_http_wake, s->http) : NULL;
+	if (s->recorder == NULL) {
+		sms_claimer_free(&s->claimer, outbox);
 		sms_http_free(&s->http);
 		free(s);
 		return NULL;
@@ -120,6 +130,7 @@ void sms_send_set_options(sms_send_t *s, const sms_send_opts_t *opts,
 		s->opts.parallel = 1;
 	if (s->opts.record_max < 1)
 		s->opts.record_max = 1;
+	sms_recorder_set_options(s->recorder, outbox_opts, s->opts.record_max);
 }
 
 /* ---- pacing ---- */
@@ -158,11 +169,10 @@ static void send_pend(sms_send_t *s, pp_outbox_item_t *item, pp_outcome_t outcom
 		s->pending_cap = s->pending_cap ? s->pending_cap * 2 : 64;
 		s->pending = xrealloc(s->pending, s->pending_cap * sizeof(*s->pending));
 	}
-	if (s->npending == 0)
-		s->pending_since_us = pp_outbox_now_us();
 	pending_t *p = &s->pending[s->npending++];
 	item->in_flight = 1; /* attempted: never released */
 	p->item = item;
+	p->slot = 0;
 	memset(&p->res, 0, sizeof(p->res));
 	p->res.outcome = outcome;
 	p->res.code = code;
@@ -185,43 +195,56 @@ static void send_count(sms_send_t *s, const pending_t *p)
 		                        1);
 }
 
-/* send_flush - record every pending outcome, record_max per statement. */
-static int send_flush(sms_send_t *s)
+/* send_flush - hand every pending outcome to the recorder. */
+static void send_flush(sms_send_t *s)
 {
-	size_t done = 0, max = (size_t)s->opts.record_max;
-	if (max > s->npending)
-		max = s->npending;
-	pp_outbox_item_t **items = xcalloc(max, sizeof(*items));
-	pp_outbox_result_t *res = xcalloc(max, sizeof(*res));
-	int rc = 0;
-	while (done < s->npending && rc == 0) {
-		size_t n = s->npending - done < max ? s->npending - done : max;
-		for (size_t i = 0; i < n; i++) {
-			items[i] = s->pending[done + i].item;
-			res[i] = s->pending[done + i].res;
-		}
-		rc = pp_outbox_record_many(s->outbox, items, res, n);
-		if (rc != 0)
-			break;
-		for (size_t i = 0; i < n; i++)
-			send_count(s, &s->pending[done + i]);
-		done += n;
+	if (s->npending == 0)
+		return;
+	pp_outbox_item_t **items = xcalloc(s->npending, sizeof(*items));
+	pp_outbox_result_t *res = xcalloc(s->npending, sizeof(*res));
+	for (size_t i = 0; i < s->npending; i++) {
+		items[i] = s->pending[i].item;
+		res[i] = s->pending[i].res;
 	}
-	memmove(s->pending, s->pending + done, (s->npending - done) * sizeof(*s->pending));
-	s->npending -= done;
-	s->handled += (int)done;
-	if (s->npending > 0)
-		s->pending_since_us = pp_outbox_now_us();
+	sms_recorder_submit(s->recorder, items, res, s->npending);
+	if (s->ninrec + s->npending > s->inrec_cap) {
+		s->inrec_cap = (s->ninrec + s->npending) * 2;
+		s->inrec = xrealloc(s->inrec, s->inrec_cap * sizeof(*s->inrec));
+	}
+	memcpy(s->inrec + s->ninrec, s->pending, s->npending * sizeof(*s->pending));
+	s->ninrec += s->npending;
+	s->npending = 0;
 	free(items);
 	free(res);
-	return rc;
 }
 
-static int send_flush_due(const sms_send_t *s, int64_t now)
+/* send_collect - take back what the recorder recorded: its message is
+ * done and its slot free; what the database failed waits to be handed
+ * over again. */
+static void send_collect(sms_send_t *s)
 {
-	return s->npending > 0 &&
-	       (sms_http_running(s->http) == 0 || s->npending >= (size_t)s->opts.record_max ||
-	        now - s->pending_since_us >= (int64_t)s->opts.record_delay_ms * 1000);
+	if (s->ninrec == 0)
+		return;
+	unsigned char *ok = xcalloc(s->ninrec, 1);
+	size_t n = sms_recorder_take(s->recorder, ok, s->ninrec);
+	for (size_t i = 0; i < n; i++) {
+		pending_t *p = &s->inrec[i];
+		if (!ok[i]) {
+			s->failed = 1;
+			send_pend(s, p->item, p->res.outcome, p->res.code, NULL);
+			s->pending[s->npending - 1] = *p; /* as it was, slot and all */
+			continue;
+		}
+		p->item->done = 1;
+		p->item->in_flight = 0;
+		send_count(s, p);
+		if (p->slot)
+			send_pace(s, p->item->account_id)->busy--;
+		s->handled++;
+	}
+	memmove(s->inrec, s->inrec + n, (s->ninrec - n) * sizeof(*s->inrec));
+	s->ninrec -= n;
+	free(ok);
 }
 
 /* send_pause - an account-wide problem with item: pause the account (one
@@ -277,7 +300,6 @@ static void send_done(void *tag, const sms_http_result_t *res, void *arg)
 	flight_t *f = tag;
 	pp_outbox_item_t *it = f->item;
 	char why[sizeof(res->error) + 64];
-	send_pace(s, it->account_id)->busy--;
 	switch (res->outcome) {
 	case SMS_HTTP_SENT:
 		send_pend(s, it, PP_OUTCOME_SENT, res->code, res->reply);
@@ -289,10 +311,12 @@ static void send_done(void *tag, const sms_http_result_t *res, void *arg)
 		send_pend(s, it, PP_OUTCOME_TEMPORARY, res->code, res->error);
 		break;
 	case SMS_HTTP_PROXY:
+		send_pace(s, it->account_id)->busy--; /* nothing went out */
 		send_proxy_failed(s, it, res->error);
 		break;
 	case SMS_HTTP_ACCOUNT: {
 		int auth = res->code == 401 || res->code == 403;
+		send_pace(s, it->account_id)->busy--; /* refused: nothing went out */
 		snprintf(why, sizeof(why), "%s: %s",
 		         auth ? "the SMS gateway refused the account's username or password"
 		              : "the SMS account's URL or TLS settings do not work",
@@ -302,8 +326,11 @@ static void send_done(void *tag, const sms_http_result_t *res, void *arg)
 		break;
 	}
 	}
-	if (s->npending > 0 && s->pending[s->npending - 1].item == it)
+	/* A pended outcome keeps the request's slot until it is recorded. */
+	if (s->npending > 0 && s->pending[s->npending - 1].item == it) {
 		s->pending[s->npending - 1].res.started_us = f->started_us;
+		s->pending[s->npending - 1].slot = 1;
+	}
 	free(f);
 }
 
@@ -562,8 +589,6 @@ static int send_wait_ms(const sms_send_t *s, int64_t now)
 	int64_t t = now + SEND_WAIT_MAX_US;
 	if (s->next_slot_us < t)
 		t = s->next_slot_us;
-	if (s->npending > 0 && s->pending_since_us + (int64_t)s->opts.record_delay_ms * 1000 < t)
-		t = s->pending_since_us + (int64_t)s->opts.record_delay_ms * 1000;
 	if (s->holds != NULL && s->last_claim_us + (int64_t)s->opts.claim_interval_ms * 1000 < t)
 		t = s->last_claim_us + (int64_t)s->opts.claim_interval_ms * 1000;
 	/* Rounded up: a slot is never looked at before it has come. */
@@ -579,19 +604,21 @@ int sms_send_step(sms_send_t *s)
 		return 0;
 	}
 	sms_http_run(s->http, 0, send_done, s);
+	/* Recorded first: a request's slot is free only then. */
+	send_collect(s);
+	send_flush(s);
 	if ((claimed = send_claim(s)) < 0)
 		s->failed = 1;
 	send_dispatch(s);
 	int64_t now = pp_outbox_now_us();
-	if (send_flush_due(s, now) && send_flush(s) != 0)
-		s->failed = 1;
+	send_flush(s);
 	for (hold_t *h = s->holds; h != NULL; h = h->next)
 		if (pp_outbox_renew(s->outbox, &h->batch) != 0)
 			s->failed = 1;
 	send_reap(s);
 	send_pace_sweep(s, now);
-	if (s->holds == NULL && s->npending == 0 && sms_http_running(s->http) == 0 &&
-	    sms_claimer_idle(s->claimer))
+	if (s->holds == NULL && s->npending == 0 && s->ninrec == 0 &&
+	    sms_http_running(s->http) == 0 && sms_claimer_idle(s->claimer))
 		return s->failed && s->handled == 0 ? -1 : s->handled + (claimed > 0 ? claimed : 0);
 	if (!s->failed)
 		sms_http_run(s->http, send_wait_ms(s, now), send_done, s);
@@ -605,7 +632,10 @@ void sms_send_drain(sms_send_t *s)
 		sms_http_run(s->http, 100, send_done, s);
 		pp_daemon_tick(s->d);
 	}
-	if (s->npending > 0 && send_flush(s) != 0) {
+	send_flush(s);
+	sms_recorder_wait(s->recorder);
+	send_collect(s);
+	if (s->npending > 0) {
 		log_warnx("%zu outcome(s) could not be recorded; their leases will expire",
 		          s->npending);
 		for (size_t i = 0; i < s->npending; i++)
@@ -630,11 +660,13 @@ void sms_send_free(sms_send_t **sp)
 	if (s == NULL)
 		return;
 	sms_send_drain(s);
+	sms_recorder_free(&s->recorder);
 	sms_claimer_free(&s->claimer, s->outbox);
 	sms_http_free(&s->http);
 	pp_proxy_cache_free(&s->proxy);
 	free(s->paces);
 	free(s->pending);
+	free(s->inrec);
 	free(s->callback_url);
 	free(s);
 	*sp = NULL;

@@ -21,7 +21,6 @@ enum { SMS_COL_TO, SMS_COL_TEXT, SMS_COL_SENDER };
 typedef struct {
 	int parallel;          /* requests in flight per account at most */
 	int record_max;        /* outcomes recorded in one statement at most */
-	int record_delay_ms;   /* an outcome waits at most this long for its group */
 	int batch_size;        /* the outbox's: a full claim means more is waiting */
 	int claim_interval_ms; /* while work is held, look for more this often */
 	long timeout_s;

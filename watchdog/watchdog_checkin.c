@@ -293,14 +293,6 @@ static int checkin_write(wd_checkin_t *ck, checkin_batch_t *b, size_t *tests_don
 		checkin_failed(ck, "database writes", b->retry_ms);
 		return -1;
 	}
-	/* Check-ins are status, rewritten all the time: they need not wait for
-	 * the WAL flush (a crash can lose only the last ones), so a busy disk
-	 * never delays a stage's death showing in status. */
-	if (pp_db_command(ck->db, "SET synchronous_commit = off", 0, NULL) != 0 &&
-	    !pp_db_is_up(ck->db)) {
-		checkin_failed(ck, "database writes", b->retry_ms);
-		return -1;
-	}
 	for (size_t k = 0; k < b->nrows; k++) {
 		if (checkin_write_row(ck, &b->rows[k]) != 0) {
 			if (!pp_db_is_up(ck->db)) {
@@ -396,6 +388,10 @@ static void *checkin_writer(void *arg)
 			free(ck->db_conninfo);
 			ck->db_conninfo = xstrdup(ck->conninfo);
 			ck->db = pp_db_new(ck->db_conninfo, ck->appname);
+			/* Check-ins are status, rewritten all the time: they need not
+			 * wait for the WAL flush (a crash can lose only the last ones),
+			 * so a busy disk never delays a stage's death showing in status. */
+			pp_db_set_async_commit(ck->db);
 			ck->retry_at_mono = 0;
 		}
 		/* On the way out, one last try unless the database just failed. */

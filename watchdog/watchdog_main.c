@@ -20,6 +20,7 @@
 
 #include "pp_databases.h"
 #include "pp_log.h"
+#include "pp_secret.h"
 #include "pp_util.h"
 #include "watchdog.h"
 
@@ -394,6 +395,8 @@ int main(int argc, char **argv)
 
 	const char *cfg_path = wd_parse_args(wd, argc, argv);
 	log_init("practicepost-watchdog", wd->verbose);
+	if (pp_secret_no_core_dumps(err, sizeof(err)) != 0)
+		fatalx("%s", err);
 	wd_signals_install();
 	wd->cfg = pp_config_load(cfg_path, err, sizeof(err));
 	if (wd->cfg == NULL)

@@ -268,6 +268,14 @@ static void metrics_render_watchdog(const watchdog_t *wd, pp_buf_t *b, int64_t n
 	               "Time since the watchdog started.");
 	pp_buf_printf(b, "practicepost_watchdog_uptime_seconds %.3f\n",
 	              (double)(now - wd->started_mono) / 1000.0);
+	const char *database = getenv("PP_DATABASE");
+	if (database != NULL && *database) {
+		wd_prom_family(b, "practicepost_database_info", "gauge",
+		               "The practice database this watchdog serves (one endpoint each).");
+		pp_buf_puts(b, "practicepost_database_info");
+		wd_prom_label(b, "{", "database", database);
+		pp_buf_puts(b, "} 1\n");
+	}
 	wd_prom_family(b, "practicepost_control_messages_total", "counter",
 	               "Messages on the control socket: handled, or rejected as malformed.");
 	pp_buf_printf(b,

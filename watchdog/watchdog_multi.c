@@ -7,7 +7,9 @@
  * and check-ins written to that database). A database that appears is
  * served without a restart; one that goes away (or is skipped now) has its
  * watchdog stopped; a watchdog that dies is started again after a growing
- * pause. SIGTERM stops them all. Owns the table of per-database watchdogs.
+ * pause. SIGTERM stops them all. Owns the table of per-database watchdogs;
+ * a database's slot in it is its index (PP_DATABASE_INDEX), which gives it
+ * its own metrics and SMS callback ports.
  */
 #include <errno.h>
 #include <signal.h>
@@ -56,15 +58,44 @@ static void multi_signals(void)
 	sigaction(SIGHUP, &sa, NULL);
 }
 
-/* multi_start - fork/exec this program for one database. */
-static void multi_start(multi_db_t *m, const char *self, const char *cfg_path, int verbose)
+/* multi_ports - the metrics and SMS callback ports database m gets (its
+ * config view, as its watchdog and sms stage will read it), for the log. */
+static void multi_ports(const multi_db_t *m, size_t index, const char *cfg_path, char *buf,
+                        size_t len)
 {
+	char err[256], idx[32];
+	snprintf(idx, sizeof(idx), "%zu", index);
+	setenv("PP_DATABASE", m->name, 1);
+	setenv("PP_DATABASE_INDEX", idx, 1);
+	pp_config_t *cfg = pp_config_load(cfg_path, err, sizeof(err));
+	unsetenv("PP_DATABASE");
+	unsetenv("PP_DATABASE_INDEX");
+	if (cfg == NULL) {
+		snprintf(buf, len, "(%s)", err);
+		return;
+	}
+	snprintf(buf, len, "metrics_port=%s callback_port=%s",
+	         pp_config_get(cfg, "watchdog", "metrics_port", "0"),
+	         pp_config_get(cfg, "sms", "callback_port", "0"));
+	pp_config_free(&cfg);
+}
+
+/* multi_start - fork/exec this program for database number index (its
+ * slot: the metrics and SMS callback ports of a discovered database are
+ * the configured ones plus its index, see pp_config_load). */
+static void multi_start(multi_db_t *m, size_t index, const char *self, const char *cfg_path,
+                        int verbose)
+{
+	char ports[300], idx[32];
+	multi_ports(m, index, cfg_path, ports, sizeof(ports));
+	snprintf(idx, sizeof(idx), "%zu", index);
 	pid_t pid = fork();
 	if (pid == 0) {
 		sigset_t none;
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		setenv("PP_DATABASE", m->name, 1);
+		setenv("PP_DATABASE_INDEX", idx, 1);
 		char *argv[] = {(char *)self, "-c", (char *)cfg_path, verbose ? "-v" : NULL, NULL};
 		execv(self, argv);
 		_exit(127);
@@ -76,7 +107,8 @@ static void multi_start(multi_db_t *m, const char *self, const char *cfg_path, i
 	}
 	m->pid = pid;
 	m->started = pp_mono_ms();
-	log_info("database=%s served: watchdog pid=%d", m->name, (int)pid);
+	log_info("database=%s served: watchdog pid=%d index=%zu %s", m->name, (int)pid, index,
+	         ports);
 }
 
 /* multi_discover - mark the databases to serve; new ones get a slot. */
@@ -143,7 +175,7 @@ static void multi_tend(multi_db_t *dbs, size_t n, const char *self, const char *
 	int64_t now = pp_mono_ms();
 	for (size_t i = 0; i < n; i++) {
 		if (dbs[i].wanted && dbs[i].pid == 0 && now >= dbs[i].start_at)
-			multi_start(&dbs[i], self, cfg_path, verbose);
+			multi_start(&dbs[i], i, self, cfg_path, verbose);
 		else if (!dbs[i].wanted && dbs[i].pid > 0 && kill(dbs[i].pid, SIGTERM) == 0)
 			log_info("database=%s no longer served: stopping its watchdog pid=%d",
 			         dbs[i].name, (int)dbs[i].pid);

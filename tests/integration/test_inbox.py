@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 
 import pytest
 
@@ -536,8 +537,10 @@ def test_group_commit_failure_stores_none_of_the_group_and_reads_it_again(db, pp
     subjects = [r["subject"] for r in s.rows()]
     assert subjects == ["Group %d" % i for i in range(5)], log   # the first group only
     assert s.db.sql("SELECT last_uid FROM mailbox_state") == [(5,)]
-    # uid 6, stored in the failed group, and uid 7, whose statement failed
-    assert "2 message(s) not stored" in log, log
+    # uid 6, stored in the failed group, uid 7, whose statement failed, and
+    # those whose statements were already sent behind it (pipelined)
+    lost = re.search(r"(\d+) message\(s\) not stored", log)
+    assert lost and 2 <= int(lost.group(1)) <= 5, log   # a group holds 5
     assert "uid=6 size=" not in log          # never logged as stored
     s.db.sql("DROP TRIGGER refuse_poison ON messages")
     log = s.fetch()

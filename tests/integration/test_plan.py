@@ -90,3 +90,77 @@ def test_plan_refuses_a_past_date_and_bad_input(db, pp_tmp):
     assert r.returncode == 2 and "is not a date" in r.stderr
     r = cli(conf, "plan", check=False)
     assert r.returncode == 2 and "--practice is required" in r.stderr
+
+
+def appointment_in_days(db, p, who, days, hour, minute=0):
+    """An appointment `days` days ahead at hour:minute, Europe/Berlin."""
+    return db.sql("INSERT INTO appointments (practice_id, patient_id, starts_at) VALUES "
+                  "(%s, %s, (((now() AT TIME ZONE 'Europe/Berlin')::date + %s) + "
+                  "make_time(%s, %s, 0)) AT TIME ZONE 'Europe/Berlin') RETURNING id",
+                  (p, who, days, hour, minute))[0][0]
+
+
+def test_plan_shows_when_each_message_actually_goes(db, pp_tmp):
+    """Quiet hours 09:00-11:00, send windows 11:30-17:00 checked every 15
+    minutes, and SMS staggered one every 10 minutes in a 12:00-13:00
+    session: each line's WHEN is the earliest it goes, with why not sooner."""
+    p = practice(db, sms=True)
+    template(db, p, "remind", "Reminder", "See you at {{appointment.time}}.")
+    template(db, p, "remind_sms", "", "See you at {{appointment.time}}.", channel="sms")
+    conf = config(db, pp_tmp)
+    # 24 hours ahead: the day after tomorrow's appointments are due tomorrow.
+    auto(conf, "--practice", p, "--kind", "reminder", "--template", "remind", "--sms-template",
+         "remind_sms", "--before", "24h")
+    db.sql("UPDATE practices SET quiet_start = '09:00', quiet_end = '11:00', "
+           "send_immediately = false, schedule_check_minutes = 15, sms_mode = 'staggered', "
+           "sms_every = '10 minutes' WHERE id = %s", (p,))
+    for weekday in range(7):
+        db.sql("INSERT INTO send_windows (practice_id, weekday, starts, ends) VALUES "
+               "(%s, %s, '11:30', '17:00')", (p, weekday))
+        db.sql("INSERT INTO sms_sessions (practice_id, weekday, starts, ends) VALUES "
+               "(%s, %s, '12:00', '13:00')", (p, weekday))
+    quiet = patient(db, p, "Quentin", last="Mail")
+    open_ = patient(db, p, "Olga", last="Mail")
+    first = patient(db, p, "Sara", last="Sms", mobile="+4915112345678", pref="sms")
+    second = patient(db, p, "Tom", last="Sms", mobile="+4915112345679", pref="sms")
+    # made in processing order by start, but Tom's is ready first: he gets
+    # the first slot
+    appointment_in_days(db, p, quiet, 2, 10)
+    appointment_in_days(db, p, open_, 2, 14)
+    appointment_in_days(db, p, second, 2, 8, 30)
+    appointment_in_days(db, p, first, 2, 10, 5)
+    tomorrow = db.sql("SELECT ((now() AT TIME ZONE 'Europe/Berlin')::date + 1)::text")[0][0]
+
+    rows = json.loads(cli(conf, "--json", "plan", "--practice", p, "--date", tomorrow).stdout)
+    by = {r["person_id"]: r for r in rows}
+    assert set(by) == {quiet, open_, first, second}, rows
+
+    # email, due 10:00: quiet hours to 11:00, then the window opens at 11:30
+    assert by[quiet]["channel"] == "email" and by[quiet]["status"] == "held"
+    assert by[quiet]["when"] == tomorrow + " 11:30", by[quiet]
+    assert "quiet hours 09:00-11:00" in by[quiet]["reason"]
+    assert "send schedule: no send window open until" in by[quiet]["reason"]
+    # email, due 14:00: a check at 14:00 inside the window, nothing holds it
+    assert by[open_]["status"] == "send" and by[open_]["when"] == tomorrow + " 14:00"
+    assert by[open_]["reason"] is None
+    # SMS due 08:30 (schedule: window at 11:30) and 10:05 (quiet hours, then
+    # the window): the session's first slots, one every 10 minutes
+    assert by[second]["when"] == tomorrow + " 12:00", by[second]
+    assert by[first]["when"] == tomorrow + " 12:10", by[first]
+    for who in (first, second):
+        assert by[who]["status"] == "held" and by[who]["channel"] == "sms"
+        assert "staggered SMS: its delivery-session slot (one every 00:10:00)" in \
+            by[who]["reason"]
+    assert "quiet hours" in by[first]["reason"] and "quiet hours" not in by[second]["reason"]
+
+    # The table says the same.
+    table = cli(conf, "plan", "--practice", p, "--date", tomorrow).stdout
+    assert "WHEN is the earliest they go" in table
+    assert tomorrow + " 12:10" in table and "delivery-session slot" in table
+
+    # Without a session ahead, the SMS wait and the plan says why.
+    db.sql("DELETE FROM sms_sessions WHERE practice_id = %s", (p,))
+    rows = json.loads(cli(conf, "--json", "plan", "--practice", p, "--date", tomorrow).stdout)
+    sms = [r for r in rows if r["channel"] == "sms"]
+    assert len(sms) == 2 and all(r["when"] is None and "no delivery session" in r["reason"]
+                                 for r in sms), sms

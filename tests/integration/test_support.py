@@ -48,14 +48,19 @@ def support_config(db, pp_tmp, **extra):
 def seed_secrets(db, conf, smtp_port=25):
     """Every kind of secret the installation holds; returns (practice, account)."""
     practice = make_practice(db)
-    acct = int(cli(conf, "account", "add-email", "--practice", practice, "--name", "main",
-                   "--from", "reception@smile.example", "--from-name", "Smile Dental",
-                   "--smtp-host", "127.0.0.1", "--smtp-port", smtp_port, "--smtp-tls", "none",
-                   "--password-file", "-", "--in-protocol", "imap", "--in-host",
-                   "imap.example.com", "--in-password-file", "-",
-                   input=SMTP_PASSWORD + "\n" + IMAP_PASSWORD + "\n").stdout)
-    # The sink takes no login: the account sends without AUTH.
-    db.sql("UPDATE email_accounts SET smtp_auth = false WHERE id = %s", (acct,))
+    r = cli(conf, "account", "add-email", "--practice", practice, "--name", "main",
+            "--from", "reception@smile.example", "--from-name", "Smile Dental",
+            "--smtp-host", "127.0.0.1", "--smtp-port", smtp_port, "--smtp-tls", "none",
+            "--password-file", "-", "--in-protocol", "imap", "--in-host",
+            "imap.example.com", "--in-password-file", "-",
+            input=SMTP_PASSWORD + "\n" + IMAP_PASSWORD + "\n", check=False)
+    assert r.returncode == 1 and "was saved disabled" in r.stderr, r.stderr
+    acct = int(r.stdout)
+    # The sink takes no login: the account sends without AUTH. No watchdog
+    # runs here to test the account: a passed test is recorded directly,
+    # which enables it (015_account_enable.sql).
+    db.sql("UPDATE email_accounts SET smtp_auth = false, tested_at = now(), test_result = "
+           "'passed', test_passed_at = now() WHERE id = %s", (acct,))
     sms = int(cli(conf, "account", "add-sms", "--practice", practice, "--name", "kannel",
                   "--url", "http://127.0.0.1:13013/cgi-bin/sendsms", "--user", "tester",
                   "--password-file", "-", input=SMS_PASSWORD + "\n").stdout)

@@ -1,0 +1,12 @@
+-- PracticePost schema step 017_fetch: cheaper storage of incoming mail.
+--
+-- A messages row longer than 2 KB used to be compressed and moved out of
+-- line into TOAST until it fitted in 2 KB: for a plain 5 KB message that
+-- is the raw text and its body text compressed, and two or three TOAST
+-- chunks, each a heap row and an index entry more, in every store. Up to
+-- 8 KB a row now stays in its heap page as it is; a longer one has its
+-- largest columns compressed (lz4, 005_inbox.sql) until it fits, and only
+-- what still does not fit goes to TOAST (large attachments' raw text).
+-- Reading a message reads fewer pages; the table's heap is larger and its
+-- TOAST table smaller.
+ALTER TABLE messages SET (toast_tuple_target = 8160);
