@@ -169,9 +169,11 @@ size_t sms_recorder_take(sms_recorder_t *r, unsigned char *ok, size_t max)
 {
 	pthread_mutex_lock(&r->lock);
 	size_t n = r->nresults < max ? r->nresults : max;
-	memcpy(ok, r->results, n);
-	memmove(r->results, r->results + n, r->nresults - n);
-	r->nresults -= n;
+	if (n > 0) {
+		memcpy(ok, r->results, n);
+		memmove(r->results, r->results + n, r->nresults - n);
+		r->nresults -= n;
+	}
 	pthread_mutex_unlock(&r->lock);
 	return n;
 }

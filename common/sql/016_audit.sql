@@ -6,9 +6,8 @@
 -- "operator:anna"); pp_audit_actor() reads it, with a fallback for a
 -- session that did not set it.
 --
--- Messages: one statement-level trigger turns each UPDATE of messages into
--- audit rows, one INSERT ... SELECT over the statement's old and new rows,
--- for the transitions worth recording:
+-- Messages: a row trigger turns each updated message's transition worth
+-- recording into audit rows (its WHEN clause passes nothing else):
 --   sent, send_failed, sync_failed   the state reached
 --   send_deferred    sending -> queued after an attempt (4xx, network,
 --                    lease expired); a claim given back untried is not
@@ -44,63 +43,58 @@ $$;
 
 -- The trigger functions run with the rights of the role that changed the
 -- row (roles.sql): every role that updates messages or service_checkins
--- may insert into audit_log. The statement's plan is made once per
--- session, for the size of the first statement's transition tables (often
--- one row): with nested loops off the old and new rows are joined by hash
--- whatever the size (a nested loop over 500 claimed rows took 0.6 s), and
--- with JIT off the cost that setting puts on the one nested loop left (over
--- the VALUES) compiles nothing.
+-- may insert into audit_log. The messages trigger is a row trigger whose
+-- WHEN clause (evaluated without calling the function) passes only a
+-- change worth recording: a claim (-> sending), a lease renewed or a row
+-- touched costs nothing, and the one row of an outcome writes its rows.
 CREATE FUNCTION pp_audit_messages() RETURNS trigger
-LANGUAGE plpgsql SET enable_nestloop = off SET jit = off AS $$
-DECLARE
-    actor text := pp_audit_actor('db:' || coalesce(nullif(current_setting('application_name'),
-                                                          ''), session_user::text));
+LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO audit_log (actor, action, practice_id, message_id, person_id, detail)
-    SELECT actor, e.action, n.practice_id, n.id, n.person_id, pp_audit_text(CASE e.action
-        WHEN 'sent' THEN concat_ws(' ', 'channel=' || n.channel, 'attempt=' || n.attempts,
-                                   'code=' || n.last_code, 'reply=' || n.server_reply)
-        WHEN 'send_deferred' THEN concat_ws(' ', 'channel=' || n.channel,
-                                   'attempt=' || n.attempts, 'code=' || n.last_code,
-                                   'retry_after=' || (to_json(n.deliver_after) #>> '{}'),
-                                   'error=' || n.last_error)
-        WHEN 'flagged' THEN 'reason=' || coalesce(n.hold_reason, n.last_error,
+    SELECT pp_audit_actor('db:' || coalesce(nullif(current_setting('application_name'), ''),
+                                            session_user::text)),
+           e.action, NEW.practice_id, NEW.id, NEW.person_id, pp_audit_text(CASE e.action
+        WHEN 'sent' THEN concat_ws(' ', 'channel=' || NEW.channel, 'attempt=' || NEW.attempts,
+                                   'code=' || NEW.last_code, 'reply=' || NEW.server_reply)
+        WHEN 'send_deferred' THEN concat_ws(' ', 'channel=' || NEW.channel,
+                                   'attempt=' || NEW.attempts, 'code=' || NEW.last_code,
+                                   'retry_after=' || (to_json(NEW.deliver_after) #>> '{}'),
+                                   'error=' || NEW.last_error)
+        WHEN 'flagged' THEN 'reason=' || coalesce(NEW.hold_reason, NEW.last_error,
                                                   'attempts used up')
-        WHEN 'reset' THEN concat_ws(' ', 'from=' || o.state,
-                                    CASE WHEN o.flagged THEN 'flagged' END, 'to=' || n.state)
-        WHEN 'send_now' THEN 'state=' || n.state
+        WHEN 'reset' THEN concat_ws(' ', 'from=' || OLD.state,
+                                    CASE WHEN OLD.flagged THEN 'flagged' END, 'to=' || NEW.state)
+        WHEN 'send_now' THEN 'state=' || NEW.state
         ELSE CASE WHEN e.action LIKE 'deliver%'
-             THEN concat_ws(' ', 'code=' || n.delivery_code,
-                            'detail=' || nullif(n.delivery_detail, ''))
-             ELSE concat_ws(' ', 'channel=' || n.channel, 'attempt=' || n.attempts,
-                            'code=' || n.last_code, 'error=' || n.last_error) END END)
-    FROM pp_audit_old o
-    JOIN pp_audit_new n ON n.id = o.id
-    CROSS JOIN LATERAL (VALUES
-        (CASE WHEN n.state <> o.state THEN CASE n.state
+             THEN concat_ws(' ', 'code=' || NEW.delivery_code,
+                            'detail=' || nullif(NEW.delivery_detail, ''))
+             ELSE concat_ws(' ', 'channel=' || NEW.channel, 'attempt=' || NEW.attempts,
+                            'code=' || NEW.last_code, 'error=' || NEW.last_error) END END)
+    FROM (VALUES
+        (CASE WHEN NEW.state <> OLD.state THEN CASE NEW.state
              WHEN 'sent' THEN 'sent' WHEN 'failed' THEN 'send_failed'
              WHEN 'sync_failed' THEN 'sync_failed' END END),
-        (CASE WHEN o.state = 'sending' AND n.state = 'queued' AND n.attempts >= o.attempts
+        (CASE WHEN OLD.state = 'sending' AND NEW.state = 'queued'
+                   AND NEW.attempts >= OLD.attempts
               THEN 'send_deferred' END),
-        (CASE WHEN n.flagged AND NOT o.flagged THEN 'flagged' END),
-        (CASE WHEN n.delivery IS DISTINCT FROM o.delivery AND n.delivery <> 'bounced' THEN
-             CASE n.delivery WHEN 'delivered' THEN 'delivered'
-                  ELSE 'delivery_' || n.delivery END END),
-        (CASE WHEN (o.flagged AND NOT n.flagged)
-                   OR (o.state IN ('failed', 'sync_failed')
-                       AND n.state IN ('queued', 'pending_sync')) THEN 'reset' END),
-        (CASE WHEN n.send_now AND NOT o.send_now THEN 'send_now' END)
+        (CASE WHEN NEW.flagged AND NOT OLD.flagged THEN 'flagged' END),
+        (CASE WHEN NEW.delivery IS DISTINCT FROM OLD.delivery AND NEW.delivery <> 'bounced' THEN
+             CASE NEW.delivery WHEN 'delivered' THEN 'delivered'
+                  ELSE 'delivery_' || NEW.delivery END END),
+        (CASE WHEN (OLD.flagged AND NOT NEW.flagged)
+                   OR (OLD.state IN ('failed', 'sync_failed')
+                       AND NEW.state IN ('queued', 'pending_sync')) THEN 'reset' END),
+        (CASE WHEN NEW.send_now AND NOT OLD.send_now THEN 'send_now' END)
     ) AS e(action)
-    -- a claim (-> sending), a lease renewed or a row touched records nothing
-    WHERE ((n.state <> o.state AND n.state <> 'sending') OR n.flagged <> o.flagged
-           OR n.send_now <> o.send_now OR n.delivery IS DISTINCT FROM o.delivery)
-      AND e.action IS NOT NULL;
+    WHERE e.action IS NOT NULL;
     RETURN NULL;
 END
 $$;
 CREATE TRIGGER messages_audit AFTER UPDATE ON messages
-    REFERENCING OLD TABLE AS pp_audit_old NEW TABLE AS pp_audit_new
-    FOR EACH STATEMENT EXECUTE FUNCTION pp_audit_messages();
+    FOR EACH ROW
+    WHEN ((NEW.state <> OLD.state AND NEW.state <> 'sending') OR NEW.flagged <> OLD.flagged
+          OR NEW.send_now <> OLD.send_now OR NEW.delivery IS DISTINCT FROM OLD.delivery)
+    EXECUTE FUNCTION pp_audit_messages();
 
 -- Restarts, from the watchdog's check-ins.
 CREATE FUNCTION pp_audit_restart() RETURNS trigger
