@@ -29,6 +29,7 @@ import json
 import os
 import pwd
 import grp
+import random
 import re
 import signal
 import socket
@@ -64,15 +65,39 @@ def make_base(prefix="pp-"):
     return path
 
 
+def _listen_port_range():
+    """Ports below the kernel's ephemeral range: an outgoing connection of
+    any test never takes one between our check and the server's bind."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return (10000, low - 1) if low > 12000 else (low, 65535)
+
+
 def free_ports(n=1, host="127.0.0.1"):
-    """Return n distinct ports that were free a moment ago (bind port 0)."""
+    """Return n distinct ports that were free a moment ago, picked at random
+    below the ephemeral range (see _listen_port_range)."""
+    lo, hi = _listen_port_range()
     socks, ports = [], []
     try:
-        while len(ports) < n:
+        for _ in range(1000 * n):
+            port = random.randint(lo, hi)
+            if port in ports:
+                continue
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
+            try:
+                s.bind((host, port))
+            except OSError:
+                s.close()
+                continue
             socks.append(s)
-            ports.append(s.getsockname()[1])
+            ports.append(port)
+            if len(ports) == n:
+                break
+        else:
+            raise OSError("no %d free ports between %d and %d" % (n, lo, hi))
     finally:
         for s in socks:
             s.close()
