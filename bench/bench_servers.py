@@ -101,6 +101,39 @@ def cpu_seconds(pids):
 
 
 # --------------------------------------------------------------------------
+# PostgreSQL's view of a run (BENCH_PGSS=1)
+
+
+def pgss_settings():
+    """postgresql.conf settings that load pg_stat_statements when BENCH_PGSS=1."""
+    if os.environ.get("BENCH_PGSS") != "1":
+        return {}
+    return {"shared_preload_libraries": "'pg_stat_statements'",
+            "pg_stat_statements.track": "all", "pg_stat_statements.track_planning": "on"}
+
+
+def pgss_reset(pg, dbname):
+    """Forget the statements counted so far (BENCH_PGSS=1; else nothing)."""
+    if os.environ.get("BENCH_PGSS") == "1":
+        pg.sql(dbname, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        pg.sql(dbname, "SELECT pg_stat_statements_reset()")
+
+
+def pgss_report(pg, dbname, say, top=8):
+    """Say the statements that took most of PostgreSQL's time since pgss_reset."""
+    if os.environ.get("BENCH_PGSS") != "1":
+        return
+    rows = pg.sql(dbname, "SELECT calls, rows, total_exec_time + total_plan_time, plans, "
+                  "total_plan_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 100) "
+                  "FROM pg_stat_statements ORDER BY 3 DESC LIMIT %s", (top,))
+    say("PostgreSQL's statements in %s (calls, rows, ms in all, ms per call, plans, ms "
+        "planning):" % dbname)
+    for calls, nrows, ms, plans, plan_ms, query in rows:
+        say("  %7d %8d %9.1f %7.3f %7d %7.1f  %s" % (calls, nrows, ms, ms / max(calls, 1),
+                                                    plans, plan_ms, query))
+
+
+# --------------------------------------------------------------------------
 # smtp-sink
 
 

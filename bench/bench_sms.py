@@ -15,7 +15,9 @@ during either run):
   the queued rows from a private PostgreSQL with its durability defaults
   (fsync, synchronous_commit, full_page_writes on), sends them, and records
   every outcome ("sent" only after Kannel's 202). Timed from the stage's
-  start to the last row reading state = 'sent' (polled every 20 ms).
+  start to the last row reading state = 'sent' (the stage's log, which
+  says each outcome after its commit, is read every 20 ms; the rows are
+  counted once it says all went).
 - Direct calls (the yardstick): curl(1) with the same N sendsms URLs in
   one config file, one kept-alive connection, one request after the other:
   what a program that calls sendsms in a loop gets. Timed from curl's start
@@ -47,6 +49,7 @@ Environment (all optional):
                            client's connections (1 with a stage that has no
                            parallel_requests setting)
   BENCH_SMS_DLR_CLIENTS=8  connections of the delivery report client
+  BENCH_PGSS=1             print PostgreSQL's costliest statements of each stage run
   BENCH_KEEP=1             keep the scratch directory (with the stage's logs)
   BENCH_JSON=FILE          (alone) also write every figure as JSON
   PP_BIN_DIR=DIR           binaries to measure (default build/bin)
@@ -113,7 +116,8 @@ class SmsBench:
                              % peers.FAKESMSC)
         self.results["curl_version"] = subprocess.run(
             [CURL, "--version"], capture_output=True, text=True).stdout.split()[1]
-        self.pg = peers.Postgres(os.path.join(self.base, "pg"), durable=True).start()
+        self.pg = peers.Postgres(os.path.join(self.base, "pg"), durable=True,
+                                 settings=bs.pgss_settings()).start()
         self.kannel = peers.Kannel(os.path.join(self.base, "kannel")).start()
         say("sms: PostgreSQL (durable) on %d, Kannel sendsms on %d (fake SMS centre)"
             % (self.pg.port, self.kannel.sendsms_port))
@@ -279,6 +283,21 @@ class SmsBench:
             p.kill()
             p.wait()
 
+    def _watch_log(self, log_path, p, deadline):
+        """Until the stage's log has n "state=sent" lines, any other outcome,
+        the stage exits or the deadline passes."""
+        sent, tail = 0, b""
+        with open(log_path, "rb") as f:
+            while sent < self.n and p.poll() is None and time.monotonic() < deadline:
+                chunk = f.read()
+                if chunk:
+                    lines = (tail + chunk).split(b"\n")
+                    tail = lines.pop()
+                    sent += sum(1 for x in lines if b" state=sent " in x)
+                    if any(b" state=queued" in x or b" state=failed" in x for x in lines):
+                        return
+                time.sleep(POLL)
+
     def pp_run(self, k):
         dbname = "sms_%d" % k
         self._new_db(dbname)
@@ -286,6 +305,7 @@ class SmsBench:
         self._write_conf(conf, dbname)
         log_path = os.path.join(self.base, "sms-%d.log" % k)
         self._quiesce()
+        bs.pgss_reset(self.pg, dbname)
         conn = self.pg.connect(dbname)
         cur = conn.cursor()
         cpu0 = self._server_cpu()
@@ -294,6 +314,10 @@ class SmsBench:
         deadline = t0 + max(120, self.n / 20)
         failure = None
         try:
+            # The stage logs each outcome after its commit: the log is read
+            # while it works, so the watching costs PostgreSQL nothing, and
+            # the rows are counted once it says all went (or anything else).
+            self._watch_log(log_path, p, deadline)
             while True:
                 cur.execute("SELECT count(*) FILTER (WHERE state = 'sent'), "
                             "count(*) FILTER (WHERE state IN ('failed', 'queued') AND "
@@ -319,6 +343,7 @@ class SmsBench:
                     "AND attempts = 1")
         clean = cur.fetchone()[0]
         conn.close()
+        bs.pgss_report(self.pg, dbname, say)
         seconds = t1 - t0
         return {"seconds": seconds, "rate": self.n / seconds, "db": dbname,
                 "clean": clean, "parallel": self.parallel,

@@ -27,9 +27,10 @@ struct pp_db {
 	/* statements prepared on this connection, by the caller's SQL pointer */
 	const char *prepared[PP_DB_PREPARED_MAX];
 	int nprepared;
-	int outstanding;  /* pipelined statements whose results are not taken yet */
-	const char *role; /* taken by each new session; NULL: the login's own */
-	int async_commit; /* each new session: SET synchronous_commit = off */
+	int outstanding;   /* pipelined statements whose results are not taken yet */
+	const char *role;  /* taken by each new session; NULL: the login's own */
+	int async_commit;  /* each new session: SET synchronous_commit = off */
+	int generic_plans; /* each new session: SET plan_cache_mode = force_generic_plan */
 };
 
 /* Each program's role, by the name it logs under (log_init). */
@@ -155,13 +156,17 @@ static int db_take_role(pp_db_t *db)
 
 static void db_lost(pp_db_t *db);
 
-/* db_set_async_commit - for a session asked not to wait for the WAL
- * flush at commit (pp_db_set_async_commit); -1 with the error set. */
-static int db_set_async_commit(pp_db_t *db)
+/* db_set_session - the settings a session was asked for
+ * (pp_db_set_async_commit, pp_db_set_generic_plans); -1 with the error
+ * set. */
+static int db_set_session(pp_db_t *db)
 {
-	if (!db->async_commit)
+	char sql[160];
+	if (!db->async_commit && !db->generic_plans)
 		return 0;
-	PGresult *res = PQexec(db->conn, "SET synchronous_commit = off");
+	snprintf(sql, sizeof(sql), "%s%s", db->async_commit ? "SET synchronous_commit = off;" : "",
+	         db->generic_plans ? "SET plan_cache_mode = force_generic_plan;" : "");
+	PGresult *res = PQexec(db->conn, sql);
 	int rc = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
 	if (rc != 0)
 		db_set_result_error(db, res);
@@ -169,11 +174,23 @@ static int db_set_async_commit(pp_db_t *db)
 	return rc;
 }
 
+/* db_session_changed - apply the settings now when connected. */
+static void db_session_changed(pp_db_t *db)
+{
+	if (pp_db_is_up(db) && db_set_session(db) != 0)
+		db_lost(db); /* the next use connects again, and sets them */
+}
+
 void pp_db_set_async_commit(pp_db_t *db)
 {
 	db->async_commit = 1;
-	if (pp_db_is_up(db) && db_set_async_commit(db) != 0)
-		db_lost(db); /* the next use connects again, and sets it */
+	db_session_changed(db);
+}
+
+void pp_db_set_generic_plans(pp_db_t *db)
+{
+	db->generic_plans = 1;
+	db_session_changed(db);
 }
 
 int pp_db_connect(pp_db_t *db)
@@ -190,7 +207,7 @@ int pp_db_connect(pp_db_t *db)
 	db->in_tx = 0;
 	db->nprepared = 0; /* a new session knows no prepared statements */
 	if (PQstatus(db->conn) != CONNECTION_OK || db_take_role(db) != 0 ||
-	    db_set_async_commit(db) != 0) {
+	    db_set_session(db) != 0) {
 		if (PQstatus(db->conn) != CONNECTION_OK)
 			db_set_error(db, PQerrorMessage(db->conn), "08006");
 		if (!db->down_logged && !db->quiet)

@@ -78,6 +78,11 @@ const char *pp_db_constraint(const pp_db_t *db);
  * outcome records where a PostgreSQL crash may lose the last ones (and so
  * repeat, never lose, work), never for what must survive it. */
 void pp_db_set_async_commit(pp_db_t *db);
+/* pp_db_set_generic_plans - this connection's prepared statements (now and
+ * after every reconnect) always run their generic plan: for a connection
+ * whose statements find rows by the ids they are given, where planning
+ * each call anew would cost more than running it. */
+void pp_db_set_generic_plans(pp_db_t *db);
 /* pp_db_set_quiet - do not log outages (tools that print their own errors). */
 void pp_db_set_quiet(pp_db_t *db, int quiet);
 PGconn *pp_db_conn(pp_db_t *db);

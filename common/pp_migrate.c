@@ -35,6 +35,7 @@ PP_INCBIN(pp_sql_roles, "common/sql/roles.sql");
 PP_INCBIN(pp_sql_015, "common/sql/015_account_enable.sql");
 PP_INCBIN(pp_sql_016, "common/sql/016_audit.sql");
 PP_INCBIN(pp_sql_017, "common/sql/017_fetch.sql");
+PP_INCBIN(pp_sql_018, "common/sql/018_plan_cache.sql");
 
 static const struct {
 	int version;
@@ -58,6 +59,7 @@ static const struct {
     {15, "015_account_enable", pp_sql_015},
     {16, "016_audit", pp_sql_016},
     {17, "017_fetch", pp_sql_017},
+    {18, "018_plan_cache", pp_sql_018},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -70,7 +70,8 @@ static int outbox_expire(pp_outbox_t *ob)
 {
 	char max[16];
 	snprintf(max, sizeof(max), "%d", PP_MAX_ATTEMPTS);
-	PGresult *res = pp_db_exec(ob->db, ob->sql_expire, PP_DB_ARGS(ob->desc->channel, max));
+	PGresult *res =
+	    pp_db_exec_prepared(ob->db, ob->sql_expire, PP_DB_ARGS(ob->desc->channel, max));
 	if (res == NULL)
 		return -1;
 	for (int r = 0; r < PQntuples(res); r++)
@@ -179,9 +180,10 @@ static int outbox_claim_account(pp_outbox_t *ob, pp_outbox_batch_t *batch, const
 		if (quota <= 0)
 			break;
 		snprintf(limit, sizeof(limit), "%d", quota);
-		PGresult *res = pp_db_exec(ob->db, ob->sql_claim,
-		                           PP_DB_ARGS(id, ob->instance, lease, ob->desc->channel,
-		                                      pass == 0 ? "true" : "false", limit, cutoff));
+		PGresult *res =
+		    pp_db_exec_prepared(ob->db, ob->sql_claim,
+		                        PP_DB_ARGS(id, ob->instance, lease, ob->desc->channel,
+		                                   pass == 0 ? "true" : "false", limit, cutoff));
 		if (res == NULL)
 			return -1;
 		int n = outbox_add_rows(batch, res, pp_db_value_ll(acc, row, 0, 0));
@@ -195,7 +197,8 @@ static int outbox_claim_account(pp_outbox_t *ob, pp_outbox_batch_t *batch, const
 	snprintf(count, sizeof(count), "%d", claimed);
 	if (claimed == 0)
 		return 0;
-	if (pp_db_command(ob->db, ob->sql_advance, PP_DB_ARGS(id, slots, count, interval)) != 0)
+	if (pp_db_command_prepared(ob->db, ob->sql_advance,
+	                           PP_DB_ARGS(id, slots, count, interval)) != 0)
 		return -1;
 	outbox_deal_slots(batch->items + first, batch->count - first, &sl);
 	return claimed;
@@ -210,10 +213,14 @@ int pp_outbox_claim(pp_outbox_t *ob, pp_outbox_batch_t *batch)
 	memset(batch, 0, sizeof(*batch));
 	if (pp_db_begin(ob->db) != 0)
 		return -1;
+	/* The claim's statements are long (the hold rules inlined): planning
+	 * them for each claim cost more than running them. */
+	if (pp_db_command(ob->db, "SET LOCAL plan_cache_mode = force_generic_plan", 0, NULL) != 0)
+		goto fail;
 	if (outbox_expire(ob) != 0)
 		goto fail;
 	snprintf(limit, sizeof(limit), "%d", room);
-	acc = pp_db_exec(ob->db, ob->sql_accounts, PP_DB_ARGS(ob->desc->channel, limit));
+	acc = pp_db_exec_prepared(ob->db, ob->sql_accounts, PP_DB_ARGS(ob->desc->channel, limit));
 	if (acc == NULL)
 		goto fail;
 	/* Waits are measured from the database clock as the query ran; this
@@ -415,7 +422,7 @@ int pp_outbox_release_items(pp_outbox_t *ob, pp_outbox_item_t *const *items, siz
 
 int64_t pp_outbox_pending(pp_outbox_t *ob)
 {
-	PGresult *res = pp_db_exec(ob->db, ob->sql_pending, PP_DB_ARGS(ob->desc->channel));
+	PGresult *res = pp_db_exec_prepared(ob->db, ob->sql_pending, PP_DB_ARGS(ob->desc->channel));
 	if (res == NULL)
 		return -1;
 	int64_t n = pp_db_value_ll(res, 0, 0, -1);

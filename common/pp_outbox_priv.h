@@ -28,8 +28,12 @@ struct pp_outbox {
 void pp_outbox_sql_build(pp_outbox_t *ob);
 void pp_outbox_sql_free(pp_outbox_t *ob);
 
-/* A message this instance still holds ($2 = instance). */
-#define OUTBOX_HELD "claimed_by = $2 AND state = 'sending'"
+/* A message this instance still holds ($2 = instance). The state is compared as text so that no
+ * plan reaches the rows through the small messages_sending_lease index,
+ * which would read every message in flight (its statistics, taken while
+ * the queue waited, say there are none): with the ids given, the primary
+ * key finds each row. */
+#define OUTBOX_HELD "claimed_by = $2 AND state::text = 'sending'"
 
 /* pp_outbox_held_ids - "{1,2,3}" of the items neither done nor in flight
  * (account 0: all accounts); *n counts them. Owned. */

@@ -21,7 +21,8 @@
  * host's clock (attempted_at; NULL: not known), so that paced sends show
  * their exact spacing. Each held row finds its
  * values by its position in $1 (a join against unnest() is planned as a nested loop, the held rows
- * being estimated at one). Rows no longer held are left. */
+ * being estimated at one). Rows no longer held are left (OUTBOX_HELD: found
+ * through the primary key). */
 static const char record_sql[] =
     "UPDATE messages m SET (state, sent_at, server_reply, last_code, last_error, "
     "deliver_after, flagged, claimed_by, lease_until, updated_at, attempted_at) = (SELECT CASE "
@@ -37,7 +38,7 @@ static const char record_sql[] =
     "($7::bigint[])[k.i] AS d, ($8::bigint[])[k.i] AS age, ($9::bigint[])[k.i] AS began FROM "
     "(SELECT "
     "array_position($1::bigint[], m.id) AS i) k) u) "
-    "WHERE m.id = ANY($1::bigint[]) AND m.claimed_by = $2 AND m.state = 'sending' "
+    "WHERE m.id = ANY($1::bigint[]) AND m." OUTBOX_HELD " "
     "RETURNING m.id, m.flagged";
 
 /* array_text - append s (or NULL) as an element of an array literal. */

@@ -117,6 +117,9 @@ sms_recorder_t *sms_recorder_new(pp_daemon_t *d, const pp_outbox_desc_t *desc,
 	 * and their SMS go again (a repeat, never a loss). The claim, which
 	 * counts the attempt before the request, waits for it. */
 	pp_db_set_async_commit(r->db);
+	/* A handful of outcomes per statement: a custom plan for each would
+	 * cost more than recording them. */
+	pp_db_set_generic_plans(r->db);
 	/* Same instance name: the leases the claim took are this outbox's. */
 	r->outbox = pp_outbox_new(r->db, desc, pp_daemon_lease_id(d));
 	r->wake = wake;

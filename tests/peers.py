@@ -505,13 +505,15 @@ class Postgres(_Server):
     durable=False turns fsync, synchronous_commit and full_page_writes off.
     listen: extra addresses to listen on besides 127.0.0.1, with trust for
     clients of each address's /24 (another network namespace on a veth).
+    settings: further postgresql.conf settings, name -> value as written.
     """
 
     name = "postgres"
 
-    def __init__(self, base, durable=False, port=None, listen=()):
+    def __init__(self, base, durable=False, port=None, listen=(), settings=None):
         super().__init__(base)
         self.durable = durable
+        self.settings = dict(settings or {})
         self.listen = list(listen)
         self.port = port or free_port()
         self.data_dir = os.path.join(self.base, "data")
@@ -598,6 +600,7 @@ class Postgres(_Server):
         }
         if not self.durable:
             settings.update(fsync="off", synchronous_commit="off", full_page_writes="off")
+        settings.update(self.settings)
         with open(os.path.join(self.data_dir, "postgresql.conf"), "a") as f:
             f.write("\n# private test cluster\n")
             for k, v in settings.items():
