@@ -263,7 +263,8 @@ class FetchBench:
             raise BenchError("%s is missing (apt-get install isync)" % MBSYNC)
         self.results["mbsync_version"] = subprocess.run(
             [MBSYNC, "--version"], capture_output=True, text=True).stdout.strip()
-        self.pg = peers.Postgres(os.path.join(self.base, "pg"), durable=True).start()
+        self.pg = peers.Postgres(os.path.join(self.base, "pg"), durable=True,
+                                 settings=bs.pgss_settings()).start()
         self.dovecot = peers.Dovecot(os.path.join(self.base, "dovecot")).start()
         self.dovecot.add_user(USER, PASSWORD)
         say("fetch: PostgreSQL (durable) on %d, Dovecot IMAP on %d"
@@ -445,6 +446,7 @@ class FetchBench:
         self._write_conf(conf, dbname)
         self._unread()
         self._quiesce()
+        bs.pgss_reset(self.pg, dbname)
         conn = self.pg.connect(dbname)
         cur = conn.cursor()
         cpu0 = self._server_cpu()
@@ -505,6 +507,7 @@ class FetchBench:
         cur.execute("SELECT count(*), count(person_id) FROM messages WHERE direction = 'in'")
         stored, filed = cur.fetchone()
         conn.close()
+        bs.pgss_report(self.pg, dbname, say)
         if stored == 0:
             raise BenchError("the fetcher stored nothing:\n%s" % peers.tail(log_path, 20))
         stored_at = [t for t, line in lines if " state=received " in line]

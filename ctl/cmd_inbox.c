@@ -242,7 +242,8 @@ static const char info_people_sql[] =
     "JOIN people p ON p.id = mp.person_id WHERE mp.message_id = $1 ORDER BY p.id";
 static const char info_attachments_sql[] =
     "SELECT id, filename, content_type, COALESCE(size_bytes, octet_length(data)) AS size, "
-    "sha256, part_path FROM attachments WHERE message_id = $1 ORDER BY id";
+    "sha256, part_path FROM attachments WHERE message_id = $1 ORDER BY string_to_array(part_path, "
+    "'.')::int[] NULLS LAST, id";
 static const char info_timeline_sql[] =
     "SELECT to_json(at) #>> '{}' AS at, action, actor, detail FROM audit_log "
     "WHERE message_id = $1 ORDER BY id";

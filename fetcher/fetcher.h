@@ -66,12 +66,33 @@ typedef enum {
 	FETCHER_POLL_ACCOUNT_ERR /* server, login, TLS or settings problem: diagnostic */
 } fetcher_poll_status_t;
 
-/* A message whose statement was sent and whose result is not taken yet. */
+/* A message whose statement was sent (or is staged) and whose result is
+ * not taken yet. */
 typedef struct {
 	pp_buf_t lines; /* its log lines, each without "msg=ID " */
 	char *dup;      /* its line if it turns out already stored */
 	char uid[PP_LL_LEN + 8];
+	int rows; /* the first message of a sent statement: its count; else 0 */
 } fetcher_pending_t;
+
+/* fetcher_rows.c - one statement storing up to FETCHER_ROWS_MAX messages
+ * of a group (see the file). */
+#define FETCHER_ROWS_MAX 8
+#define FETCHER_ROW_VALUES 26
+/* Staged messages are sent once they hold this many bytes. */
+#define FETCHER_STAGE_BYTES (128 * 1024)
+typedef struct {
+	const char *v[FETCHER_ROW_VALUES]; /* the values, in the statement's order */
+	char *copies[FETCHER_ROW_VALUES];  /* owned copies (fetcher_row_keep) */
+	char person[PP_LL_LEN], related[PP_LL_LEN], size[PP_LL_LEN], date[PP_LL_LEN];
+	char *filed_by, *received, *filed; /* owned */
+	char *atts;                        /* owned: the attachments read from the raw message */
+	size_t bytes;                      /* the values' length */
+} fetcher_row_t;
+typedef struct {
+	char practice[PP_LL_LEN], account[PP_LL_LEN], uidvalidity[PP_LL_LEN];
+	const char *mailbox;
+} fetcher_rows_shared_t;
 
 /* Statements of one group the store leaves running at most. */
 #define FETCHER_PIPELINE_DEPTH 8
@@ -89,6 +110,18 @@ typedef struct {
 	 * on the connection. */
 	fetcher_pending_t *pending;
 	int npending, pending_cap;
+	int nsent; /* statements sent whose results are not taken yet */
+	/* Messages staged for the next statement (their pending entries are
+	 * the last nstage), with the group's values for it. */
+	fetcher_row_t stage[FETCHER_ROWS_MAX];
+	int nstage, stage_pop3;
+	size_t stage_bytes;
+	fetcher_rows_shared_t stage_shared;
+	char *stage_mailbox;
+	/* The read position the group reaches (IMAP): written before its
+	 * commit. */
+	int64_t advance_uid, advance_uidvalidity;
+	char *advance_mailbox;
 } fetcher_batch_t;
 
 typedef struct {
@@ -352,6 +385,31 @@ int fetcher_store_parsed(pp_daemon_t *d, const fetcher_settings_t *s, const fetc
 int fetcher_store_download(pp_daemon_t *d, const fetcher_settings_t *s,
                            const fetcher_account_t *acct, const fetcher_source_t *src,
                            const fetcher_session_t *sess, fetcher_poll_t *poll);
+/* fetcher_rows_sql - the statement for IMAP (pop3 0) or POP3 (built once). */
+const char *fetcher_rows_sql(int pop3);
+/* fetcher_rows_shared - the group's values of the statement. */
+void fetcher_rows_shared(const fetcher_account_t *acct, const fetcher_source_t *src,
+                         fetcher_rows_shared_t *out);
+/* fetcher_row_fill - one message's row, with its attachments that the
+ * database reads from the raw message (fetcher_attach_store stores the
+ * others); its texts borrowed from p, f and src until fetcher_row_keep. */
+void fetcher_row_fill(fetcher_row_t *row, const fetcher_account_t *acct,
+                      const fetcher_source_t *src, const fetcher_parsed_t *p,
+                      const fetcher_filing_t *f, size_t len);
+/* fetcher_row_keep - the row outlives what it borrowed: it takes p's
+ * bodies (left NULL there) and copies the other texts. */
+void fetcher_row_keep(fetcher_row_t *row, fetcher_parsed_t *p);
+void fetcher_row_clear(fetcher_row_t *row);
+/* fetcher_rows_send - the statement for rows[0..n): sent (send, its result
+ * taken later) or run (*res: the answer, owned). 0, or -1. */
+int fetcher_rows_send(pp_db_t *db, const fetcher_rows_shared_t *sh, int pop3, fetcher_row_t *rows,
+                      int n, int send, PGresult **res);
+/* fetcher_rows_whole - the statement stores all of the message: every
+ * attachment is read from its raw text. */
+int fetcher_rows_whole(const fetcher_parsed_t *p);
+/* fetcher_rows_id - the id the answer gives row (0: already stored). */
+int64_t fetcher_rows_id(const PGresult *res, int row);
+
 /* fetcher_store_skip - mark a message that is too large as read without
  * storing it, with a diagnostic naming it; commits the group. 0 / -1. */
 int fetcher_store_skip(pp_daemon_t *d, const fetcher_account_t *acct, const fetcher_source_t *src,

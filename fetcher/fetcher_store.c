@@ -1,19 +1,23 @@
 /*
  * fetcher_store.c - stores downloaded messages: for each, inside the
- * group's transaction, it files it (fetcher_file.c), then in one statement
- * inserts the messages row (state 'received') with its bodies, the family
- * members it concerns, its tag and the audit rows (received, filed) and
- * advances the account's read position (mailbox_state.last_uid, or
- * pop3_seen); then its attachments (fetcher_attach.c) and what a bounce
- * or an unsubscribe request does (fetcher_act.c). So a message is either
- * stored and marked read, or neither.
+ * group's transaction, it files it (fetcher_file.c), then stores it with
+ * the statement of fetcher_rows.c (the messages row, state 'received',
+ * with its bodies, the family members it concerns, its tag, the audit rows
+ * and the attachments read from the raw message; POP3's UIDL); then the
+ * attachments that carry their own bytes (fetcher_attach.c) and what a
+ * bounce or an unsubscribe request does (fetcher_act.c). The group's IMAP
+ * read position (mailbox_state.last_uid) is written once, before its
+ * commit. So a message is either stored and marked read, or neither.
  *
- * Pipelining: a message whose rows are that one statement alone is only
- * sent; up to FETCHER_PIPELINE_DEPTH such statements run while the next
- * messages download and parse, and their results are taken in order
- * before anything else uses the connection (a message that needs its id,
- * the commit, a lease renewal). When one fails the later ones fail with
- * the transaction, and the group is handled as one failure.
+ * Staging and pipelining: a message whose rows are that statement alone
+ * is staged; up to FETCHER_ROWS_MAX staged messages (FETCHER_STAGE_BYTES
+ * at most) go in one statement, which is only sent; up to
+ * FETCHER_PIPELINE_DEPTH such statements run while the next messages
+ * download and parse, and their results are taken in order before
+ * anything else uses the connection (a message that needs its id, the
+ * commit, a lease renewal; the staged ones are sent first). When one
+ * fails the later ones fail with the transaction, and the group is handled
+ * as one failure.
  *
  * Group commit: messages of one poll share a transaction until
  * [fetcher] commit_messages, commit_bytes or commit_ms is reached, then
@@ -43,134 +47,54 @@
 #include "pp_log.h"
 #include "pp_util.h"
 
-/* store_advance - mark the source read: last_uid for IMAP, pop3_seen for POP3. */
-static int store_advance(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src)
+/* store_advance - the group's read position: IMAP's last_uid moves to
+ * the highest UID of the group, written once before its commit; POP3
+ * records each UIDL with its message (fetcher_rows.c). */
+static void store_advance(fetcher_batch_t *b, const fetcher_source_t *src)
 {
-	char id[24], uv[24], uid[24];
+	if (src->pop3 || src->imap_uid <= b->advance_uid)
+		return;
+	if (b->advance_mailbox == NULL || strcmp(b->advance_mailbox, src->mailbox) != 0) {
+		free(b->advance_mailbox);
+		b->advance_mailbox = xstrdup(src->mailbox);
+	}
+	b->advance_uid = src->imap_uid;
+	b->advance_uidvalidity = src->uidvalidity;
+}
+
+/* store_advance_write - the group's read position, in its transaction. */
+static int store_advance_write(pp_db_t *db, const fetcher_account_t *acct, const fetcher_batch_t *b)
+{
+	char id[PP_LL_LEN], uv[PP_LL_LEN], uid[PP_LL_LEN];
+	if (b->advance_uid <= 0)
+		return 0;
 	pp_lltoa(id, acct->id);
-	if (src->pop3)
-		return pp_db_command_prepared(
-		    db,
-		    "INSERT INTO pop3_seen (email_account_id, uidl) VALUES ($1, $2) "
-		    "ON CONFLICT DO NOTHING",
-		    PP_DB_ARGS(id, src->uid));
-	pp_lltoa(uv, src->uidvalidity);
-	pp_lltoa(uid, src->imap_uid);
+	pp_lltoa(uv, b->advance_uidvalidity);
+	pp_lltoa(uid, b->advance_uid);
 	return pp_db_command_prepared(
 	    db,
 	    "UPDATE mailbox_state SET last_uid = greatest(last_uid, $4::bigint), "
 	    "updated_at = now() WHERE email_account_id = $1 AND mailbox = $2 "
 	    "AND uidvalidity = $3",
-	    PP_DB_ARGS(id, src->mailbox, uv, uid));
+	    PP_DB_ARGS(id, b->advance_mailbox, uv, uid));
 }
 
-/* The messages row with its tag, the family members it lists, the audit
- * rows ("received" by the fetcher, "filed" or "unfiled" by the rule) and the
- * read position, in one statement: one round trip per message. Without a
- * row (already stored) only the read position moves. */
-#define STORE_MESSAGE_SQL                                                                          \
-	"WITH m AS (INSERT INTO messages (practice_id, direction, channel, state, "                \
-	"email_account_id, person_id, from_addr, to_addr, cc_addrs, subject, body, "               \
-	"message_id_header, size_bytes, received_at, source_mailbox, source_uidvalidity, "         \
-	"source_uid, body_text, body_html, body_html_safe, content_sha256, dedup_key, "            \
-	"parse_error, in_kind, related_message_id, filed_by, filed_at, references_header) "        \
-	"VALUES ($1, 'in', 'email', 'received', $2, nullif($3::bigint, 0), $4, $5, $6, $7, $8, "   \
-	"$9, $10, CASE WHEN $11::bigint IS NULL OR to_timestamp($11::bigint) > now() + "           \
-	"interval '1 day' THEN now() ELSE to_timestamp($11::bigint) END, $12, $13, $14, $15, "     \
-	"$16, $17, $18, $19, $20, $21, nullif($22::bigint, 0), $23::text, CASE WHEN $23 IS NOT "   \
-	"NULL THEN now() END, $24) ON CONFLICT DO NOTHING RETURNING id), "                         \
-	"t AS (INSERT INTO message_tags (message_id, tag_id) SELECT m.id, pp_tag($1, $25) FROM "   \
-	"m WHERE $25::text IS NOT NULL ON CONFLICT DO NOTHING), "                                  \
-	"l AS (INSERT INTO message_people (message_id, person_id) SELECT m.id, "                   \
-	"unnest(string_to_array($26, ','))::bigint FROM m ON CONFLICT DO NOTHING), "               \
-	"a AS (INSERT INTO audit_log (actor, action, practice_id, message_id, person_id, "         \
-	"detail) SELECT v.actor, v.action, $1, m.id, v.person, v.detail FROM m, (VALUES "          \
-	"($27::text, 'received'::text, NULL::bigint, $28::text), ($29, CASE WHEN $3::bigint = 0 "  \
-	"THEN 'unfiled' ELSE 'filed' END, nullif($3::bigint, 0), $30)) AS v(actor, action, "       \
-	"person, detail)), "
-
-/* the read position: last_uid for IMAP, pop3_seen for POP3 */
-static const char store_message_imap[] =
-    STORE_MESSAGE_SQL "s AS (UPDATE mailbox_state SET last_uid = greatest(last_uid, "
-                      "$31::bigint), updated_at = now() WHERE email_account_id = $2 AND "
-                      "mailbox = $12 AND uidvalidity = $13) SELECT id FROM m";
-static const char store_message_pop3[] =
-    STORE_MESSAGE_SQL "s AS (INSERT INTO pop3_seen (email_account_id, uidl) VALUES ($2, $14) "
-                      "ON CONFLICT DO NOTHING) SELECT id FROM m";
-
-/* store_message - the statement above, sent (send: its result is taken
- * later, see store_settle) or run; *msg_id = 0 when the message was
- * already there. */
+/* store_message - one message's statement (fetcher_rows.c), run now;
+ * *msg_id = 0 when the message was already there. */
 static int store_message(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
-                         const fetcher_parsed_t *p, const fetcher_filing_t *f, size_t len, int send,
+                         const fetcher_parsed_t *p, const fetcher_filing_t *f, size_t len,
                          int64_t *msg_id)
 {
-	static const char *const kinds[] = {"mail", "bounce", "auto_reply", "unsubscribe"};
-	char practice[PP_LL_LEN], account[PP_LL_LEN], person[PP_LL_LEN], size[PP_LL_LEN];
-	char date[PP_LL_LEN], uv[PP_LL_LEN], related[PP_LL_LEN], uid[PP_LL_LEN];
-	pp_lltoa(practice, acct->practice_id);
-	pp_lltoa(account, acct->id);
-	pp_lltoa(person, f->person_id);
-	pp_lltoa(related, f->related_id);
-	pp_lltoa(size, (len > INT_MAX ? INT_MAX : len));
-	pp_lltoa(date, p->date_unix);
-	pp_lltoa(uv, src->uidvalidity);
-	pp_lltoa(uid, src->imap_uid);
-	char *filed_by = f->person_id ? xasprintf("rule:%s", f->how) : NULL;
-	char *received =
-	    xasprintf("account=%lld mailbox=%s uid=%s kind=%s%s", (long long)acct->id, src->mailbox,
-	              src->uid, kinds[p->cls.kind], p->parse_error ? " parse_error=yes" : "");
-	char *filed = f->person_id ? xasprintf("rule=%s %s%s%s", f->how, f->why,
-	                                       f->tag ? " tag=" : "", f->tag ? f->tag : "")
-	                           : xstrdup(f->why);
-	/* the texts come from outside: one line each, as pp_audit makes them */
-	pp_audit_one_line(received);
-	pp_audit_one_line(filed);
-	const char *sql = src->pop3 ? store_message_pop3 : store_message_imap;
-	int n = src->pop3 ? 30 : 31;
-	const char *const params[] = {practice,
-	                              account,
-	                              person,
-	                              p->from_addr,
-	                              p->to_addr,
-	                              p->cc_addr,
-	                              p->subject,
-	                              p->body,
-	                              p->message_id,
-	                              size,
-	                              p->has_date ? date : NULL,
-	                              src->mailbox,
-	                              uv,
-	                              src->uid,
-	                              p->body_text,
-	                              p->body_html,
-	                              p->body_html_safe,
-	                              p->content_sha256,
-	                              p->dedup_key,
-	                              p->parse_error,
-	                              kinds[p->cls.kind],
-	                              related,
-	                              filed_by,
-	                              p->references,
-	                              f->tag,
-	                              f->listed.len ? f->listed.data : "",
-	                              FETCHER_STAGE,
-	                              received,
-	                              PP_AUDIT_RULE,
-	                              filed,
-	                              uid};
-	int rc = 0;
+	fetcher_rows_shared_t sh;
+	fetcher_row_t row;
 	PGresult *res = NULL;
-	if (send)
-		rc = pp_db_send_prepared(db, sql, n, params);
-	else if ((res = pp_db_exec_prepared(db, sql, n, params)) == NULL)
-		rc = -1;
-	else
-		*msg_id = PQntuples(res) == 1 ? pp_db_value_ll(res, 0, 0, 0) : 0;
+	fetcher_rows_shared(acct, src, &sh);
+	fetcher_row_fill(&row, acct, src, p, f, len);
+	int rc = fetcher_rows_send(db, &sh, src->pop3, &row, 1, 0, &res);
+	if (rc == 0)
+		*msg_id = fetcher_rows_id(res, 0);
 	PQclear(res);
-	free(filed_by);
-	free(received);
-	free(filed);
+	fetcher_row_clear(&row);
 	return rc;
 }
 
@@ -217,7 +141,7 @@ static int store_rows(pp_db_t *db, const fetcher_account_t *acct, const fetcher_
                       const fetcher_parsed_t *p, const fetcher_filing_t *f, const char *raw,
                       size_t len, int64_t *msg_id)
 {
-	if (store_message(db, acct, src, p, f, len, 0, msg_id) != 0)
+	if (store_message(db, acct, src, p, f, len, msg_id) != 0)
 		return -1;
 	if (*msg_id == 0)
 		return 0; /* already stored: only marked read */
@@ -279,11 +203,11 @@ static int store_careful(pp_db_t *db, const fetcher_account_t *acct, const fetch
 }
 
 /* store_deferrable - the message's rows are the one statement alone (no
- * attachments, exact bytes or bounce or unsubscribe effects, which need
- * its id), so the store need not wait for it. */
+ * attachment with its own bytes, exact bytes or bounce or unsubscribe
+ * effects, which need its id), so the store need not wait for it. */
 static int store_deferrable(const fetcher_parsed_t *p, const fetcher_filing_t *f)
 {
-	return p->nattachments == 0 && !p->body_lossy && !fetcher_act_needed(p, f);
+	return fetcher_rows_whole(p) && !fetcher_act_needed(p, f);
 }
 
 static int store_settle(pp_db_t *db, const fetcher_account_t *acct, fetcher_poll_t *poll, int keep);
@@ -298,7 +222,78 @@ static void store_pending(fetcher_batch_t *b, pp_buf_t *lines, char *dup, const 
 	fetcher_pending_t *e = &b->pending[b->npending++];
 	e->lines = *lines;
 	e->dup = dup;
+	e->rows = 0;
 	snprintf(e->uid, sizeof(e->uid), "%s", uid);
+}
+
+/* stage_clear - forget the staged rows. */
+static void stage_clear(fetcher_batch_t *b)
+{
+	for (int i = 0; i < b->nstage; i++)
+		fetcher_row_clear(&b->stage[i]);
+	free(b->stage_mailbox);
+	b->stage_mailbox = NULL;
+	b->nstage = 0;
+	b->stage_bytes = 0;
+}
+
+/* stage_send - send the staged messages' statement; their pending
+ * entries (the last nstage but for behind more) wait for its result. */
+static int stage_send(pp_db_t *db, fetcher_batch_t *b, int behind)
+{
+	if (b->nstage == 0)
+		return 0;
+	int rc =
+	    fetcher_rows_send(db, &b->stage_shared, b->stage_pop3, b->stage, b->nstage, 1, NULL);
+	if (rc == 0) {
+		b->pending[b->npending - behind - b->nstage].rows = b->nstage;
+		b->nsent++;
+	}
+	stage_clear(b);
+	return rc;
+}
+
+/* stage_open - the group's values for the next statement. */
+static void stage_open(fetcher_batch_t *b, const fetcher_account_t *acct,
+                       const fetcher_source_t *src)
+{
+	fetcher_rows_shared(acct, src, &b->stage_shared);
+	b->stage_mailbox = xstrdup(src->mailbox);
+	b->stage_shared.mailbox = b->stage_mailbox;
+	b->stage_pop3 = src->pop3;
+}
+
+/* stage_add - stage a message whose rows are its statement alone; sent
+ * with the others once FETCHER_ROWS_MAX or FETCHER_STAGE_BYTES are
+ * staged (it takes p's bodies). A message that large by itself goes at
+ * once, uncopied. */
+static int stage_add(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
+                     fetcher_parsed_t *p, const fetcher_filing_t *f, size_t len, fetcher_batch_t *b)
+{
+	if (b->nstage == 0)
+		stage_open(b, acct, src);
+	fetcher_row_t *row = &b->stage[b->nstage++];
+	fetcher_row_fill(row, acct, src, p, f, len);
+	if (row->bytes >= FETCHER_STAGE_BYTES && b->nstage > 1) {
+		/* the others first, then this one alone */
+		fetcher_row_t big = *row;
+		b->nstage--;
+		int rc = stage_send(db, b, 1);
+		stage_open(b, acct, src);
+		b->stage[0] = big;
+		b->nstage = 1;
+		row = &b->stage[0];
+		if (rc != 0) {
+			stage_clear(b);
+			return -1;
+		}
+	}
+	b->stage_bytes += row->bytes;
+	if (b->stage_bytes < FETCHER_STAGE_BYTES && b->nstage < FETCHER_ROWS_MAX) {
+		fetcher_row_keep(row, p);
+		return 0;
+	}
+	return stage_send(db, b, 0);
 }
 
 /* store_one - one message inside the group's open transaction, filed
@@ -315,9 +310,12 @@ static int store_one(pp_db_t *db, const fetcher_account_t *acct, const fetcher_s
 {
 	fetcher_batch_t *b = &poll->batch;
 	fetcher_filing_t f;
+	pp_buf_t lines;
+	char *dup = NULL;
 	int64_t msg_id = 0;
 	int rc = 0, sent = 0;
 	memset(&f, 0, sizeof(f));
+	pp_buf_init(&lines);
 	*refused = *settled = 0;
 	int careful_now = careful.left > 0 && careful.account == acct->id;
 	if (filed == NULL || careful_now || !poll->pipelined || !store_deferrable(parsed, filed)) {
@@ -339,20 +337,19 @@ static int store_one(pp_db_t *db, const fetcher_account_t *acct, const fetcher_s
 		careful.left--;
 		rc = store_careful(db, acct, src, raw, len, parsed, &f, &msg_id);
 	} else if (poll->pipelined && store_deferrable(parsed, &f)) {
-		rc = store_message(db, acct, src, parsed, &f, len, 1, &msg_id);
-		sent = rc == 0;
+		/* its pending entry comes first: sending the stage marks it */
+		store_lines(&lines, &dup, acct, src, parsed, &f, len);
+		store_pending(b, &lines, dup, src->uid);
+		rc = stage_add(db, acct, src, parsed, &f, len, b);
+		sent = 1;
 	} else {
 		rc = store_rows(db, acct, src, parsed, &f, raw, len, &msg_id);
 		*refused = rc < 0 && pp_db_error_is_data(db);
 	}
 	if (rc == 0) {
-		pp_buf_t lines;
-		char *dup;
-		pp_buf_init(&lines);
-		store_lines(&lines, &dup, acct, src, parsed, &f, len);
-		if (sent) {
-			store_pending(b, &lines, dup, src->uid);
-		} else {
+		store_advance(b, src);
+		if (!sent) {
+			store_lines(&lines, &dup, acct, src, parsed, &f, len);
 			store_log(&b->log, lines.data, dup, msg_id);
 			pp_buf_free(&lines);
 			free(dup);
@@ -374,6 +371,8 @@ static void batch_clear(fetcher_batch_t *b)
 		free(b->pending[i].dup);
 	}
 	free(b->pending);
+	stage_clear(b);
+	free(b->advance_mailbox);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -435,8 +434,9 @@ static void store_settle_failed(pp_db_t *db, const fetcher_account_t *acct, fetc
 	int data = pp_db_error_is_data(db);
 	snprintf(uid, sizeof(uid), "%s", b->pending[0].uid);
 	snprintf(error, sizeof(error), "%s", pp_db_error(db));
-	for (int i = 1; i < b->npending; i++)
+	for (int i = 1; i < b->nsent; i++)
 		PQclear(pp_db_result(db));
+	b->nsent = 0;
 	if (data) {
 		batch_careful(db, acct, uid, poll, b->count);
 	} else {
@@ -446,14 +446,21 @@ static void store_settle_failed(pp_db_t *db, const fetcher_account_t *acct, fetc
 	}
 }
 
-/* store_settle - take the pending statements' results, oldest first,
- * until at most keep are left running. 0, or -1 when one failed (the
- * group is then dropped, see store_settle_failed). */
+/* store_settle - take the sent statements' results, oldest first, until
+ * at most keep are left running (keep 0: the staged messages are sent
+ * first, and all are taken). 0, or -1 when one failed (the group is then
+ * dropped, see store_settle_failed). */
 static int store_settle(pp_db_t *db, const fetcher_account_t *acct, fetcher_poll_t *poll, int keep)
 {
 	fetcher_batch_t *b = &poll->batch;
 	int taken = 0;
-	while (b->npending - taken > keep) {
+	if (keep == 0 && stage_send(db, b, 0) != 0) {
+		log_warnx("account=%lld cannot store the messages (will retry): %s",
+		          (long long)acct->id, pp_db_error(db));
+		batch_discard(db, poll);
+		return -1;
+	}
+	while (b->nsent > keep) {
 		fetcher_pending_t *e = &b->pending[taken];
 		PGresult *res = pp_db_result(db);
 		if (res == NULL) {
@@ -463,13 +470,15 @@ static int store_settle(pp_db_t *db, const fetcher_account_t *acct, fetcher_poll
 			store_settle_failed(db, acct, poll);
 			return -1;
 		}
-		int64_t msg_id = PQntuples(res) == 1 ? pp_db_value_ll(res, 0, 0, 0) : 0;
+		b->nsent--;
+		for (int r = 0, rows = e->rows; r < rows; r++, e++, taken++) {
+			int64_t msg_id = fetcher_rows_id(res, r);
+			store_log(&b->log, e->lines.data, e->dup, msg_id);
+			b->stored += msg_id != 0;
+			pp_buf_free(&e->lines);
+			free(e->dup);
+		}
 		PQclear(res);
-		store_log(&b->log, e->lines.data, e->dup, msg_id);
-		b->stored += msg_id != 0;
-		pp_buf_free(&e->lines);
-		free(e->dup);
-		taken++;
 	}
 	if (taken > 0) {
 		memmove(b->pending, b->pending + taken,
@@ -492,7 +501,7 @@ int fetcher_store_flush(pp_daemon_t *d, const fetcher_account_t *acct, fetcher_p
 		return 0;
 	if (fetcher_store_settle(d, acct, poll) != 0)
 		return -1;
-	if (pp_db_commit(db) != 0) {
+	if (store_advance_write(db, acct, b) != 0 || pp_db_commit(db) != 0) {
 		batch_discard(db, poll);
 		return -1;
 	}
@@ -512,15 +521,20 @@ int fetcher_store_flush(pp_daemon_t *d, const fetcher_account_t *acct, fetcher_p
 int fetcher_store_skip(pp_daemon_t *d, const fetcher_account_t *acct, const fetcher_source_t *src,
                        int64_t max_bytes, fetcher_poll_t *poll)
 {
-	char text[256];
+	char text[256], account[PP_LL_LEN];
 	pp_db_t *db = pp_daemon_db(d);
+	pp_lltoa(account, acct->id);
 	snprintf(text, sizeof(text),
 	         "mailbox %s uid %s is larger than [fetcher] max_message_bytes=%lld; it was left "
 	         "on the server and not stored",
 	         src->mailbox, src->uid, (long long)max_bytes);
 	if (fetcher_store_settle(d, acct, poll) != 0 || batch_begin(db, poll) != 0)
 		return -1;
-	if (store_advance(db, acct, src) != 0 ||
+	store_advance(&poll->batch, src);
+	if ((src->pop3 && pp_db_command_prepared(db,
+	                                         "INSERT INTO pop3_seen (email_account_id, uidl) "
+	                                         "VALUES ($1, $2) ON CONFLICT DO NOTHING",
+	                                         PP_DB_ARGS(account, src->uid)) != 0) ||
 	    pp_diag_raise(db, FETCHER_STAGE, "warning", "fetch_message_too_large",
 	                  acct->practice_id, acct->id, 0, text) != 0) {
 		batch_discard(db, poll);
