@@ -95,18 +95,25 @@ GByteArray *fetcher_part_bytes(GMimeObject *obj, GMimeStream *mem)
  * decoded. */
 static int parts_base64_plain(const unsigned char *s, size_t n, size_t decoded)
 {
-	size_t chars = 0, pad = 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = s[i];
-		if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
-			continue;
-		if (c == '=') {
-			pad++;
-		} else if (pad > 0 || !(isalnum(c) || c == '+' || c == '/')) {
+	/* 1: the alphabet, 2: white space, 0: anything else ('=' apart) */
+	static const unsigned char cls[256] = {
+	    ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1, ['0' ... '9'] = 1, ['+'] = 1,  ['/'] = 1,
+	    [' '] = 2,         ['\t'] = 2,        ['\r'] = 2,        ['\n'] = 2,
+	};
+	size_t chars = 0, pad = 0, i = 0;
+	for (; i < n && s[i] != '='; i++) {
+		unsigned char k = cls[s[i]];
+		if (k == 0)
 			return 0;
-		}
-		chars++;
+		chars += k == 1;
 	}
+	for (; i < n; i++) {
+		if (s[i] == '=')
+			pad++;
+		else if (cls[s[i]] != 2)
+			return 0; /* only '=' and white space after the first '=' */
+	}
+	chars += pad;
 	return chars % 4 == 0 && pad <= 2 && chars / 4 * 3 - pad == decoded;
 }
 
@@ -178,9 +185,25 @@ static void parts_add_attachment(parts_walk_t *w, GMimeObject *obj, const char *
 	g_object_unref(mem);
 }
 
-/* parts_text - the decoded text of a text part as valid UTF-8 (owned). */
+/* parts_text - the decoded text of a text part as valid UTF-8 (owned).
+ * A part that says it is UTF-8 and is: its decoded bytes as they are (the
+ * same text GMime's conversion gives, without an iconv pass over it). */
 static char *parts_text(GMimeObject *obj)
 {
+	const char *cs = g_mime_object_get_content_type_parameter(obj, "charset");
+	if (cs != NULL &&
+	    (g_ascii_strcasecmp(cs, "utf-8") == 0 || g_ascii_strcasecmp(cs, "utf8") == 0)) {
+		GMimeStream *mem = g_mime_stream_mem_new();
+		GByteArray *bytes = fetcher_part_bytes(obj, mem);
+		int changed = 0;
+		size_t len = bytes ? bytes->len : 0;
+		char *s =
+		    fetcher_utf8_clean(len ? (const char *)bytes->data : "", len, 0, &changed);
+		g_object_unref(mem);
+		if (!changed && strlen(s) == len)
+			return s;
+		free(s); /* not UTF-8 after all (or a NUL): GMime's conversion decides */
+	}
 	char *t = g_mime_text_part_get_text(GMIME_TEXT_PART(obj));
 	char *s = fetcher_utf8_clean(t ? t : "", t ? strlen(t) : 0, 0, NULL);
 	g_free(t);

@@ -10,9 +10,12 @@
  * of storing and the read position are as without the worker. When the
  * worker's filing fails (its connection is down), the store files in line.
  *
- * Ownership: fetcher_pipe_submit takes the raw bytes (a pp_buf_t's data);
- * fetcher_pipe_wait hands them back with the parse result, and the caller
- * frees both.
+ * Ownership: fetcher_pipe_submit takes the raw bytes (a pp_buf_t's data,
+ * NUL-terminated); fetcher_pipe_wait hands them back with the parse
+ * result, and the caller frees both. When the raw message is valid UTF-8
+ * the result's body is those bytes themselves and raw comes back NULL
+ * (only a message whose body had to be cleaned needs its raw bytes
+ * again).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -48,6 +51,12 @@ static void *pipe_main(void *arg)
 		pthread_mutex_unlock(&p->lock);
 		/* the job is the worker's alone until it says DONE */
 		fetcher_parse_message(job->raw, job->len, &job->parsed);
+		if (!job->parsed.body_lossy && job->raw != NULL) {
+			/* body is the raw bytes as they are: keep one copy */
+			free(job->parsed.body);
+			job->parsed.body = job->raw;
+			job->raw = NULL;
+		}
 		job->filed = job->practice_id > 0 &&
 		             fetcher_file(p->db, job->practice_id, &job->parsed, &job->filing) == 0;
 		pthread_mutex_lock(&p->lock);
