@@ -90,11 +90,15 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libppcommon.a
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ./$$t; done
 
+# PYTEST_JOBS: test files run this many at a time (pytest-xdist; each file's
+# tests stay together on one worker, every server on its own free ports).
+PYTEST_JOBS ?= 2
 integration: all
 	cd tests/integration && PP_BIN_DIR=$(CURDIR)/$(BUILD)/bin \
 	    ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
 	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	    /usr/bin/python3 -m pytest -q -ra $(PYTEST_ARGS)
+	    /usr/bin/python3 -m pytest -q -ra \
+	    $(if $(filter-out 1,$(PYTEST_JOBS)),-n $(PYTEST_JOBS) --dist loadfile) $(PYTEST_ARGS)
 
 # make check: install what is missing, build, the unit tests of the plain
 # and the ASan+UBSan builds, the integration suite against real servers
