@@ -385,8 +385,6 @@ int fetcher_store_parsed(pp_daemon_t *d, const fetcher_settings_t *s, const fetc
 int fetcher_store_download(pp_daemon_t *d, const fetcher_settings_t *s,
                            const fetcher_account_t *acct, const fetcher_source_t *src,
                            const fetcher_session_t *sess, fetcher_poll_t *poll);
-/* fetcher_rows_sql - the statement for IMAP (pop3 0) or POP3 (built once). */
-const char *fetcher_rows_sql(int pop3);
 /* fetcher_rows_shared - the group's values of the statement. */
 void fetcher_rows_shared(const fetcher_account_t *acct, const fetcher_source_t *src,
                          fetcher_rows_shared_t *out);

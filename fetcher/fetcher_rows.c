@@ -135,7 +135,8 @@ static char *rows_sql(int pop3)
 	return pp_buf_steal(&b);
 }
 
-const char *fetcher_rows_sql(int pop3)
+/* rows_statement - the statement for IMAP (pop3 0) or POP3, built once. */
+static const char *rows_statement(int pop3)
 {
 	/* Built once; its address names the prepared statement (pp_db). */
 	static char *sql[2];
@@ -259,7 +260,7 @@ void fetcher_row_keep(fetcher_row_t *row, fetcher_parsed_t *p)
 		if (s == NULL || s == row->filed_by || s == row->received || s == row->filed ||
 		    s == row->atts)
 			continue;
-		/* the row's own numbers move with it: point into the copy */
+		/* the row's own numbers stay where the row is */
 		if (s >= (const char *)row && s < (const char *)(row + 1))
 			continue;
 		for (size_t k = 0; k < sizeof(bodies) / sizeof(bodies[0]) && !row->copies[c]; k++)
@@ -299,17 +300,11 @@ int fetcher_rows_send(pp_db_t *db, const fetcher_rows_shared_t *sh, int pop3, fe
 	params[5] = PP_AUDIT_RULE;
 	for (int r = 0; r < n; r++) {
 		const char **pv = params + ROWS_SHARED + r * FETCHER_ROW_VALUES;
-		/* a row's numbers point into the row itself: fixed there */
-		fetcher_row_t *row = &rows[r];
-		memcpy(pv, row->v, sizeof(row->v));
-		pv[1] = row->person;
-		pv[8] = row->size;
-		pv[9] = row->v[9] ? row->date : NULL;
-		pv[18] = row->related;
+		memcpy(pv, rows[r].v, sizeof(rows[r].v));
 		pp_lltoa(ords[r], r);
 		pv[0] = ords[r];
 	}
-	const char *sql = fetcher_rows_sql(pop3);
+	const char *sql = rows_statement(pop3);
 	if (send)
 		return pp_db_send_prepared(db, sql, NPARAMS, params);
 	*res = pp_db_exec_prepared(db, sql, NPARAMS, params);

@@ -237,63 +237,52 @@ static void stage_clear(fetcher_batch_t *b)
 	b->stage_bytes = 0;
 }
 
-/* stage_send - send the staged messages' statement; their pending
- * entries (the last nstage but for behind more) wait for its result. */
-static int stage_send(pp_db_t *db, fetcher_batch_t *b, int behind)
+/* stage_send_rows - one statement for n staged rows from first; their
+ * pending entries (the last ones but for behind more) wait for its result. */
+static int stage_send_rows(pp_db_t *db, fetcher_batch_t *b, int first, int n, int behind)
 {
-	if (b->nstage == 0)
-		return 0;
-	int rc =
-	    fetcher_rows_send(db, &b->stage_shared, b->stage_pop3, b->stage, b->nstage, 1, NULL);
-	if (rc == 0) {
-		b->pending[b->npending - behind - b->nstage].rows = b->nstage;
-		b->nsent++;
-	}
-	stage_clear(b);
-	return rc;
+	if (fetcher_rows_send(db, &b->stage_shared, b->stage_pop3, b->stage + first, n, 1, NULL) !=
+	    0)
+		return -1;
+	b->pending[b->npending - behind - n].rows = n;
+	b->nsent++;
+	return 0;
 }
 
-/* stage_open - the group's values for the next statement. */
-static void stage_open(fetcher_batch_t *b, const fetcher_account_t *acct,
-                       const fetcher_source_t *src)
+/* stage_send - send the staged messages; a last one that is large by
+ * itself goes in a statement of its own, uncopied. */
+static int stage_send(pp_db_t *db, fetcher_batch_t *b)
 {
-	fetcher_rows_shared(acct, src, &b->stage_shared);
-	b->stage_mailbox = xstrdup(src->mailbox);
-	b->stage_shared.mailbox = b->stage_mailbox;
-	b->stage_pop3 = src->pop3;
+	int n = b->nstage, rc = 0;
+	if (n > 1 && b->stage[n - 1].bytes >= FETCHER_STAGE_BYTES)
+		rc = stage_send_rows(db, b, 0, n - 1, 1) != 0 ||
+		     stage_send_rows(db, b, n - 1, 1, 0) != 0;
+	else if (n > 0)
+		rc = stage_send_rows(db, b, 0, n, 0) != 0;
+	stage_clear(b);
+	return rc ? -1 : 0;
 }
 
 /* stage_add - stage a message whose rows are its statement alone; sent
  * with the others once FETCHER_ROWS_MAX or FETCHER_STAGE_BYTES are
- * staged (it takes p's bodies). A message that large by itself goes at
- * once, uncopied. */
+ * staged (it takes p's bodies meanwhile). */
 static int stage_add(pp_db_t *db, const fetcher_account_t *acct, const fetcher_source_t *src,
                      fetcher_parsed_t *p, const fetcher_filing_t *f, size_t len, fetcher_batch_t *b)
 {
-	if (b->nstage == 0)
-		stage_open(b, acct, src);
+	if (b->nstage == 0) {
+		fetcher_rows_shared(acct, src, &b->stage_shared);
+		b->stage_mailbox = xstrdup(src->mailbox);
+		b->stage_shared.mailbox = b->stage_mailbox;
+		b->stage_pop3 = src->pop3;
+	}
 	fetcher_row_t *row = &b->stage[b->nstage++];
 	fetcher_row_fill(row, acct, src, p, f, len);
-	if (row->bytes >= FETCHER_STAGE_BYTES && b->nstage > 1) {
-		/* the others first, then this one alone */
-		fetcher_row_t big = *row;
-		b->nstage--;
-		int rc = stage_send(db, b, 1);
-		stage_open(b, acct, src);
-		b->stage[0] = big;
-		b->nstage = 1;
-		row = &b->stage[0];
-		if (rc != 0) {
-			stage_clear(b);
-			return -1;
-		}
-	}
 	b->stage_bytes += row->bytes;
 	if (b->stage_bytes < FETCHER_STAGE_BYTES && b->nstage < FETCHER_ROWS_MAX) {
 		fetcher_row_keep(row, p);
 		return 0;
 	}
-	return stage_send(db, b, 0);
+	return stage_send(db, b);
 }
 
 /* store_one - one message inside the group's open transaction, filed
@@ -454,7 +443,7 @@ static int store_settle(pp_db_t *db, const fetcher_account_t *acct, fetcher_poll
 {
 	fetcher_batch_t *b = &poll->batch;
 	int taken = 0;
-	if (keep == 0 && stage_send(db, b, 0) != 0) {
+	if (keep == 0 && stage_send(db, b) != 0) {
 		log_warnx("account=%lld cannot store the messages (will retry): %s",
 		          (long long)acct->id, pp_db_error(db));
 		batch_discard(db, poll);
